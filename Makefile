@@ -1,0 +1,29 @@
+# Two commands set everything up (see README): `make demo` and `make test`.
+# Both create the virtual environment in .venv on first use and reuse it afterwards.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ldcsf-installed
+# An empty find-links keeps pip on the registry's regular torch build: some machines offer a
+# CPU-only torch wheel locally, and torchvision (imported by timm) cannot load with it.
+PIP    := PIP_FIND_LINKS= PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ldcsf demo --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

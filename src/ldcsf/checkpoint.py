@@ -1,0 +1,146 @@
+"""The checkpoint format: weights plus everything needed to predict with them.
+
+Like timm's `pretrained_cfg`, what the weights need to be used correctly travels with them:
+the model's name and arguments, label names, per-label decision thresholds, the input size,
+the physical resolution of the input (µm per pixel), the normalisation, and the code version.
+
+Two containers are accepted by `load_checkpoint`:
+- an ldcsf checkpoint (`save_checkpoint`): {"format": "ldcsf-checkpoint", "meta": ..., "state_dict": ...};
+- a Lightning checkpoint written by `ldcsf train`, which carries the same "ldcsf" meta beside
+  Lightning's own keys and the model's weights under the "model." prefix.
+Both load with `torch.load(weights_only=True)`: no pickled code ever runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from .models import MultiLabelClassifier, create_model
+from .utils.atomic import atomic_path
+
+CHECKPOINT_FORMAT = "ldcsf-checkpoint"
+FORMAT_VERSION = 1
+#: Default physical resolution of model input: 0.5 µm/px, i.e. a 20x objective scan.
+DEFAULT_MPP = 0.5
+
+
+@dataclass
+class CheckpointMeta:
+    """What a checkpoint says about how to use its weights."""
+
+    model_name: str
+    model_kwargs: dict[str, Any]
+    labels: list[str]
+    thresholds: list[float]
+    input_size: int
+    mpp: float = DEFAULT_MPP
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_STD))
+    code_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_model(
+        cls,
+        model: MultiLabelClassifier,
+        thresholds: Sequence[float] | None = None,
+        mpp: float = DEFAULT_MPP,
+        mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+        std: Sequence[float] = IMAGENET_DEFAULT_STD,
+        extra: dict[str, Any] | None = None,
+    ) -> "CheckpointMeta":
+        from . import __version__
+
+        if not model.model_cfg:
+            raise ValueError("model was not built by ldcsf.create_model; cannot record how to rebuild it")
+        thresholds = [0.5] * model.num_labels if thresholds is None else [float(t) for t in thresholds]
+        if len(thresholds) != model.num_labels:
+            raise ValueError(f"{len(thresholds)} thresholds for {model.num_labels} labels")
+        kwargs = dict(model.model_cfg["kwargs"])
+        kwargs.pop("pretrained", None)
+        kwargs.pop("pretrained_file", None)
+        return cls(
+            model_name=model.model_cfg["name"],
+            model_kwargs=kwargs,
+            labels=list(model.labels),
+            thresholds=thresholds,
+            input_size=int(model.img_size[0]),
+            mpp=float(mpp),
+            mean=[float(v) for v in mean],
+            std=[float(v) for v in std],
+            code_version=__version__,
+            extra=dict(extra or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CheckpointMeta":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def build_model(self) -> MultiLabelClassifier:
+        """The architecture, with random weights (load the state dict next)."""
+        kwargs = {k: v for k, v in self.model_kwargs.items() if k != "labels"}
+        return create_model(self.model_name, labels=self.labels, **kwargs)
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: MultiLabelClassifier
+    meta: CheckpointMeta
+    path: Path
+
+
+def save_checkpoint(path: str | Path, model: MultiLabelClassifier, meta: CheckpointMeta | None = None) -> Path:
+    """Write weights and meta atomically; return the path."""
+    meta = meta or CheckpointMeta.for_model(model)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": meta.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_checkpoint_payload(path: str | Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
+    """Read meta and model state dict from either container, with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from err
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: not an ldcsf checkpoint (holds a {type(payload).__name__})")
+    if payload.get("format") == CHECKPOINT_FORMAT:
+        if payload.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path}: checkpoint format {payload['format_version']} is newer than this ldcsf reads")
+        return CheckpointMeta.from_dict(payload["meta"]), payload["state_dict"]
+    if isinstance(payload.get("ldcsf"), dict) and "state_dict" in payload:  # Lightning checkpoint
+        state = {k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")}
+        return CheckpointMeta.from_dict(payload["ldcsf"]), state
+    raise ValueError(f"{path}: not an ldcsf checkpoint (no ldcsf model description inside)")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model of a checkpoint and load its weights; returns model (eval mode) and meta."""
+    meta, state = read_checkpoint_payload(path)
+    try:
+        model = meta.build_model()
+        model.load_state_dict(state)
+    except (ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: weights do not match model {meta.model_name!r} ({str(err).splitlines()[0]})") from err
+    model.eval().to(map_location)
+    return LoadedCheckpoint(model=model, meta=meta, path=Path(path))

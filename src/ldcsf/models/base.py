@@ -1,0 +1,107 @@
+"""The surface every ldcsf classifier shares: labels, input checks, pooled and spatial heads.
+
+A classifier maps an RGB tile (N, 3, H, W) to one logit per label. Subclasses only say how the
+feature map (N, C, h, w) is made (`forward_features`); pooling and the head live here so that
+the LDCSF model and the baselines are scored with exactly the same head.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: The paper's labels, in the order of its result table.
+DEFAULT_LABELS: tuple[str, ...] = ("stroma", "necrosis", "non_tumor", "tumor")
+
+
+def resolve_labels(num_labels: int | None, labels: Sequence[str] | None) -> list[str]:
+    """Turn `num_labels` and/or `labels` into a validated list of label names."""
+    if labels is not None:
+        labels = [str(name) for name in labels]
+        if num_labels is not None and num_labels != len(labels):
+            raise ValueError(f"num_labels={num_labels} but {len(labels)} label names were given: {labels}")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"label names must be unique, got {labels}")
+    elif num_labels is None or num_labels == len(DEFAULT_LABELS):
+        labels = list(DEFAULT_LABELS)
+    else:
+        labels = [f"label_{i}" for i in range(num_labels)]
+    if len(labels) < 1:
+        raise ValueError(f"num_labels must be at least 1, got {len(labels)}")
+    return labels
+
+
+class MultiLabelClassifier(nn.Module):
+    """Base class: one logit per label; apply a sigmoid for probabilities.
+
+    Args:
+        labels: label names, one output each.
+        img_size: the (height, width) the model accepts.
+        num_features: channels of the map `forward_features` returns.
+        drop_rate: dropout before the linear head.
+    """
+
+    #: Swin needs exactly its input size; CNNs accept any size (set per subclass).
+    fixed_input_size: bool = True
+
+    def __init__(self, labels: Sequence[str], img_size: tuple[int, int], num_features: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.labels = list(labels)
+        self.num_labels = len(self.labels)
+        self.img_size = tuple(img_size)
+        self.num_features = num_features
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(num_features, self.num_labels)
+        #: How to rebuild this model: set by the factory (`ldcsf.models.create_model`).
+        self.model_cfg: dict = {}
+
+    # -- input ---------------------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for an input the model cannot take."""
+        name = self.model_cfg.get("name", type(self).__name__)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{name} expects a batch of RGB images (N, 3, H, W), got shape {tuple(x.shape)}")
+        if self.fixed_input_size and tuple(x.shape[-2:]) != self.img_size:
+            h, w = self.img_size
+            raise ValueError(
+                f"{name} expects input of size {h}x{w} px, got {x.shape[-2]}x{x.shape[-1]} "
+                f"(resize tiles to {h}x{w}, or build the model with img_size={h})"
+            )
+
+    # -- the three-method surface (as in timm) ---------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the feature map (N, C, h, w) the head pools."""
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global-average-pool the map and apply the linear head."""
+        x = self.head_drop(x.mean(dim=(2, 3)))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # -- spatial output ------------------------------------------------------------------------
+    def spatial_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-position logits (N, num_labels, h, w) from a feature map, before pooling.
+
+        The head is linear, so the mean of this map over positions equals the pooled logits
+        (without dropout): each position is the evidence that part of the tile contributes.
+        """
+        weight = self.head.weight[:, :, None, None]
+        return F.conv2d(features, weight, self.head.bias)
+
+    def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-label logit map for a batch of images: a coarse sub-tile map."""
+        return self.spatial_logits(self.forward_features(x))
+
+    def reset_classifier(self, labels: Sequence[str]) -> None:
+        """Replace the head for a new label list (e.g. fine-tuning to other labels)."""
+        self.labels = resolve_labels(None, labels)
+        self.num_labels = len(self.labels)
+        self.head = nn.Linear(self.num_features, self.num_labels)
+        if self.model_cfg:
+            self.model_cfg["kwargs"]["labels"] = list(self.labels)

@@ -1,0 +1,136 @@
+"""Named model variants and the one factory that builds them: `create_model("ldcsf_swin_tiny")`.
+
+Each variant is a few lines stating its arguments, as in timm. Variants share the label head and
+input conventions, so LDCSF and its baselines are interchangeable in training, evaluation and
+slide inference.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .baselines import TimmClassifier
+from .base import MultiLabelClassifier, resolve_labels
+from .ldcsf import LDCSF
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    build: Callable[..., MultiLabelClassifier]
+    description: str
+
+
+_REGISTRY: dict[str, Variant] = {}
+
+
+def register(description: str):
+    def wrap(fn: Callable[..., MultiLabelClassifier]):
+        _REGISTRY[fn.__name__] = Variant(fn.__name__, fn, description)
+        return fn
+
+    return wrap
+
+
+# Architecture of the CPU-sized Swin: a Swin-T layout at half width, two blocks per stage and
+# 4x4 windows, so that 128 px tiles (32x32 tokens) divide evenly at every stage.
+_SWIN_MINI = dict(embed_dim=48, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), window_size=4)
+# The smallest Swin that still has four stages and shifted windows; for tests only.
+_SWIN_MICRO = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), window_size=4)
+_SWIN_T = "swin_tiny_patch4_window7_224"
+
+
+# -- LDCSF -------------------------------------------------------------------------------------
+@register("LDCSF, paper scale: Swin-T backbone (ImageNet weights by name), 224 px")
+def ldcsf_swin_tiny(**kwargs) -> MultiLabelClassifier:
+    return LDCSF(backbone=_SWIN_T, **{"img_size": 224, "resnet_planes": 128, **kwargs})
+
+
+@register("LDCSF, CPU-trainable: Swin embed 48, depths 2-2-2-2, window 4, 128 px")
+def ldcsf_swin_mini(**kwargs) -> MultiLabelClassifier:
+    return LDCSF(backbone=_SWIN_T, **{"img_size": 128, "backbone_kwargs": _SWIN_MINI, "resnet_planes": 64, **kwargs})
+
+
+@register("LDCSF, for tests: Swin embed 16, depths 1-1-1-1, window 4, 64 px")
+def ldcsf_swin_micro(**kwargs) -> MultiLabelClassifier:
+    return LDCSF(
+        backbone=_SWIN_T,
+        **{"img_size": 64, "backbone_kwargs": _SWIN_MICRO, "resnet_planes": 8, "resnet_blocks": 1, **kwargs},
+    )
+
+
+# -- baselines: the same backbones pooled, and ResNets ---------------------------------------
+@register("baseline: plain Swin-T, pooled, linear head, 224 px")
+def swin_tiny(**kwargs) -> MultiLabelClassifier:
+    return TimmClassifier(backbone=_SWIN_T, **{"img_size": 224, "drop_path_rate": 0.1, **kwargs})
+
+
+@register("baseline: plain Swin of ldcsf_swin_mini's size, 128 px")
+def swin_mini(**kwargs) -> MultiLabelClassifier:
+    return TimmClassifier(backbone=_SWIN_T, **{"img_size": 128, "backbone_kwargs": _SWIN_MINI, **kwargs})
+
+
+@register("baseline: plain Swin of ldcsf_swin_micro's size, for tests, 64 px")
+def swin_micro(**kwargs) -> MultiLabelClassifier:
+    return TimmClassifier(backbone=_SWIN_T, **{"img_size": 64, "backbone_kwargs": _SWIN_MICRO, **kwargs})
+
+
+@register("baseline: ResNet-18 (timm), 224 px")
+def resnet18(**kwargs) -> MultiLabelClassifier:
+    return TimmClassifier(backbone="resnet18", **{"img_size": 224, **kwargs})
+
+
+@register("baseline: ResNet-50 (timm), 224 px")
+def resnet50(**kwargs) -> MultiLabelClassifier:
+    return TimmClassifier(backbone="resnet50", **{"img_size": 224, **kwargs})
+
+
+# -- the factory -------------------------------------------------------------------------------
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def describe_model(name: str) -> str:
+    return _variant(name).description
+
+
+def _variant(name: str) -> Variant:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    num_labels: int | None = None,
+    labels: Sequence[str] | None = None,
+    pretrained: bool = False,
+    pretrained_file: str | None = None,
+    **kwargs,
+) -> MultiLabelClassifier:
+    """Build a named variant.
+
+    Args:
+        name: a variant from `list_models()`.
+        num_labels: number of outputs (defaults to the paper's four labels).
+        labels: label names; stored with the model (and its checkpoints).
+        pretrained: fetch the backbone's weights by name through timm (online).
+        pretrained_file: load the backbone's weights from a local `.safetensors`/`.pth` file.
+        **kwargs: the variant's keyword arguments, e.g. `use_ldc=False`, `img_size=256`.
+    """
+    variant = _variant(name)
+    if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
+        raise ValueError(f"num_labels must be an integer, got {num_labels!r}")
+    if num_labels is not None and num_labels < 1:
+        raise ValueError(f"num_labels must be at least 1, got {num_labels}")
+    label_names = resolve_labels(num_labels, labels)
+    model = variant.build(labels=label_names, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
+    # Everything needed to rebuild the same architecture (weights come from a checkpoint).
+    model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs)}}
+    return model
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,159 @@
+"""LDCSF: local depth convolution-based Swin framework for multi-label histopathology.
+
+After Pan et al. 2023, "LDCSF: Local depth convolution-based Swim framework for classifying
+multi-label histopathology images". The data path, in order:
+
+    image ─► Swin transformer ─► LDC ─► FR ─► ResNet blocks ─► pool ─► linear ─► sigmoid
+             (shifted windows)   (depthwise   (channel   (bottlenecks)
+                                  convs)      gates)
+
+Every choice the paper leaves open is written down in docs/model.md. The file reads bottom-up,
+as timm's model files do: the two small modules, the ResNet stage, then the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from timm.layers import SEModule
+from timm.models.resnet import Bottleneck
+from torch import nn
+
+from .backbones import backbone_output_is_nhwc, create_backbone
+from .base import MultiLabelClassifier
+
+
+class LocalDepthConv(nn.Module):
+    """LDC: depthwise (per-channel) convolutions over the 2-D map rebuilt from Swin tokens.
+
+    Window attention mixes tokens only inside (shifted) windows; a stack of depthwise convs
+    adds the local neighbourhood across window borders at little cost. The stack is residual
+    and its last BatchNorm starts at zero, so a fresh LDC is the identity and does not disturb
+    a pretrained Swin at the start of fine-tuning.
+    """
+
+    def __init__(self, channels: int, depth: int = 2, kernel_size: int = 3, act_layer: type[nn.Module] = nn.GELU):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"ldc_depth must be at least 1, got {depth}")
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [
+                nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False),
+                nn.BatchNorm2d(channels),
+            ]
+            if i < depth - 1:
+                layers.append(act_layer())
+        nn.init.zeros_(layers[-1].weight)
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.convs(x)
+
+
+class FeatureReconstruction(SEModule):
+    """FR: one learned weight per channel, multiplied with the feature map it came from.
+
+    The weights come from the map itself (global average pool → 1x1 conv → ReLU → 1x1 conv →
+    sigmoid), i.e. a squeeze-and-excitation gate; timm's `SEModule` is that gate.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__(channels, rd_ratio=1.0 / reduction, rd_divisor=1)
+
+    def channel_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, C, 1, 1) weights in [0, 1] that `forward` multiplies the map with."""
+        x_se = x.mean((2, 3), keepdim=True)
+        x_se = self.fc2(self.act(self.bn(self.fc1(x_se))))
+        return self.gate(x_se)
+
+
+def resnet_stage(in_channels: int, planes: int, blocks: int) -> nn.Sequential:
+    """Bottleneck residual blocks (timm's) at stride 1: the map keeps its resolution."""
+    out_channels = planes * Bottleneck.expansion
+    downsample = None
+    if in_channels != out_channels:
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+    layers = [Bottleneck(in_channels, planes, downsample=downsample)]
+    layers += [Bottleneck(out_channels, planes) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+class LDCSF(MultiLabelClassifier):
+    """The LDCSF multi-label classifier.
+
+    Args:
+        labels: label names (one sigmoid output each).
+        backbone: timm name of the Swin backbone.
+        img_size: input size in pixels (square if an int).
+        backbone_kwargs: architecture overrides passed to timm (embed_dim, depths, window_size...).
+        pretrained: fetch the backbone's weights by name through timm.
+        pretrained_file: load the backbone's weights from a local file instead.
+        use_ldc / use_fr / use_resnet: ablation switches; each removes its module entirely.
+        ldc_depth / ldc_kernel_size: depthwise convs in LDC and their kernel size.
+        fr_reduction: channel reduction of the FR gate's hidden layer.
+        resnet_blocks / resnet_planes: bottleneck blocks and their inner width (output = 4x).
+        drop_rate: dropout before the head; drop_path_rate: stochastic depth inside Swin.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        backbone: str = "swin_tiny_patch4_window7_224",
+        img_size: int | tuple[int, int] = 224,
+        backbone_kwargs: dict | None = None,
+        pretrained: bool = False,
+        pretrained_file: str | Path | None = None,
+        use_ldc: bool = True,
+        use_fr: bool = True,
+        use_resnet: bool = True,
+        ldc_depth: int = 2,
+        ldc_kernel_size: int = 3,
+        fr_reduction: int = 4,
+        resnet_blocks: int = 2,
+        resnet_planes: int = 128,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+    ):
+        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        swin = create_backbone(
+            backbone,
+            img_size=img_size,
+            pretrained=pretrained,
+            pretrained_file=pretrained_file,
+            drop_path_rate=drop_path_rate,
+            **(backbone_kwargs or {}),
+        )
+        channels = swin.num_features
+        ldc = LocalDepthConv(channels, ldc_depth, ldc_kernel_size) if use_ldc else None
+        fr = FeatureReconstruction(channels, fr_reduction) if use_fr else None
+        resnet = resnet_stage(channels, resnet_planes, resnet_blocks) if use_resnet else None
+        num_features = resnet_planes * Bottleneck.expansion if use_resnet else channels
+        super().__init__(labels, img_size, num_features, drop_rate)
+        self.swin = swin
+        self.swin_nhwc = backbone_output_is_nhwc(swin)
+        # Absent modules are None, not Identity: they hold no parameters and show in repr.
+        self.ldc = ldc
+        self.fr = fr
+        self.resnet = resnet
+
+    def forward_swin(self, x: torch.Tensor) -> torch.Tensor:
+        """Swin tokens of the last stage, reshaped back into an (N, C, h, w) map."""
+        self.check_input(x)
+        tokens = self.swin.forward_features(x)
+        return tokens.permute(0, 3, 1, 2) if self.swin_nhwc else tokens
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_swin(x)
+        if self.ldc is not None:
+            x = self.ldc(x)
+        if self.fr is not None:
+            x = self.fr(x)
+        if self.resnet is not None:
+            x = self.resnet(x)
+        return x
