@@ -1,0 +1,91 @@
+"""Reading manifest images as (image, target) pairs for training and evaluation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open and fully decode an image as RGB; unreadable or truncated files raise ValueError.
+
+    PIL pads a truncated image with grey when `ImageFile.LOAD_TRUNCATED_IMAGES` is set (some
+    libraries set it globally), so it is switched off while decoding: a truncated tile must fail
+    rather than train the model on grey pixels.
+    """
+    path = Path(path)
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: image not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{path}: unreadable image ({err})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def to_float_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float32 tensor (3, H, W) in [0, 1]."""
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+class ManifestDataset(Dataset):
+    """`(image, target)` per manifest row; target is float (L,) with NaN = not annotated."""
+
+    def __init__(self, manifest: Manifest, transform: Callable | None = None) -> None:
+        self.manifest = manifest
+        self.transform = transform
+        self.paths = manifest.image_paths()
+        self.targets = torch.from_numpy(manifest.targets())
+        self.labels = list(manifest.labels)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = load_rgb(self.paths[index])
+        image = self.transform(image) if self.transform is not None else to_float_tensor(image)
+        return image, self.targets[index].clone()
+
+
+def find_unreadable_images(manifest: Manifest, progress: bool = True) -> list[tuple[Path, str]]:
+    """Fully decode every image; return `(path, reason)` for each that fails."""
+    bad: list[tuple[Path, str]] = []
+    for path in tqdm(manifest.image_paths(), desc="checking images", unit="img", disable=not progress):
+        try:
+            load_rgb(path)
+        except (ValueError, FileNotFoundError) as err:
+            bad.append((path, str(err)))
+    return bad
+
+
+def drop_unreadable(manifest: Manifest, strict: bool = False, progress: bool = True) -> Manifest:
+    """Remove rows whose image cannot be decoded, logging how many and which (or raise if `strict`)."""
+    bad = find_unreadable_images(manifest, progress=progress)
+    if not bad:
+        return manifest
+    names = ", ".join(p.name for p, _ in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    where = manifest.source or manifest.root
+    if strict:
+        raise ValueError(f"{where}: {len(bad)} unreadable image(s): {bad[0][1]}")
+    log.warning("%s: skipping %d unreadable image(s): %s", where, len(bad), names)
+    bad_paths = {p for p, _ in bad}
+    keep = [p not in bad_paths for p in manifest.image_paths()]
+    return Manifest(frame=manifest.frame[keep].reset_index(drop=True), root=manifest.root,
+                    labels=list(manifest.labels), source=manifest.source)

@@ -1,0 +1,145 @@
+"""Multi-label metrics on probabilities, with unannotated targets (NaN) left out.
+
+Per label, only the images that annotate that label are scored (torchmetrics' functional binary
+metrics on the selected entries). Summary metrics pool the annotated entries of all labels.
+A label whose annotated images hold only one class has no ROC or PR curve: its AUROC and AP are
+NaN (and left out of the means), never an error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import (
+    binary_accuracy,
+    binary_auroc,
+    binary_average_precision,
+    binary_f1_score,
+    binary_precision,
+    binary_recall,
+)
+
+#: Per-label columns, in the order tables and CSV files show them.
+LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "ap", "support", "annotated", "threshold")
+#: Summary metrics over all labels.
+SUMMARY_METRICS = ("mAP", "macro_auroc", "macro_f1", "micro_f1", "mean_accuracy", "hamming_loss", "subset_accuracy", "images")
+
+
+@dataclass
+class MetricsReport:
+    """Per-label rows and a summary; `to_dict` gives a JSON-ready form (NaN -> None)."""
+
+    labels: list[str]
+    per_label: dict[str, dict[str, float]]
+    summary: dict[str, float]
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "labels": list(self.labels),
+            "per_label": {lab: _json_numbers(row) for lab, row in self.per_label.items()},
+            "summary": _json_numbers(self.summary),
+            **self.extra,
+        }
+
+    def table_rows(self) -> list[list[str]]:
+        """Rows for `format_table`: one per label, formatted for reading."""
+        return [[lab] + [_fmt(self.per_label[lab][m]) for m in LABEL_METRICS] for lab in self.labels]
+
+
+def _as_tensor(values) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=np.float32))
+
+
+def _single_class(y: torch.Tensor) -> bool:
+    return y.numel() == 0 or bool((y == y[0]).all())
+
+
+def label_metrics(probs: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> dict[str, float]:
+    """Metrics of one label on the images that annotate it (NaN targets are dropped here)."""
+    known = ~torch.isnan(target)
+    p, y = probs[known], target[known].long()
+    row = {"support": float(int(y.sum())), "annotated": float(y.numel()), "threshold": float(threshold)}
+    if y.numel() == 0:
+        return {m: math.nan for m in LABEL_METRICS} | row
+    row |= {
+        "accuracy": binary_accuracy(p, y, threshold=threshold).item(),
+        "precision": binary_precision(p, y, threshold=threshold).item(),
+        "recall": binary_recall(p, y, threshold=threshold).item(),
+        "f1": binary_f1_score(p, y, threshold=threshold).item(),
+    }
+    if _single_class(y):
+        row |= {"auroc": math.nan, "ap": math.nan}
+    else:
+        row |= {"auroc": binary_auroc(p, y).item(), "ap": binary_average_precision(p, y).item()}
+    return {m: row[m] for m in LABEL_METRICS}
+
+
+def compute_metrics(
+    probs, targets, labels: Sequence[str], thresholds: Sequence[float] | None = None
+) -> MetricsReport:
+    """Score probabilities (N, L) against targets (N, L; 1, 0 or NaN = not annotated).
+
+    Summary: mAP and macro AUROC (means over labels that have both classes), macro F1 and mean
+    accuracy (means over annotated labels), micro F1, Hamming loss (wrong / annotated entries)
+    and subset accuracy (images whose every annotated label is right, among images with at
+    least one annotated label).
+    """
+    probs, targets = _as_tensor(probs), _as_tensor(targets)
+    labels = list(labels)
+    if probs.shape != targets.shape or probs.ndim != 2 or probs.shape[1] != len(labels):
+        raise ValueError(f"probabilities {tuple(probs.shape)} and targets {tuple(targets.shape)} "
+                         f"must both be (N, {len(labels)}) for labels {labels}")
+    thresholds = [0.5] * len(labels) if thresholds is None else [float(t) for t in thresholds]
+    if len(thresholds) != len(labels):
+        raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
+
+    per_label = {lab: label_metrics(probs[:, j], targets[:, j], thresholds[j]) for j, lab in enumerate(labels)}
+
+    known = ~torch.isnan(targets)
+    predicted = probs >= torch.tensor(thresholds)[None, :]
+    truth = targets == 1
+    correct = (predicted == truth) & known
+    tp = (predicted & truth & known).sum().item()
+    fp = (predicted & ~truth & known).sum().item()
+    fn = (~predicted & truth & known).sum().item()
+    annotated_images = known.any(dim=1)
+    all_right = (correct | ~known).all(dim=1) & annotated_images
+
+    def mean_of(metric: str) -> float:
+        values = [row[metric] for row in per_label.values() if not math.isnan(row[metric])]
+        return float(np.mean(values)) if values else math.nan
+
+    summary = {
+        "mAP": mean_of("ap"),
+        "macro_auroc": mean_of("auroc"),
+        "macro_f1": mean_of("f1"),
+        "micro_f1": 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else math.nan,
+        "mean_accuracy": mean_of("accuracy"),
+        "hamming_loss": 1.0 - correct.sum().item() / known.sum().item() if known.any() else math.nan,
+        "subset_accuracy": all_right.sum().item() / annotated_images.sum().item() if annotated_images.any() else math.nan,
+        "images": float(probs.shape[0]),
+    }
+    return MetricsReport(labels=labels, per_label=per_label, summary=summary)
+
+
+def mean_average_precision(probs, targets) -> float:
+    """mAP over labels that have both classes among annotated images (NaN if none has)."""
+    probs, targets = _as_tensor(probs), _as_tensor(targets)
+    aps = [label_metrics(probs[:, j], targets[:, j])["ap"] for j in range(probs.shape[1])]
+    aps = [a for a in aps if not math.isnan(a)]
+    return float(np.mean(aps)) if aps else math.nan
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return str(int(value)) if float(value).is_integer() and value > 1 else f"{value:.3f}"
+
+
+def _json_numbers(row: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
