@@ -7,6 +7,14 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from .models import DEFAULT_LABELS, create_model, list_models  # noqa: E402
-
 __all__ = ["DEFAULT_LABELS", "__version__", "create_model", "list_models"]
+
+
+def __getattr__(name: str):
+    # The model API pulls in torch and timm; importing it on first use keeps `ldcsf --help` and
+    # the light subcommands quick to start.
+    if name in ("DEFAULT_LABELS", "create_model", "list_models"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'ldcsf' has no attribute {name!r}")

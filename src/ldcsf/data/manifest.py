@@ -85,9 +85,9 @@ def read_manifest(
     frame = raw.copy()
     for label in labels:
         frame[label] = _parse_label_column(path, raw[label], label)
-    for col in ("split", "group", "mask"):
-        if col in frame.columns:
-            frame[col] = frame[col].replace("", np.nan)
+    for col in frame.columns:
+        if col not in labels and col != "path":
+            frame[col] = _restore_column(frame[col], numeric=col not in RESERVED_COLUMNS)
     root = Path(root) if root is not None else path.parent
     manifest = Manifest(frame=frame, root=root.resolve(), labels=list(labels), source=path)
     if check_files:
@@ -111,6 +111,16 @@ def write_manifest(frame_or_manifest: pd.DataFrame | Manifest, path: str | Path)
     return path
 
 
+def relative_paths(frame: pd.DataFrame, base: str | Path, columns: Sequence[str] = ("path", "mask")) -> pd.DataFrame:
+    """Paths under `base` rewritten relative to it (so the folder can move); others stay absolute."""
+    base = Path(base).resolve()
+    out = frame.copy()
+    for col in columns:
+        if col in out.columns:
+            out[col] = [_relative_or_absolute(v, base) if isinstance(v, (str, Path)) else v for v in out[col]]
+    return out
+
+
 def label_counts(manifest: Manifest) -> pd.DataFrame:
     """Per split (or "all"), per label: positives / annotated, for summaries."""
     frame = manifest.frame.assign(split=manifest.frame.get("split", "all")).fillna({"split": "none"})
@@ -127,6 +137,11 @@ def label_counts(manifest: Manifest) -> pd.DataFrame:
 def _resolve(root: Path, value: str) -> Path:
     p = Path(value)
     return p if p.is_absolute() else root / p
+
+
+def _relative_or_absolute(value: str | Path, base: Path) -> str:
+    path = Path(value).resolve()
+    return path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
 
 
 def _choose_labels(path: Path, raw: pd.DataFrame, labels: Sequence[str] | None) -> list[str]:
@@ -155,6 +170,16 @@ def _parse_label_column(path: Path, column: pd.Series, label: str) -> pd.Series:
             "(use 1 present, 0 absent, blank not annotated)"
         )
     return cells.map(_LABEL_VALUES).astype("float32")
+
+
+def _restore_column(column: pd.Series, numeric: bool) -> pd.Series:
+    """Blank -> NaN; a column whose other cells are all numbers (fractions, offsets) -> numeric."""
+    column = column.replace("", np.nan)
+    if numeric:
+        converted = pd.to_numeric(column, errors="coerce")
+        if converted.notna().sum() == column.notna().sum():
+            return converted
+    return column
 
 
 def _is_label_like(col: pd.Series) -> bool:

@@ -46,9 +46,19 @@ class MetricsReport:
             **self.extra,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "MetricsReport":
+        """Inverse of `to_dict` (None -> NaN)."""
+        def nan(row: dict) -> dict:
+            return {k: math.nan if v is None else v for k, v in row.items()}
+
+        extra = {k: v for k, v in data.items() if k not in ("labels", "per_label", "summary")}
+        return cls(labels=list(data["labels"]), per_label={k: nan(v) for k, v in data["per_label"].items()},
+                   summary=nan(data["summary"]), extra=extra)
+
     def table_rows(self) -> list[list[str]]:
         """Rows for `format_table`: one per label, formatted for reading."""
-        return [[lab] + [_fmt(self.per_label[lab][m]) for m in LABEL_METRICS] for lab in self.labels]
+        return [[lab] + [_fmt(self.per_label[lab][m], count=m in _COUNTS) for m in LABEL_METRICS] for lab in self.labels]
 
 
 def _as_tensor(values) -> torch.Tensor:
@@ -63,14 +73,17 @@ def label_metrics(probs: torch.Tensor, target: torch.Tensor, threshold: float = 
     """Metrics of one label on the images that annotate it (NaN targets are dropped here)."""
     known = ~torch.isnan(target)
     p, y = probs[known], target[known].long()
-    row = {"support": float(int(y.sum())), "annotated": float(y.numel()), "threshold": float(threshold)}
+    row = {"support": int(y.sum()), "annotated": int(y.numel()), "threshold": float(threshold)}
     if y.numel() == 0:
         return {m: math.nan for m in LABEL_METRICS} | row
+    # Decisions are made here as prob >= threshold (the convention of PR/ROC curve thresholds and
+    # of `apply_thresholds`); torchmetrics would threshold float inputs with a strict ">".
+    decided = (p >= threshold).long()
     row |= {
-        "accuracy": binary_accuracy(p, y, threshold=threshold).item(),
-        "precision": binary_precision(p, y, threshold=threshold).item(),
-        "recall": binary_recall(p, y, threshold=threshold).item(),
-        "f1": binary_f1_score(p, y, threshold=threshold).item(),
+        "accuracy": binary_accuracy(decided, y).item(),
+        "precision": binary_precision(decided, y).item(),
+        "recall": binary_recall(decided, y).item(),
+        "f1": binary_f1_score(decided, y).item(),
     }
     if _single_class(y):
         row |= {"auroc": math.nan, "ap": math.nan}
@@ -122,7 +135,7 @@ def compute_metrics(
         "mean_accuracy": mean_of("accuracy"),
         "hamming_loss": 1.0 - correct.sum().item() / known.sum().item() if known.any() else math.nan,
         "subset_accuracy": all_right.sum().item() / annotated_images.sum().item() if annotated_images.any() else math.nan,
-        "images": float(probs.shape[0]),
+        "images": int(probs.shape[0]),
     }
     return MetricsReport(labels=labels, per_label=per_label, summary=summary)
 
@@ -135,10 +148,13 @@ def mean_average_precision(probs, targets) -> float:
     return float(np.mean(aps)) if aps else math.nan
 
 
-def _fmt(value: float) -> str:
+_COUNTS = ("support", "annotated")
+
+
+def _fmt(value: float, count: bool = False) -> str:
     if math.isnan(value):
         return "-"
-    return str(int(value)) if float(value).is_integer() and value > 1 else f"{value:.3f}"
+    return str(int(value)) if count else f"{value:.3f}"
 
 
 def _json_numbers(row: dict[str, float]) -> dict[str, float | None]:

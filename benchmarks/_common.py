@@ -1,0 +1,57 @@
+"""What every benchmark script shares: where results go, how they are written, and their provenance.
+
+A results file always says what produced it (the exact command), on what (machine, torch) and
+when, so that a number quoted in the docs can be traced and re-run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ldcsf.benchmarking import MachineInfo
+from ldcsf.utils.atomic import write_json_atomic, write_text_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+# The real H&E images beside the project (same default as the tests).
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def command_line() -> str:
+    """The command that is running, as someone would type it from the repository root."""
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(REPO)
+    except ValueError:
+        pass
+    return shlex.join([".venv/bin/python", str(script), *sys.argv[1:]])
+
+
+def now() -> str:
+    return _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def provenance(machine: MachineInfo, command: str, date: str) -> str:
+    return f"- command: `{command}`\n- machine: {machine.summary()}\n- date: {date}\n"
+
+
+def write_results(stem: Path, markdown: str, data: dict) -> tuple[Path, Path]:
+    """Write `stem`.md and `stem`.json atomically; return both paths."""
+    md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
+    write_json_atomic(js, data)
+    write_text_atomic(md, markdown.rstrip() + "\n")
+    return md, js
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None or value != value else f"{value:,.{digits}f}"

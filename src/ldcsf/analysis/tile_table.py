@@ -1,0 +1,130 @@
+"""The tile table contract: which columns it has and how a label's area is read from it.
+
+One row per tile: tile_id, row, col, x, y, width, height (level-0 pixels; row/col are grid
+indices), tissue_fraction, tissue_area_mm2 (the tile's own grid-cell area times its tissue
+fraction, so overlapping tiles are not counted twice), prob_<label> and pred_<label> per label.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+GEOMETRY_COLUMNS = ["tile_id", "row", "col", "x", "y", "width", "height"]
+TISSUE_COLUMNS = ["tissue_fraction", "tissue_area_mm2"]
+WEIGHTINGS = ("probability", "decision")
+
+
+def labels_from_columns(tiles: pd.DataFrame) -> list[str]:
+    """The labels of a tile table, in column order, read from its prob_<label> columns."""
+    return [str(c)[len("prob_"):] for c in tiles.columns if str(c).startswith("prob_")]
+
+
+def tile_table_columns(labels: Sequence[str]) -> list[str]:
+    """The columns of a tile table for `labels`, in the contract's order."""
+    return GEOMETRY_COLUMNS + TISSUE_COLUMNS + [f"prob_{n}" for n in labels] + [f"pred_{n}" for n in labels]
+
+
+def validate_tile_table(tiles: pd.DataFrame, labels: Sequence[str] | None = None, *, what: str = "tile table") -> list[str]:
+    """Check the columns `labels` need (inferred from prob_* when None); return the labels.
+
+    Raises ValueError naming `what` and the missing columns, so a bad table fails in one line.
+    """
+    if not isinstance(tiles, pd.DataFrame):
+        raise ValueError(f"{what}: expected a pandas DataFrame, got {type(tiles).__name__}")
+    labels = list(labels) if labels is not None else labels_from_columns(tiles)
+    if not labels:
+        raise ValueError(f"{what}: no labels given and no prob_<label> columns found")
+    missing = [c for c in tile_table_columns(labels) if c not in tiles.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {', '.join(missing)}")
+    if tiles[["row", "col"]].duplicated().any():
+        dup = tiles.loc[tiles[["row", "col"]].duplicated(), ["row", "col"]].iloc[0].tolist()
+        raise ValueError(f"{what}: more than one tile at grid position row={dup[0]}, col={dup[1]}")
+    if tiles["tile_id"].duplicated().any():
+        raise ValueError(f"{what}: tile_id values are not unique")
+    return labels
+
+
+def check_weighting(weighting: str) -> None:
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+
+
+def label_weights(tiles: pd.DataFrame, label: str, weighting: str) -> np.ndarray:
+    """Per tile, how much of the label it holds: the probability, or the 0/1 decision."""
+    check_weighting(weighting)
+    column = f"prob_{label}" if weighting == "probability" else f"pred_{label}"
+    return tiles[column].to_numpy(dtype=float)
+
+
+def label_area_mm2(tiles: pd.DataFrame, label: str, weighting: str) -> np.ndarray:
+    """Per tile, the tissue area (mm²) attributed to `label` under `weighting`.
+
+    A tile positive for several labels contributes to each of them: a multi-label tile holds
+    stroma and tumour side by side, and neither should be dropped.
+    """
+    return tiles["tissue_area_mm2"].to_numpy(dtype=float) * label_weights(tiles, label, weighting)
+
+
+def require_labels(labels: Sequence[str], *needed: str) -> None:
+    """TSR needs a stroma and a tumour label: say clearly when the model has neither."""
+    absent = [n for n in needed if n not in labels]
+    if absent:
+        raise ValueError(
+            f"TSR needs the label(s) {', '.join(repr(n) for n in absent)} but the tile table has {list(labels)}; "
+            "pass stroma_label=/tumor_label= to name them"
+        )
+
+
+def tile_table_from_grids(
+    probabilities: dict[str, np.ndarray],
+    *,
+    tile_size: int,
+    mpp: float,
+    stride: int | None = None,
+    tissue_fraction: np.ndarray | None = None,
+    thresholds: Sequence[float] | None = None,
+    origin: tuple[int, int] = (0, 0),
+) -> pd.DataFrame:
+    """Build a tile table from per-label probability maps on a (rows, cols) grid.
+
+    Cells whose tissue fraction is 0 (or NaN probability) are left out, as a tiler leaves out
+    background. Useful to try the analysis on hand-made layouts and in tests.
+
+    Args:
+        probabilities: label -> (rows, cols) array of probabilities, all the same shape.
+        tile_size: tile width and height in level-0 pixels; `stride` (default: tile_size) is the
+            step between tiles, smaller for overlapping tiles.
+        mpp: µm per level-0 pixel, for tissue_area_mm2.
+        tissue_fraction: (rows, cols) fraction of tissue per tile; 1 everywhere when None.
+        thresholds: per label, pred = prob >= threshold; 0.5 each when None.
+    """
+    labels = list(probabilities)
+    stride = stride or tile_size
+    shape = np.asarray(probabilities[labels[0]]).shape
+    tissue = np.ones(shape) if tissue_fraction is None else np.asarray(tissue_fraction, dtype=float)
+    thresholds = [0.5] * len(labels) if thresholds is None else list(thresholds)
+    keep = tissue > 0
+    for name in labels:
+        keep &= np.isfinite(np.asarray(probabilities[name], dtype=float))
+    rows, cols = np.nonzero(keep)
+    cell_area_mm2 = (stride * mpp / 1000) ** 2
+    table = {
+        "tile_id": np.arange(rows.size, dtype=np.int64),
+        "row": rows.astype(np.int64),
+        "col": cols.astype(np.int64),
+        "x": (origin[0] + cols * stride).astype(np.int64),
+        "y": (origin[1] + rows * stride).astype(np.int64),
+        "width": np.full(rows.size, tile_size, dtype=np.int64),
+        "height": np.full(rows.size, tile_size, dtype=np.int64),
+        "tissue_fraction": tissue[rows, cols],
+        "tissue_area_mm2": cell_area_mm2 * tissue[rows, cols],
+    }
+    for name in labels:
+        table[f"prob_{name}"] = np.asarray(probabilities[name], dtype=float)[rows, cols]
+    for name, threshold in zip(labels, thresholds):
+        table[f"pred_{name}"] = (table[f"prob_{name}"] >= threshold).astype(np.int64)
+    return pd.DataFrame(table, columns=tile_table_columns(labels))

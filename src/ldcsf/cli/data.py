@@ -1,0 +1,188 @@
+"""`ldcsf data`: build, download and check manifests (the CSV a training run reads)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="import, download and check data set manifests")
+    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    p = commands.add_parser("import-folders", help="class folders + a mapping table -> manifest")
+    p.add_argument("root", help="folder holding one sub-folder per source class")
+    p.add_argument("--mapping", required=True, help="mapping table CSV, or a shipped one (see `ldcsf data mappings`)")
+    p.add_argument("--out", required=True, help="manifest CSV to write")
+    p.add_argument("--dataset", help="value of the manifest's `dataset` column")
+    _group_and_split_args(p)
+    p.set_defaults(func=run_import_folders)
+
+    p = commands.add_parser("import-masks", help="images + pixel masks -> labelled tiles and a manifest")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--masks", required=True, help="folder of masks named like the images (palette PNG: 0 tumour, "
+                                                   "1 stroma, 2 normal, 3 background)")
+    p.add_argument("--background-masks", help="optional folder of background masks (non-zero = background)")
+    p.add_argument("--out", required=True, help="folder for tiles/, masks/ and manifest.csv")
+    p.add_argument("--tile-size", type=int, default=224)
+    p.add_argument("--stride", type=int, help="default: the tile size (no overlap)")
+    p.add_argument("--present-at", type=float, default=0.05, help="label present at this pixel fraction (default 0.05)")
+    p.add_argument("--absent-below", type=float, default=0.01, help="label absent below this fraction; blank between")
+    p.add_argument("--max-background", type=float, default=0.5, help="skip tiles with more background than this")
+    _split_args(p)
+    p.set_defaults(func=run_import_masks)
+
+    p = commands.add_parser("import-filenames", help="labels written in file names, e.g. x-[1, 0, 1].png")
+    p.add_argument("folder")
+    p.add_argument("--order", required=True, help="label names in the order of the lists, e.g. tumor,stroma,non_tumor")
+    p.add_argument("--out", required=True, help="manifest CSV to write")
+    p.add_argument("--dataset", help="value of the manifest's `dataset` column")
+    _group_and_split_args(p)
+    p.set_defaults(func=run_import_filenames)
+
+    p = commands.add_parser("pancancer", help="build the pan-cancer 4-label set from the shared H&E images")
+    p.add_argument("--shared", required=True, help="the shared data folder (e.g. ../shared/data)")
+    p.add_argument("--out", required=True, help="folder for manifest.csv and the mask tiles")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tile-size", type=int, default=112, help="mask tile size in px (default 112)")
+    p.set_defaults(func=run_pancancer)
+
+    p = commands.add_parser("download", help="download a public data set and import it")
+    p.add_argument("name", choices=["kather2016", "nct-crc-he-100k"])
+    p.add_argument("--out", required=True, help="folder for the archive, its images and manifest.csv")
+    p.add_argument("--base-url", help="mirror to download from (or set LDCSF_DOWNLOAD_BASE_URL)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the grouped train/val/test split")
+    p.set_defaults(func=run_download)
+
+    p = commands.add_parser("check", help="validate a manifest: counts per label and split, unreadable images")
+    p.add_argument("manifest")
+    p.add_argument("--labels", help="comma-separated label columns (default: inferred)")
+    p.add_argument("--no-images", action="store_true", help="skip decoding every image")
+    p.set_defaults(func=run_check)
+
+    p = commands.add_parser("mappings", help="list the shipped mapping tables, or show one")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=run_mappings)
+
+
+def _split_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--splits", default="0.7,0.15,0.15",
+                   help="train,val,test fractions for grouped splits, or 'none' (default 0.7,0.15,0.15)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the grouped split")
+
+
+def _group_and_split_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--group-pattern", help="regex on file names giving the patient/slide id (named group "
+                                           "'group' or first group); default: each image its own group")
+    _split_args(p)
+
+
+def _finish(frame, out, args) -> int:
+    """Add grouped splits (unless --splits none), write the manifest, print its counts."""
+    from pathlib import Path
+
+    from ..data.manifest import read_manifest, relative_paths, write_manifest
+    from ..data.splits import assign_splits
+
+    if args.splits.lower() != "none":
+        try:
+            fractions = [float(x) for x in args.splits.split(",")]
+        except ValueError:
+            raise ValueError(f"--splits: expected three fractions like 0.7,0.15,0.15, got {args.splits!r}") from None
+        frame = assign_splits(frame, fractions=fractions, seed=args.seed)
+    out = Path(out)
+    write_manifest(relative_paths(frame, out.parent), out)
+    print(f"wrote {out} ({len(frame)} images)")
+    _print_counts(read_manifest(out, check_files=False))
+    return 0
+
+
+def run_import_folders(args) -> int:
+    from ..data.importers import import_class_folders
+
+    frame = import_class_folders(args.root, args.mapping, group_pattern=args.group_pattern, dataset=args.dataset)
+    return _finish(frame, args.out, args)
+
+
+def run_import_masks(args) -> int:
+    from pathlib import Path
+
+    from ..data.masks import tile_masks
+
+    frame = tile_masks(args.images, args.masks, args.out, tile_size=args.tile_size, stride=args.stride,
+                       present_at=args.present_at, absent_below=args.absent_below,
+                       max_background=args.max_background, background_mask_dir=args.background_masks)
+    if frame.empty:
+        raise ValueError(f"{args.masks}: no tile kept (images smaller than {args.tile_size} px, or all background)")
+    return _finish(frame, Path(args.out) / "manifest.csv", args)
+
+
+def run_import_filenames(args) -> int:
+    from ..data.importers import import_filename_labels
+
+    order = [s.strip() for s in args.order.split(",") if s.strip()]
+    frame = import_filename_labels(args.folder, order, group_pattern=args.group_pattern, dataset=args.dataset)
+    return _finish(frame, args.out, args)
+
+
+def run_pancancer(args) -> int:
+    from ..data.manifest import read_manifest
+    from ..data.pancancer import build_pancancer, summarize
+    from .models import format_table
+
+    path = build_pancancer(args.shared, args.out, seed=args.seed, tile_size=args.tile_size)
+    manifest = read_manifest(path)
+    print(f"wrote {path} ({len(manifest)} images; cells: positives/annotated)")
+    table = summarize(manifest.frame, manifest.labels)
+    print(format_table(list(table.columns), table.astype(str).values.tolist()))
+    return 0
+
+
+def run_download(args) -> int:
+    from ..data.download import download_dataset
+    from ..data.manifest import read_manifest
+
+    path = download_dataset(args.name, args.out, base_url=args.base_url, seed=args.seed)
+    print(f"wrote {path}")
+    _print_counts(read_manifest(path))
+    return 0
+
+
+def run_check(args) -> int:
+    from ..data.dataset import find_unreadable_images
+    from ..data.manifest import read_manifest
+
+    labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
+    manifest = read_manifest(args.manifest, labels=labels)
+    print(f"{args.manifest}: {len(manifest)} images, labels {', '.join(manifest.labels)} (cells: positives/annotated)")
+    _print_counts(manifest)
+    if args.no_images:
+        return 0
+    bad = find_unreadable_images(manifest)
+    if bad:
+        for path, reason in bad[:20]:
+            print(f"unreadable: {reason}")
+        print(f"{len(bad)} unreadable image(s)" + (" (first 20 listed)" if len(bad) > 20 else ""))
+        return 1
+    print("all images decode")
+    return 0
+
+
+def run_mappings(args) -> int:
+    from ..data.mapping import mapping_path, shipped_mappings
+
+    if args.name is None:
+        print("\n".join(shipped_mappings()))
+        return 0
+    print(mapping_path(args.name).read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def _print_counts(manifest) -> None:
+    from ..data.manifest import label_counts
+    from .models import format_table
+
+    table = label_counts(manifest)
+    print(format_table(["split", *table.columns], [[str(i), *map(str, r)] for i, r in zip(table.index, table.values)]))

@@ -1,0 +1,30 @@
+"""`ldcsf predict`: per-label probabilities and decisions for image files."""
+
+from __future__ import annotations
+
+from .train import add_device_arguments
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("predict", help="predict the labels of image files with a checkpoint",
+                                   description="Writes one CSV row per image: path, error, <label>_prob, <label>_pred.")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
+    parser.add_argument("--checkpoint", required=True, help="model.pt or a .ckpt from `ldcsf train`")
+    parser.add_argument("--out", required=True, help="output CSV")
+    parser.add_argument("--batch-size", type=int, default=64)
+    add_device_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import sys
+
+    from ..evaluation.predict import predict_images
+    from .evaluate import device_options
+
+    frame = predict_images(args.inputs, args.checkpoint, out=args.out, options=device_options(args))
+    failed = frame[frame["error"] != ""]
+    for error in failed["error"]:
+        print(f"ldcsf predict: skipped {error}", file=sys.stderr)
+    print(f"{len(frame) - len(failed)} of {len(frame)} images predicted; written: {args.out}")
+    return 0

@@ -1,0 +1,94 @@
+"""`ldcsf slide`: predict whole slides (one, a folder, or a list) and compute their TSR."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "slide",
+        help="predict whole slides tile by tile; tumour-to-stroma ratio and outputs per slide",
+        description=(
+            "Tile each slide at the checkpoint's resolution where there is tissue, predict the tiles, and "
+            "write OUT/<slide-id>/ (tile table, TSR, pictures, GeoJSON, report) and OUT/cohort.csv. "
+            "Rerunning skips finished slides and resumes an interrupted one."
+        ),
+    )
+    parser.add_argument("slides", nargs="+", metavar="SLIDE_OR_DIR",
+                        help="slide files, folders of slides, or .txt/.csv lists of slide paths")
+    parser.add_argument("--checkpoint", required=True, help="ldcsf checkpoint (.pt, or a .ckpt from `ldcsf train`)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--mpp", type=float, default=None,
+                        help="µm per pixel at full resolution; overrides the files' metadata (needed when they have none)")
+    parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap as a fraction of the tile, 0 to <1 (default 0)")
+    parser.add_argument("--min-tissue", type=float, default=0.25, help="least tissue fraction for a tile to be predicted (default 0.25)")
+    parser.add_argument("--batch-size", type=int, default=64, help="tiles per batch (default 64)")
+    parser.add_argument("--num-workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+                        help="processes reading tiles (default: up to 4)")
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default)")
+    parser.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto (default)")
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp for several devices (default auto)")
+    parser.add_argument("--num-nodes", type=int, default=1, help="machines taking part (default 1)")
+    parser.add_argument("--precision", default=None, help="32, bf16 (bf16 autocast) or 16 (default: 32)")
+    parser.add_argument("--field-diameter-um", type=float, default=None, help="hotspot field diameter in µm (default 2200)")
+    parser.add_argument("--limit-tiles", type=int, default=None, help="predict only the first N tissue tiles (a quick look)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+
+
+def parse_devices(value: str) -> int | str | list[int]:
+    """'auto' stays, '2' is a count, '0,1' a list of device indices."""
+    value = str(value).strip()
+    if value.isdigit():
+        return int(value)
+    if "," in value:
+        return [int(v) for v in value.split(",") if v.strip()]
+    return value
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..inference import SlideSettings, run_cohort
+    from .models import format_table
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    settings = SlideSettings(
+        mpp=args.mpp, overlap=args.overlap, min_tissue=args.min_tissue, batch_size=args.batch_size,
+        num_workers=args.num_workers, accelerator=args.accelerator, devices=parse_devices(args.devices),
+        strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision,
+        field_diameter_um=args.field_diameter_um, limit_tiles=args.limit_tiles, progress=not args.no_progress,
+    )
+    table = run_cohort(args.slides, args.checkpoint, args.out, settings)
+    if table.empty:  # a non-zero rank under DDP: rank 0 reports
+        return 0
+    failed = int((table["status"] == "failed").sum())
+    single_slide = len(args.slides) == 1 and Path(args.slides[0]).is_file() and len(table) == 1
+    if failed and single_slide:  # one slide: its error is the whole story
+        print(f"ldcsf slide: error: {table['error'].iloc[0]}", file=sys.stderr)
+        return 1
+    rows = [
+        [r.slide_id, _number(r.tsr), r.category if isinstance(r.category, str) else "-",
+         _count(r.n_tiles), r.status + (f": {r.error}" if r.status == "failed" else "")]
+        for r in table.itertuples()
+    ]
+    print(format_table(["slide", "TSR", "category", "tiles", "status"], rows))
+    print(f"results: {Path(args.out) / 'cohort.csv'}")
+    if failed:
+        print(f"ldcsf slide: {failed} of {len(table)} slides failed (see the status column)", file=sys.stderr)
+        return 1 if failed == len(table) else 0
+    return 0
+
+
+def _number(value) -> str:
+    try:
+        return "-" if value is None or value != value else f"{float(value):.3f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _count(value) -> str:
+    return "-" if value is None or value != value else str(int(value))

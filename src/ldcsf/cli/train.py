@@ -1,0 +1,78 @@
+"""`ldcsf train`: fit a classifier on a manifest (see docs/training.md)."""
+
+from __future__ import annotations
+
+
+def add_device_arguments(parser) -> None:
+    """Lightning's device options, shared by train, evaluate and predict."""
+    group = parser.add_argument_group("devices")
+    group.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: auto)")
+    group.add_argument("--devices", default=None, help="number of devices, a list like 0,1, or auto")
+    group.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, fsdp, ... (default: auto)")
+    group.add_argument("--num-nodes", type=int, default=1, help="machines in a multi-node run (default: 1)")
+    group.add_argument("--precision", default="32-true", help="32-true, 16-mixed or bf16-mixed (default: 32-true)")
+    group.add_argument("--num-workers", type=int, default=4, help="data loading processes per device (default: 4)")
+    group.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train a classifier on a manifest of labelled tiles",
+                                   description="Train a multi-label classifier; writes RUN_DIR/checkpoints/{best,last}.ckpt, "
+                                               "RUN_DIR/model.pt and RUN_DIR/config.json.")
+    parser.add_argument("--data", required=True, help="manifest CSV (path, label columns, optional split/group)")
+    parser.add_argument("--model", default="ldcsf_swin_mini", help="model variant, see `ldcsf models` (default: ldcsf_swin_mini)")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--labels", help="comma-separated label columns (default: stroma,necrosis,non_tumor,tumor)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate (default: 3e-4)")
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up, then cosine decay (default: 1)")
+    parser.add_argument("--loss", choices=["bce", "asl"], default="bce", help="masked BCE or asymmetric loss (default: bce)")
+    parser.add_argument("--pos-weight", action="store_true", help="weight positives per label by negatives/positives")
+    parser.add_argument("--max-pos-weight", type=float, default=10.0, help="clip of --pos-weight (default: 10)")
+    parser.add_argument("--balanced", action="store_true", help="sample training images by their rarest positive label")
+    parser.add_argument("--pretrained", action="store_true", help="backbone weights from the model hub (online)")
+    parser.add_argument("--pretrained-file", help="backbone weights from a local .safetensors/.pth file")
+    parser.add_argument("--mpp", type=float, help="µm/px of the model's input (overrides --tile-mpp)")
+    parser.add_argument("--tile-mpp", type=float, help="µm/px of the tiles in the manifest; the input's mpp is "
+                                                       "tile_mpp * tile px / input px (default: 224 px tiles at 0.5)")
+    parser.add_argument("--threshold-method", choices=["f1", "youden"], default="f1", help="per-label threshold tuning on val")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patience", type=int, default=10, help="epochs without val mAP gain before stopping (0: never)")
+    parser.add_argument("--strict", action="store_true", help="stop on an unreadable image instead of skipping it")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimiser steps")
+    parser.add_argument("--limit-train-batches", type=_fraction_or_count, help="batches per epoch (count or fraction)")
+    parser.add_argument("--limit-val-batches", type=_fraction_or_count, help="validation batches (count or fraction)")
+    add_device_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _fraction_or_count(text: str) -> float | int:
+    return float(text) if "." in text else int(text)
+
+
+def run(args) -> int:
+    from ..training.train import TrainConfig, train
+
+    config = TrainConfig(
+        data=args.data, model=args.model, out=args.out,
+        labels=[s.strip() for s in args.labels.split(",")] if args.labels else None,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs, loss=args.loss, pos_weight=args.pos_weight,
+        max_pos_weight=args.max_pos_weight, balanced=args.balanced, pretrained=args.pretrained,
+        pretrained_file=args.pretrained_file, mpp=args.mpp, tile_mpp=args.tile_mpp,
+        threshold_method=args.threshold_method, seed=args.seed, patience=args.patience, strict=args.strict,
+        resume=args.resume, accelerator=args.accelerator, devices=args.devices or "auto", strategy=args.strategy,
+        num_nodes=args.num_nodes, precision=args.precision, num_workers=args.num_workers, max_steps=args.max_steps,
+        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches, progress=args.progress,
+    )
+    result = train(config)
+    if result.is_global_zero:
+        from ..evaluation.metrics import MetricsReport
+        from .evaluate import print_report
+
+        print_report(MetricsReport.from_dict(result.val_metrics), title="validation (best weights, tuned thresholds)")
+        print(f"best checkpoint: {result.best_checkpoint}\nportable model: {result.model_file}")
+    return 0

@@ -1,0 +1,59 @@
+"""Probabilities for a data set through Lightning's `Trainer.predict` (one or many devices)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from ..checkpoint import LoadedCheckpoint
+
+
+@dataclass
+class DeviceOptions:
+    """Where to run: the usual Lightning Trainer settings."""
+
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    batch_size: int = 64
+    num_workers: int = 4
+    progress: bool = True
+    trainer_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Predictions:
+    """Gathered outputs, one row per data set item in order; `is_global_zero` says who writes files."""
+
+    probs: np.ndarray
+    index: np.ndarray
+    is_global_zero: bool
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: DeviceOptions) -> Predictions:
+    """Run the checkpoint's model over `dataset` (items are dicts with "image" and "index")."""
+    import lightning as L
+
+    from ..training.module import MultiLabelModule
+
+    meta = loaded.meta
+    module = MultiLabelModule(loaded.model, thresholds=meta.thresholds, mpp=meta.mpp, mean=meta.mean, std=meta.std)
+    loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers)
+    trainer = L.Trainer(
+        accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
+        num_nodes=options.num_nodes, precision=options.precision, logger=False, enable_checkpointing=False,
+        enable_progress_bar=options.progress, enable_model_summary=False, **options.trainer_kwargs,
+    )
+    # Outputs are gathered across processes inside the module; Lightning's per-process list is not needed.
+    trainer.predict(module, dataloaders=loader, return_predictions=False)
+    results = module.predict_results
+    if len(results["index"]) != len(dataset):
+        raise RuntimeError(f"predicted {len(results['index'])} of {len(dataset)} images")
+    extra = {k: v for k, v in results.items() if k not in ("probs", "index")}
+    return Predictions(probs=results["probs"], index=results["index"], is_global_zero=trainer.is_global_zero, extra=extra)

@@ -1,0 +1,121 @@
+"""Pictures of a slide's predictions: class map and per-label heatmaps over the thumbnail.
+
+Tiles are painted as one array cell each (built from row/col, then stretched over the
+thumbnail by imshow's `extent`), not as one patch per tile. Figures are plain
+`matplotlib.figure.Figure` objects rendered by the Agg canvas, so nothing touches pyplot's
+global state and no display is needed.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle, Patch
+from PIL import Image
+
+from ..analysis.grid import TileGrid
+from ..analysis.hotspot import Hotspot
+from .colors import HOTSPOT_CLASS, HOTSPOT_COLOR, hex_color, label_colors
+from .geojson import dominant_label_index
+
+#: Width of the saved pictures in pixels (figure inches × dpi).
+FIGURE_WIDTH_PX = 1000
+DPI = 100
+
+
+def _figure_for(thumbnail: Image.Image, title: str) -> tuple[Figure, object]:
+    """A ~1000 px wide figure with the thumbnail drawn on its only axes."""
+    w, h = thumbnail.size
+    width_in = FIGURE_WIDTH_PX / DPI
+    height_in = min(max(width_in * 0.8 * h / w + 1.0, 3.0), 14.0)  # 0.8: room for legend/colour bar
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(np.asarray(thumbnail.convert("RGB")))
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=11)
+    return fig, ax
+
+
+def _grid_extent(grid: TileGrid, downsample: float) -> tuple[float, float, float, float]:
+    return tuple(v / downsample for v in grid.own_cell_extent())
+
+
+def draw_hotspot(ax, hotspot: Hotspot | None, downsample: float) -> list:
+    """Outline the hotspot field; return legend handles (none when there is no hotspot)."""
+    if hotspot is None:
+        return []
+    color = hex_color(HOTSPOT_COLOR)
+    centre = (hotspot.x / downsample, hotspot.y / downsample)
+    ax.add_patch(Circle(centre, hotspot.radius_px / downsample, fill=False, edgecolor=color, linewidth=2.5))
+    ax.plot(*centre, marker="+", color=color, markersize=10, markeredgewidth=2)
+    label = f"{HOTSPOT_CLASS} ({hotspot.diameter_um / 1000:g} mm): stroma {hotspot.stroma_fraction:.0%}"
+    return [Line2D([], [], color=color, linewidth=2.5, label=label)]
+
+
+def plot_class_overlay(
+    thumbnail: Image.Image,
+    thumbnail_downsample: float,
+    tiles: pd.DataFrame,
+    labels: Sequence[str],
+    thresholds: Sequence[float] | None = None,
+    hotspot: Hotspot | None = None,
+    *,
+    title: str = "",
+    alpha: float = 0.45,
+) -> Figure:
+    """Thumbnail with each tile tinted by its most probable positive label, and a legend."""
+    labels = list(labels)
+    fig, ax = _figure_for(thumbnail, title)
+    colors = label_colors(labels)
+    if len(tiles):
+        grid = TileGrid.from_tiles(tiles)
+        index = grid.paint(dominant_label_index(tiles, labels, thresholds), fill=-1, dtype=int)
+        palette = np.array([[*(c / 255 for c in colors[n]), alpha] for n in labels] + [[0, 0, 0, 0]])
+        ax.imshow(palette[index], extent=_grid_extent(grid, thumbnail_downsample), interpolation="nearest")
+    handles = [Patch(facecolor=hex_color(colors[n]), alpha=0.8, label=n) for n in labels]
+    handles += draw_hotspot(ax, hotspot, thumbnail_downsample)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=9, title="most probable\npositive label")
+    return fig
+
+
+def plot_probability_heatmap(
+    thumbnail: Image.Image,
+    thumbnail_downsample: float,
+    tiles: pd.DataFrame,
+    label: str,
+    hotspot: Hotspot | None = None,
+    *,
+    title: str = "",
+    cmap: str = "magma",
+) -> Figure:
+    """Per-tile probability of `label` over a faded thumbnail, with a 0..1 colour bar."""
+    faded = Image.blend(thumbnail.convert("L").convert("RGB"), Image.new("RGB", thumbnail.size, "white"), 0.5)
+    fig, ax = _figure_for(faded, title)
+    values = np.zeros((1, 1)) * np.nan
+    extent = (0, 1, 1, 0)
+    if len(tiles):
+        grid = TileGrid.from_tiles(tiles)
+        values = grid.paint(tiles[f"prob_{label}"].to_numpy(dtype=float))
+        extent = _grid_extent(grid, thumbnail_downsample)
+    image = ax.imshow(np.ma.masked_invalid(values), extent=extent, cmap=cmap, vmin=0.0, vmax=1.0,
+                      alpha=0.85, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label=f"probability of {label}")
+    handles = draw_hotspot(ax, hotspot, thumbnail_downsample)
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=9, framealpha=0.8)
+    return fig
+
+
+def figure_to_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes (to write atomically and to embed in the report)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()

@@ -1,0 +1,208 @@
+"""Everything written for one predicted slide, and the slide's row of cohort.csv.
+
+Files in the slide's output folder (each written atomically):
+    tiles.parquet, tiles.csv   the tile table as given
+    overlay.png                class map over the thumbnail, hotspot outlined
+    heatmap_<label>.png        probability of each label, with a colour bar
+    tiles.geojson              tiles and hotspot for QuPath (File > Import objects)
+    report.html                one self-contained page with the numbers and pictures
+    tsr.json                   all numbers and settings; written LAST: its presence marks the
+                               slide as finished, so a crash midway leaves the slide to be redone
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from PIL import Image
+
+from .. import __version__
+from ..analysis.hotspot import DEFAULT_FIELD_DIAMETER_UM, DEFAULT_MIN_TISSUE_COVERAGE, search_hotspot
+from ..analysis.tile_table import label_area_mm2, validate_tile_table
+from ..analysis.tsr import compute_tsr, finite_or_none
+from ..utils.atomic import atomic_path, write_json_atomic, write_text_atomic
+from . import figures
+from .geojson import tiles_to_geojson, write_geojson
+from .report import render_report
+from .tables import write_tile_table
+
+TSR_JSON = "tsr.json"
+OVERLAY_PNG = "overlay.png"
+GEOJSON = "tiles.geojson"
+REPORT_HTML = "report.html"
+
+#: Columns of cohort.csv, one row per slide (the dict `write_slide_outputs` returns).
+cohort_summary_columns = [
+    "slide_id", "path", "status", "error", "tsr", "stroma_fraction", "category",
+    "hotspot_tsr", "hotspot_stroma_fraction", "hotspot_x", "hotspot_y", "tissue_area_mm2", "n_tiles",
+]
+
+
+def heatmap_filename(label: str) -> str:
+    """heatmap_<label>.png with the label made safe for any file system."""
+    return f"heatmap_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.png"
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def label_summary(tiles: pd.DataFrame, labels: Sequence[str], thresholds: Sequence[float]) -> list[dict]:
+    """Per label: threshold, positive tiles, probability-weighted and decision areas, mean probability."""
+    return [
+        {
+            "label": name,
+            "threshold": float(threshold),
+            "n_positive": int((tiles[f"pred_{name}"] == 1).sum()),
+            "area_mm2": float(label_area_mm2(tiles, name, "probability").sum()),
+            "decision_area_mm2": float(label_area_mm2(tiles, name, "decision").sum()),
+            "mean_prob": float(tiles[f"prob_{name}"].mean()) if len(tiles) else None,
+        }
+        for name, threshold in zip(labels, thresholds)
+    ]
+
+
+def write_slide_outputs(
+    out_dir: Path,
+    *,
+    slide_id: str,
+    slide_path: str,
+    mpp: float,
+    dimensions: tuple[int, int],
+    tiles: pd.DataFrame,
+    labels: list[str],
+    thresholds: list[float],
+    thumbnail: Image.Image,
+    thumbnail_downsample: float,
+    settings: dict,
+    field_diameter_um: float = DEFAULT_FIELD_DIAMETER_UM,
+    weighting: str = "probability",
+    stroma_label: str = "stroma",
+    tumor_label: str = "tumor",
+) -> dict:
+    """Compute TSR and hotspot for one slide, write all its outputs, return its cohort row.
+
+    Args:
+        out_dir: the slide's output folder (created).
+        slide_id, slide_path: how the slide is named in outputs.
+        mpp: µm per level-0 pixel; dimensions: level-0 (width, height).
+        tiles: the tile table; labels/thresholds: the model's labels and decision thresholds.
+        thumbnail: the slide's thumbnail; thumbnail_downsample: level-0 pixels per thumbnail pixel.
+        settings: what produced the predictions (checkpoint, model, tile size, ...): copied
+            into tsr.json and the report.
+        field_diameter_um: hotspot field diameter (default 2200 µm, a 10x objective field).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # An old marker would claim this folder is complete while its files are being replaced.
+    (out_dir / TSR_JSON).unlink(missing_ok=True)
+    labels = list(labels)
+    thresholds = [float(t) for t in thresholds]
+    try:
+        validate_tile_table(tiles, labels)
+        if len(thresholds) != len(labels):
+            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels {labels}")
+        tsr = compute_tsr(tiles, labels, stroma_label=stroma_label, tumor_label=tumor_label, weighting=weighting)
+        search = search_hotspot(
+            tiles, mpp, field_diameter_um=field_diameter_um, stroma_label=stroma_label,
+            tumor_label=tumor_label, weighting=weighting,
+        )
+    except ValueError as err:
+        raise ValueError(f"{slide_id}: {err}") from err
+    hotspot = search.hotspot
+    thumbnail = thumbnail.convert("RGB")
+
+    write_tile_table(tiles, out_dir)
+
+    stroma_text = "–" if tsr.stroma_fraction is None else f"{tsr.stroma_fraction:.0%}"
+    overlay_title = f"{slide_id}: stroma {stroma_text} ({tsr.category})"
+    if hotspot is not None:
+        overlay_title += f", hotspot stroma {hotspot.stroma_fraction:.0%}"
+    images: list[tuple[str, bytes]] = []
+    png = figures.figure_to_png(figures.plot_class_overlay(
+        thumbnail, thumbnail_downsample, tiles, labels, thresholds, hotspot, title=overlay_title))
+    write_bytes_atomic(out_dir / OVERLAY_PNG, png)
+    images.append(("Most probable positive label per tile, hotspot outlined", png))
+    for name in labels:
+        mean = tiles[f"prob_{name}"].mean() if len(tiles) else float("nan")
+        png = figures.figure_to_png(figures.plot_probability_heatmap(
+            thumbnail, thumbnail_downsample, tiles, name, hotspot,
+            title=f"{slide_id}: probability of {name} (mean {mean:.2f})"))
+        write_bytes_atomic(out_dir / heatmap_filename(name), png)
+        images.append((f"Probability of {name}", png))
+
+    collection = tiles_to_geojson(tiles, labels, thresholds, hotspot, slide_id=slide_id, dimensions=tuple(dimensions))
+    write_geojson(out_dir / GEOJSON, collection)
+
+    labels_table = label_summary(tiles, labels, thresholds)
+    write_text_atomic(out_dir / REPORT_HTML, render_report(
+        slide_id=slide_id, slide_path=str(slide_path), mpp=mpp, dimensions=tuple(dimensions), tsr=tsr,
+        hotspot=hotspot, hotspot_note=search.reason, labels=labels, thresholds=thresholds,
+        label_table=labels_table, images=images, settings=settings,
+        version=__version__,
+    ))
+
+    row = cohort_row(slide_id, slide_path, tsr, hotspot)
+    write_json_atomic(out_dir / TSR_JSON, {
+        "slide_id": slide_id,
+        "slide_path": str(slide_path),
+        "mpp": float(mpp),
+        "dimensions": [int(d) for d in dimensions],
+        "labels": labels,
+        "thresholds": thresholds,
+        "tsr": tsr.to_dict(),
+        "hotspot": hotspot.to_dict() if hotspot is not None else None,
+        "hotspot_search": {
+            "field_diameter_um": float(field_diameter_um),
+            "min_tissue_coverage": DEFAULT_MIN_TISSUE_COVERAGE,
+            "tumour_at_borders": "pred == 1 in each of the N/E/S/W border sectors",
+            "n_candidate_fields": search.n_candidate_fields,
+            "n_qualifying_fields": search.n_qualifying_fields,
+            "note": search.reason,
+        },
+        "label_summary": labels_table,
+        "settings": settings,
+        "cohort_row": row,
+        "files": [TSR_JSON, "tiles.parquet", "tiles.csv", OVERLAY_PNG, *map(heatmap_filename, labels), GEOJSON, REPORT_HTML],
+        "ldcsf_version": __version__,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    return row
+
+
+def cohort_row(slide_id: str, slide_path: str, tsr, hotspot) -> dict:
+    """The slide's cohort.csv row (keys in `cohort_summary_columns` order)."""
+    return {
+        "slide_id": slide_id,
+        "path": str(slide_path),
+        "status": "ok",
+        "error": "",
+        "tsr": finite_or_none(tsr.tsr),
+        "stroma_fraction": tsr.stroma_fraction,
+        "category": tsr.category,
+        "hotspot_tsr": finite_or_none(hotspot.tsr) if hotspot is not None else None,
+        "hotspot_stroma_fraction": hotspot.stroma_fraction if hotspot is not None else None,
+        "hotspot_x": hotspot.x if hotspot is not None else None,
+        "hotspot_y": hotspot.y if hotspot is not None else None,
+        "tissue_area_mm2": tsr.tissue_area_mm2,
+        "n_tiles": tsr.n_tiles,
+    }
+
+
+def read_cohort_row(out_dir: str | Path) -> dict:
+    """The cohort row of a finished slide folder (from its tsr.json), e.g. for a skipped slide."""
+    import json
+
+    path = Path(out_dir) / TSR_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no tsr.json (the slide has not finished)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["cohort_row"]
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{path}: not a tsr.json written by ldcsf ({err})") from err

@@ -1,0 +1,19 @@
+"""Batched tile prediction over whole slides, one slide or a cohort at a time."""
+
+from .cohort import collect_slides, run_cohort
+from .dataset import TileDataset
+from .engine import PredictionStore, TilePredictor, predict_tiles
+from .pipeline import NoTissueError, SlideSettings, run_slide, slide_id_for
+
+__all__ = [
+    "NoTissueError",
+    "PredictionStore",
+    "SlideSettings",
+    "TileDataset",
+    "TilePredictor",
+    "collect_slides",
+    "predict_tiles",
+    "run_cohort",
+    "run_slide",
+    "slide_id_for",
+]

@@ -1,0 +1,192 @@
+"""Batched tile prediction with Lightning, written to disk batch by batch so it can resume.
+
+`Trainer.predict` does the device work: placement, mixed precision, several devices or nodes
+(each gets a share of the tiles through Lightning's distributed sampler). A
+`BasePredictionWriter` saves every finished batch as one small file in a parts folder; a rerun
+predicts only the tiles no part file holds yet. Nothing is kept in memory per slide beyond one
+batch, so memory stays flat however large the slide.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader
+
+from ..utils.atomic import atomic_path, write_json_atomic
+from .dataset import TileDataset
+
+#: `--precision` shorthands people type, mapped to Lightning's names.
+PRECISION_ALIASES = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "fp16": "16-mixed"}
+
+
+class TilePredictor(L.LightningModule):
+    """Wraps a loaded classifier for `Trainer.predict`: tiles in, sigmoid probabilities out."""
+
+    def __init__(self, model: torch.nn.Module, channels_last: bool | None = None) -> None:
+        super().__init__()
+        self.model = model
+        #: None = decide on the device: channels_last speeds up convolutions on GPUs only.
+        self.channels_last = channels_last
+
+    def on_predict_start(self) -> None:
+        if self.channels_last is None:
+            self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        images, index = batch
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        probs = torch.sigmoid(self.model(images).float())
+        return {"index": index, "probs": probs}
+
+
+class PredictionStore:
+    """The parts folder of one slide: one .npz per predicted batch, plus the settings they belong to.
+
+    Parts are only reused while the settings (slide, checkpoint, tiling) are the same; any change
+    empties the folder so stale predictions never mix with new ones.
+    """
+
+    SETTINGS = "settings.json"
+
+    def __init__(self, directory: str | Path, fingerprint: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
+
+    def matches(self) -> bool:
+        path = self.directory / self.SETTINGS
+        try:
+            return json.loads(path.read_text()) == self.fingerprint
+        except (OSError, ValueError):
+            return False
+
+    def prepare(self) -> None:
+        """Keep the parts when they were made with these settings; otherwise start afresh."""
+        if not self.matches():
+            self.clear()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.directory / self.SETTINGS, self.fingerprint)
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.directory.glob("part-*.npz")) if self.matches() else []
+
+    def write_batch(self, index: np.ndarray, probs: np.ndarray, rank: int) -> None:
+        name = f"part-r{rank:03d}-{int(index.min()):08d}-{len(index):05d}.npz"
+        with atomic_path(self.directory / name) as tmp:
+            np.savez(tmp, index=index, probs=probs)
+
+    def done_indices(self) -> np.ndarray:
+        done = [np.load(path)["index"] for path in self.part_files()]
+        return np.unique(np.concatenate(done)) if done else np.zeros(0, dtype=np.int64)
+
+    def collect(self, n_tiles: int, n_labels: int) -> np.ndarray:
+        """(n_tiles, n_labels) probabilities; NaN where no part holds the tile."""
+        probs = np.full((n_tiles, n_labels), np.nan, dtype=np.float32)
+        for path in self.part_files():
+            with np.load(path) as part:
+                probs[part["index"]] = part["probs"]
+        return probs
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PartWriter(BasePredictionWriter):
+    """Saves each finished batch to the store (what makes an interrupted slide resumable)."""
+
+    def __init__(self, store: PredictionStore) -> None:
+        super().__init__(write_interval="batch")
+        self.store = store
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        self.store.write_batch(
+            prediction["index"].cpu().numpy(), prediction["probs"].cpu().numpy(), rank=trainer.global_rank
+        )
+
+
+class RemainingTiles(L.LightningDataModule):
+    """The tiles no part file holds yet, decided on every rank once the processes are connected."""
+
+    def __init__(self, store: PredictionStore, make_dataset, batch_size: int, num_workers: int) -> None:
+        super().__init__()
+        self.store = store
+        self.make_dataset = make_dataset
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.dataset: TileDataset | None = None
+
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        if self.trainer.is_global_zero:
+            self.store.prepare()
+        strategy.barrier("ldcsf-prepare-parts")
+        self.dataset = self.make_dataset(self.store.done_indices())
+        # Every rank must have listed the parts before any rank writes new ones.
+        strategy.barrier("ldcsf-listed-parts")
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+
+def make_trainer(
+    store: PredictionStore,
+    accelerator: str = "auto",
+    devices: int | str | Sequence[int] = "auto",
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    precision: str | None = None,
+    callbacks: Sequence[L.Callback] = (),
+    progress: bool = True,
+) -> L.Trainer:
+    """A Trainer for prediction only: no logger, no checkpoints, the part writer first."""
+    precision = PRECISION_ALIASES.get(str(precision), precision) if precision is not None else None
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        precision=precision,
+        callbacks=[PartWriter(store), *callbacks],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+    )
+
+
+def predict_tiles(
+    model: torch.nn.Module,
+    store: PredictionStore,
+    make_dataset,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    trainer: L.Trainer | None = None,
+    **trainer_kwargs,
+) -> L.Trainer:
+    """Predict every tile not yet in `store`; return the trainer (its ranks tell who merges).
+
+    `make_dataset(done_indices)` builds the TileDataset of the tiles still to predict.
+    """
+    trainer = trainer or make_trainer(store, **trainer_kwargs)
+    data = RemainingTiles(store, make_dataset, batch_size=batch_size, num_workers=num_workers)
+    trainer.predict(TilePredictor(model), datamodule=data, return_predictions=False)
+    trainer.strategy.barrier("ldcsf-predicted")
+    if data.dataset is not None:
+        data.dataset.close()
+    return trainer

@@ -1,0 +1,134 @@
+"""Manifest -> train/val/test loaders (a LightningDataModule).
+
+The splits come from the manifest's `split` column; without one, images are split here (by
+`group`, e.g. patient, when present so a patient never spans two splits; else by image), seeded.
+Every image is decoded once up front: unreadable ones are dropped with a logged count and their
+names written to `bad_images.log` in the run folder, or stop the run when `strict`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.dataset import ManifestDataset, find_unreadable_images
+from ..data.manifest import Manifest
+from ..data.transforms import build_transforms
+from ..utils.atomic import write_text_atomic
+from .sampling import balanced_sampler
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+BAD_IMAGES_LOG = "bad_images.log"
+
+
+class IndexedDataset(Dataset):
+    """Items as dicts {"image", "target", "index"}: the index lets gathered outputs be de-duplicated."""
+
+    def __init__(self, dataset: ManifestDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, target = self.dataset[index]
+        return {"image": image, "target": target, "index": index}
+
+
+def split_manifest(manifest: Manifest, seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, Manifest]:
+    """{"train", "val", "test"} manifests, from the `split` column or assigned here."""
+    if "split" not in manifest.frame.columns or manifest.frame["split"].isna().all():
+        from ..data.splits import assign_splits
+
+        frame = assign_splits(manifest.frame, fractions=tuple(fractions), group_col="group", seed=seed)
+        manifest = Manifest(frame=frame, root=manifest.root, labels=list(manifest.labels), source=manifest.source)
+    unknown = sorted(set(manifest.frame["split"].dropna()) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"{manifest.source or manifest.root}: unknown split name(s) {unknown} (use {', '.join(SPLITS)})")
+    return {name: manifest.subset(name) for name in SPLITS}
+
+
+def drop_unreadable_images(manifest: Manifest, run_dir: Path | None, strict: bool = False, progress: bool = True) -> Manifest:
+    """Decode every image; drop (and log) the unreadable ones, or raise when `strict`."""
+    bad = find_unreadable_images(manifest, progress=progress)
+    if not bad:
+        return manifest
+    where = manifest.source or manifest.root
+    if strict:
+        raise ValueError(f"{where}: {len(bad)} unreadable image(s), first: {bad[0][1]}")
+    if run_dir is not None:
+        write_text_atomic(Path(run_dir) / BAD_IMAGES_LOG, "".join(f"{path}\t{reason}\n" for path, reason in bad))
+    log.warning("%s: skipping %d unreadable image(s)%s", where, len(bad),
+                f"; listed in {Path(run_dir) / BAD_IMAGES_LOG}" if run_dir is not None else "")
+    bad_paths = {path for path, _ in bad}
+    keep = [path not in bad_paths for path in manifest.image_paths()]
+    return Manifest(frame=manifest.frame[keep].reset_index(drop=True), root=manifest.root,
+                    labels=list(manifest.labels), source=manifest.source)
+
+
+class ManifestDataModule(L.LightningDataModule):
+    """Loaders over the train/val/test splits of a manifest.
+
+    Args:
+        splits: {"train", "val", "test"} manifests (see `split_manifest`).
+        input_size, mean, std: the model's input size and normalisation.
+        balanced: draw training images with `balanced_sampler` instead of shuffling.
+    """
+
+    def __init__(self, splits: dict[str, Manifest], input_size: int, mean: Sequence[float], std: Sequence[float],
+                 batch_size: int = 32, num_workers: int = 4, balanced: bool = False, seed: int = 0):
+        super().__init__()
+        self.splits = splits
+        self.input_size, self.mean, self.std = int(input_size), list(mean), list(std)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.balanced, self.seed = balanced, seed
+        self.labels = list(splits["train"].labels)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, run_dir: Path | None = None, strict: bool = False, seed: int = 0,
+                      fractions: Sequence[float] = DEFAULT_FRACTIONS, progress: bool = True, **kwargs) -> "ManifestDataModule":
+        """Check images, split, and require non-empty train and val splits."""
+        manifest = drop_unreadable_images(manifest, run_dir, strict=strict, progress=progress)
+        splits = split_manifest(manifest, seed=seed, fractions=fractions)
+        for name in ("train", "val"):
+            if len(splits[name]) == 0:
+                raise ValueError(f"{manifest.source or manifest.root}: no readable images in the {name!r} split")
+        return cls(splits, seed=seed, **kwargs)
+
+    def train_targets(self) -> torch.Tensor:
+        return torch.from_numpy(self.splits["train"].targets())
+
+    def split_sizes(self) -> dict[str, int]:
+        return {name: len(m) for name, m in self.splits.items()}
+
+    def dataset(self, split: str, train: bool = False) -> IndexedDataset:
+        transform = build_transforms(self.input_size, self.mean, self.std, train=train)
+        return IndexedDataset(ManifestDataset(self.splits[split], transform=transform))
+
+    def _loader(self, dataset: Dataset, shuffle: bool = False, sampler=None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset("train", train=True)
+        if self.balanced:
+            return self._loader(dataset, sampler=balanced_sampler(self.splits["train"].targets(), seed=self.seed))
+        return self._loader(dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test"))
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

@@ -1,0 +1,173 @@
+"""The LightningModule: a classifier from `ldcsf.models`, a masked loss, AdamW and a schedule.
+
+Batches are dicts: "image" (N, 3, H, W), "index" (N,) the row of each image in its data set,
+and, when labelled, "target" (N, L) with NaN = not annotated. Validation and prediction outputs
+are gathered from all processes and de-duplicated by "index", so metrics and thresholds are
+computed on every image exactly once, also under DDP (whose sampler repeats a few images to give
+each process the same number).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.optim import create_optimizer_v2
+from torchmetrics.utilities.distributed import gather_all_tensors
+
+from ..checkpoint import DEFAULT_MPP, CheckpointMeta
+from ..evaluation.metrics import mean_average_precision
+from ..models import MultiLabelClassifier
+from .losses import build_loss
+from .schedule import warmup_cosine_schedule
+
+#: Key of the ldcsf model description inside a Lightning checkpoint (read by `load_checkpoint`).
+META_KEY = "ldcsf"
+
+
+class MultiLabelModule(L.LightningModule):
+    """Trains and scores a `MultiLabelClassifier`.
+
+    Args:
+        model: a classifier built by `ldcsf.create_model` (its weights are saved as "model.*").
+        loss: "bce" (masked binary cross-entropy) or "asl" (masked asymmetric loss).
+        pos_weight: per-label weight of positive targets, or None.
+        lr, weight_decay: AdamW settings (no decay on biases and norms).
+        warmup_epochs: linear warm-up length in epochs (may be fractional), then cosine decay.
+        thresholds: per-label decision thresholds stored in checkpoints (0.5 until tuned).
+        mpp, mean, std: the input's µm/px and normalisation, stored in checkpoints.
+        extra: plain-typed run summary stored in the checkpoint meta (e.g. the training config).
+
+    All arguments but `model` are plain Python types, saved as hyper-parameters, so that the
+    checkpoint loads with `torch.load(weights_only=True)`.
+    """
+
+    def __init__(
+        self,
+        model: MultiLabelClassifier,
+        loss: str = "bce",
+        pos_weight: Sequence[float] | None = None,
+        lr: float = 3e-4,
+        weight_decay: float = 0.05,
+        warmup_epochs: float = 1.0,
+        thresholds: Sequence[float] | None = None,
+        mpp: float = DEFAULT_MPP,
+        mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+        std: Sequence[float] = IMAGENET_DEFAULT_STD,
+        extra: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
+        self.save_hyperparameters(
+            {"loss": loss, "pos_weight": pos_weight, "lr": float(lr), "weight_decay": float(weight_decay),
+             "warmup_epochs": float(warmup_epochs), "mpp": float(mpp), "mean": [float(v) for v in mean],
+             "std": [float(v) for v in std], "labels": list(model.labels), "extra": dict(extra or {})}
+        )
+        self.model = model
+        self.loss_fn = build_loss(loss, None if pos_weight is None else torch.tensor(pos_weight))
+        self.thresholds = [0.5] * model.num_labels if thresholds is None else [float(t) for t in thresholds]
+        self._outputs: list[dict[str, torch.Tensor]] = []
+        #: Gathered outputs of the last validation / prediction epoch (numpy, in data set order).
+        self.val_results: dict[str, np.ndarray] = {}
+        self.predict_results: dict[str, np.ndarray] = {}
+
+    # -- steps ---------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss_fn(self(batch["image"]), batch["target"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["image"]).float()
+        loss = self.loss_fn(logits, batch["target"])
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch["image"]))
+        self._keep(batch, logits)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        probs = self._keep(batch, self(batch["image"]).float())
+        return probs
+
+    def _keep(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.sigmoid(logits).detach()
+        # Everything per image but the pixels travels along: "index", "target", flags such as "ok".
+        kept = {k: v.to(torch.uint8) if v.dtype == torch.bool else v  # gloo cannot gather bools
+                for k, v in batch.items() if k != "image" and isinstance(v, torch.Tensor)}
+        self._outputs.append(kept | {"probs": probs})
+        return probs
+
+    # -- epoch ends: gather every process's outputs ----------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._outputs = []
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_results = self._gather_outputs()
+        score = mean_average_precision(self.val_results["probs"], self.val_results["target"])
+        # Every process computed the same value from the same gathered outputs.
+        self.log("val/mAP", score if math.isfinite(score) else 0.0, prog_bar=True, sync_dist=True)
+
+    def on_predict_epoch_start(self) -> None:
+        self._outputs = []
+
+    def on_predict_epoch_end(self) -> None:
+        self.predict_results = self._gather_outputs()
+
+    def _gather_outputs(self) -> dict[str, np.ndarray]:
+        keys = list(self._outputs[0]) if self._outputs else ["probs", "index"]
+        num_labels = self.model.num_labels
+        local = {
+            k: torch.cat([o[k] for o in self._outputs]) if self._outputs
+            else torch.empty((0,) if k == "index" else (0, num_labels), device=self.device)
+            for k in keys
+        }
+        self._outputs = []
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # torchmetrics' gather pads and trims, so processes may hold different counts.
+            local = {k: torch.cat(gather_all_tensors(v.contiguous())) for k, v in local.items()}
+        index = local["index"].cpu().numpy()
+        _, first = np.unique(index, return_index=True)  # sorted by index, duplicates dropped
+        return {k: v.cpu().numpy()[first] for k, v in local.items()}
+
+    # -- optimiser -------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = create_optimizer_v2(self.model, "adamw", lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        # estimated_stepping_batches has set up the train loader, so its length is known here.
+        batches = self.trainer.num_training_batches
+        steps_per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches) if math.isfinite(batches) else total_steps
+        warmup_steps = round(self.hparams.warmup_epochs * steps_per_epoch)
+        scheduler = warmup_cosine_schedule(optimizer, warmup_steps, total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoint meta -----------------------------------------------------------------------
+    def checkpoint_meta(self) -> CheckpointMeta:
+        """How to use these weights: labels, thresholds, input size, mpp, normalisation, run summary."""
+        return CheckpointMeta.for_model(
+            self.model, thresholds=self.thresholds, mpp=self.hparams.mpp, mean=self.hparams.mean,
+            std=self.hparams.std, extra=self.hparams.extra,
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[META_KEY] = self.checkpoint_meta().to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get(META_KEY)
+        if meta:
+            check_labels(meta["labels"], self.model.labels, where="checkpoint")
+            self.thresholds = [float(t) for t in meta["thresholds"]]
+
+
+def check_labels(checkpoint_labels: Sequence[str], data_labels: Sequence[str], where: str, data: str = "the data") -> None:
+    """One clear error when a checkpoint was trained on other labels than the data has."""
+    if list(checkpoint_labels) != list(data_labels):
+        raise ValueError(
+            f"{where}: checkpoint labels {list(checkpoint_labels)} differ from the labels of {data} "
+            f"{list(data_labels)} (same names in the same order are required)"
+        )

@@ -1,0 +1,229 @@
+"""`train(config)`: fit a classifier on a manifest, keep the best weights, tune thresholds.
+
+A run folder holds:
+    config.json               the full configuration of the run
+    checkpoints/best.ckpt     Lightning checkpoint with the best validation mAP (thresholds tuned)
+    checkpoints/last.ckpt     the latest state, to continue with `resume=True`
+    model.pt                  the best weights as one small portable ldcsf checkpoint
+    val_metrics.json          validation metrics of model.pt with its tuned thresholds
+    logs/                     per-step and per-epoch metrics (CSV)
+    bad_images.log            images skipped because they could not be decoded (if any)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..checkpoint import DEFAULT_MPP
+
+log = logging.getLogger(__name__)
+
+#: Without --mpp or --tile-mpp, tiles are assumed to be 224 px at 0.5 µm/px (a 20x scan, the
+#: convention of NCT-CRC-HE and the paper), resized to the model's input.
+DEFAULT_TILE_PX = 224
+DEFAULT_TILE_MPP = DEFAULT_MPP
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved as config.json in the run folder."""
+
+    data: str
+    model: str
+    out: str
+    labels: list[str] | None = None
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    loss: str = "bce"
+    pos_weight: bool = False
+    max_pos_weight: float = 10.0
+    balanced: bool = False
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    mpp: float | None = None
+    tile_mpp: float | None = None
+    seed: int = 0
+    patience: int = 10
+    threshold_method: str = "f1"
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    strict: bool = False
+    resume: bool = False
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    num_workers: int = 4
+    max_steps: int = -1
+    limit_train_batches: float | int | None = None
+    limit_val_batches: float | int | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    model_file: Path
+    thresholds: list[float]
+    best_score: float | None
+    val_metrics: dict
+    is_global_zero: bool = True
+
+
+def effective_mpp(input_size: int, mpp: float | None = None, tile_mpp: float | None = None,
+                  tile_px: int | None = None) -> float:
+    """µm per pixel of the model's input.
+
+    `mpp` given: used as is. Else tiles of `tile_px` px at `tile_mpp` µm/px (default 224 px at
+    0.5 µm/px) are resized to `input_size`, so one input pixel covers tile_mpp * tile_px / input_size µm.
+    """
+    if mpp is not None:
+        if mpp <= 0:
+            raise ValueError(f"--mpp must be positive, got {mpp}")
+        return float(mpp)
+    tile_mpp = DEFAULT_TILE_MPP if tile_mpp is None else float(tile_mpp)
+    tile_px = DEFAULT_TILE_PX if tile_px is None else int(tile_px)
+    if tile_mpp <= 0:
+        raise ValueError(f"--tile-mpp must be positive, got {tile_mpp}")
+    return tile_mpp * tile_px / int(input_size)
+
+
+def _tile_px(manifest) -> int:
+    from PIL import Image
+
+    with Image.open(manifest.image_paths()[0]) as image:
+        return int(image.size[0])
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run (or continue) one training run; see the module docstring for what it writes."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from ..checkpoint import read_checkpoint_payload
+    from ..data.manifest import read_manifest
+    from ..models import create_model
+    from ..utils.atomic import write_json_atomic
+    from .checkpoint_io import AtomicCheckpointIO
+    from .datamodule import ManifestDataModule
+    from .losses import positive_weights
+    from .module import MultiLabelModule, check_labels
+
+    run_dir = Path(config.out)
+    last_path = run_dir / "checkpoints" / "last.ckpt"
+    if config.resume and not last_path.is_file():
+        raise FileNotFoundError(f"{last_path}: nothing to resume (no last checkpoint in {run_dir})")
+    if not config.resume and last_path.is_file():
+        raise ValueError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    manifest = read_manifest(config.data, labels=config.labels)
+    if config.resume:
+        check_labels(read_checkpoint_payload(last_path)[0].labels, manifest.labels, where=str(last_path), data=config.data)
+
+    model = create_model(config.model, labels=manifest.labels, pretrained=config.pretrained,
+                         pretrained_file=config.pretrained_file)
+    input_size = int(model.img_size[0])
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    mean, std = list(IMAGENET_DEFAULT_MEAN), list(IMAGENET_DEFAULT_STD)
+    datamodule = ManifestDataModule.from_manifest(
+        manifest, run_dir=run_dir if _is_global_zero() else None, strict=config.strict, seed=config.seed,
+        fractions=config.split_fractions, progress=config.progress and _is_global_zero(),
+        input_size=input_size, mean=mean, std=std, batch_size=config.batch_size,
+        num_workers=config.num_workers, balanced=config.balanced,
+    )
+    mpp = effective_mpp(input_size, config.mpp, config.tile_mpp,
+                        None if config.mpp is not None or config.tile_mpp is None else _tile_px(manifest))
+    pos_weight = positive_weights(datamodule.train_targets(), config.max_pos_weight).tolist() if config.pos_weight else None
+    summary = {"config": _plain(asdict(config)), "split_sizes": datamodule.split_sizes(), "pos_weight": pos_weight}
+    if _is_global_zero():
+        write_json_atomic(run_dir / "config.json", summary | {"mpp": mpp, "input_size": input_size})
+    log.info("training %s on %s: %s images (train/val/test), input %d px at %.3f µm/px",
+             config.model, config.data, "/".join(str(n) for n in datamodule.split_sizes().values()), input_size, mpp)
+
+    module = MultiLabelModule(model, loss=config.loss, pos_weight=pos_weight, lr=config.lr,
+                              weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
+                              mpp=mpp, mean=mean, std=std, extra={"training": _plain(summary)})
+    best_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mAP", mode="max",
+                              save_top_k=1, auto_insert_metric_name=False)
+    # A second, unmonitored callback writes last.ckpt after every validation: Lightning's own
+    # save_last only refreshes it when the monitored metric improves, which would lose epochs on resume.
+    last_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                              enable_version_counter=False)
+    callbacks = [best_cb, last_cb, LearningRateMonitor(logging_interval="step")]
+    if config.patience > 0:
+        callbacks.append(EarlyStopping(monitor="val/mAP", mode="max", patience=config.patience))
+    trainer = L.Trainer(
+        default_root_dir=run_dir, max_epochs=config.epochs, max_steps=config.max_steps,
+        accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
+        num_nodes=config.num_nodes, precision=config.precision, callbacks=callbacks,
+        logger=CSVLogger(run_dir, name="logs", version=""), plugins=[AtomicCheckpointIO()],
+        limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
+        log_every_n_steps=1, enable_progress_bar=config.progress, enable_model_summary=config.progress,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last_path if config.resume else None)
+
+    best_path = Path(best_cb.best_model_path) if best_cb.best_model_path else last_path
+    if not best_path.is_file():
+        raise ValueError(f"{run_dir}: training ended before any validation; no checkpoint was written")
+    return _finish(trainer, module, datamodule, config, run_dir, best_path, last_path, best_cb.best_model_score)
+
+
+def _finish(trainer, module, datamodule, config: TrainConfig, run_dir: Path, best_path: Path, last_path: Path,
+            best_score) -> TrainResult:
+    """Tune thresholds on val with the best weights; store them in best.ckpt and model.pt."""
+    import torch
+
+    from ..checkpoint import save_checkpoint
+    from ..evaluation.metrics import compute_metrics
+    from ..evaluation.thresholds import tune_thresholds
+    from ..utils.atomic import atomic_path, write_json_atomic
+    from .module import META_KEY
+
+    # validate() gathers every process's predictions, so all processes tune the same thresholds.
+    trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+    probs, targets = module.val_results["probs"], module.val_results["target"]
+    module.thresholds = tune_thresholds(probs, targets, method=config.threshold_method)
+    report = compute_metrics(probs, targets, module.model.labels, module.thresholds)
+    model_file = run_dir / "model.pt"
+    if trainer.is_global_zero:
+        meta = module.checkpoint_meta()
+        checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
+        checkpoint[META_KEY] = meta.to_dict()
+        with atomic_path(best_path) as tmp:
+            torch.save(checkpoint, tmp)
+        save_checkpoint(model_file, module.model, meta)
+        write_json_atomic(run_dir / "val_metrics.json", report.to_dict())
+    trainer.strategy.barrier()
+    return TrainResult(run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path, model_file=model_file,
+                       thresholds=list(module.thresholds),
+                       best_score=None if best_score is None else float(best_score), val_metrics=report.to_dict(),
+                       is_global_zero=trainer.is_global_zero)
+
+
+def _is_global_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _plain(obj: Any) -> Any:
+    """Only str/int/float/bool/None/list/dict, so the checkpoint loads with weights_only=True."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
