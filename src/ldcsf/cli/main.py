@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # Lightning's loggers print through their own handlers; passing records on would print them twice.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).propagate = False
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -17,9 +17,6 @@ BACKGROUND, STROMA, TUMOUR, NECROSIS, NORMAL = 0, 1, 2, 3, 4
 #: Class names as the manifest's frac_<class> columns spell them (same as the WSSS4LUAD mask scheme).
 CLASSES: tuple[str, ...] = ("background", "stroma", "tumor", "necrosis", "normal")
 
-#: Layout class -> model label (the project's default labels); background has none.
-CLASS_TO_LABEL: dict[int, str] = {STROMA: "stroma", TUMOUR: "tumor", NECROSIS: "necrosis", NORMAL: "non_tumor"}
-
 #: A label map PNG colour per class, for people looking at layouts.
 CLASS_COLOURS = np.array(
     [[255, 255, 255], [236, 130, 170], [110, 50, 160], [250, 210, 60], [90, 180, 120]], dtype=np.uint8
