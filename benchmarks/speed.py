@@ -333,6 +333,7 @@ def _count_tiles(row: dict, slide_dir: Path) -> int | None:
 def measure_pipeline(args, device: str, model_name: str, batch: int) -> dict:
     """Tiles/s and peak memory of whole-slide inference, each slide in its own process."""
     from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
+    from ldcsf.training.train import effective_mpp
 
     missing = pipeline_available()
     if missing:
@@ -342,7 +343,8 @@ def measure_pipeline(args, device: str, model_name: str, batch: int) -> dict:
     args.slide_dir.mkdir(parents=True, exist_ok=True)
     model = create_model(model_name)
     ckpt = args.slide_dir / f"{model_name}-untrained.pt"  # weights do not change the speed
-    save_checkpoint(ckpt, model, CheckpointMeta.for_model(model, mpp=0.5))
+    # The µm/px training gives this model (224 px tiles at 0.5 µm/px resized to its input).
+    save_checkpoint(ckpt, model, CheckpointMeta.for_model(model, mpp=effective_mpp(int(model.img_size[0]))))
     runs = []
     for side in args.slide_sizes:
         print(f"slide pipeline: {side} x {side} px mosaic ...", file=sys.stderr)
@@ -355,7 +357,11 @@ def measure_pipeline(args, device: str, model_name: str, batch: int) -> dict:
         run["side"] = side
         run["tiles_per_s"] = run["tiles"] / run["seconds"] if run.get("tiles") else None
         runs.append(run)
-    return {"model": model_name, "batch": batch, "runs": runs}
+    out = {"model": model_name, "batch": batch, "runs": runs}
+    if len(runs) >= 2 and runs[-1].get("tiles") and runs[0].get("tiles") and runs[-1]["seconds"] > runs[0]["seconds"]:
+        # Between two slide sizes the fixed costs (loading, tissue detection, outputs) cancel.
+        out["marginal_tiles_per_s"] = (runs[-1]["tiles"] - runs[0]["tiles"]) / (runs[-1]["seconds"] - runs[0]["seconds"])
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -396,6 +402,10 @@ def render(result: dict) -> str:
                  fmt(r["peak_rss_mb"], 0)] for r in pipe["runs"]]
         out += [f"{pipe['model']}, batch {pipe['batch']}; each slide in a fresh process (peak RSS = its high-water mark).\n",
                 markdown_table(["slide px", "tiles", "seconds", "tiles/s", "vs model alone", "peak RSS (MB)"], prow), ""]
+        if pipe.get("marginal_tiles_per_s"):
+            marginal = pipe["marginal_tiles_per_s"]
+            out += [f"Marginal rate between the two sizes (fixed costs cancel): {marginal:,.1f} tiles/s"
+                    + (f" = {marginal / model_rate:.2f}x the model alone." if model_rate else "."), ""]
     if result.get("notes"):
         out += ["## Notes\n"] + [f"- {n}" for n in result["notes"]] + [""]
     if result.get("profile"):

@@ -120,8 +120,8 @@ def read_checkpoint_payload(path: str | Path) -> tuple[CheckpointMeta, dict[str,
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from err
+    except Exception as err:  # pickle, zip and unpickling-policy errors all mean "not usable"
+        raise ValueError(f"{path}: not a readable checkpoint (not a PyTorch file, or damaged or truncated)") from err
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: not an ldcsf checkpoint (holds a {type(payload).__name__})")
     if payload.get("format") == CHECKPOINT_FORMAT:

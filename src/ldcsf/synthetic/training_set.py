@@ -92,14 +92,16 @@ def make_training_set(
                              **_random_composition(rng))
         image = render_he(layout, seed=int(rng.integers(2**31)), mpp=mpp)
         _save_png(out_dir / "layouts" / f"{case_id}.png", colour_layout(layout))
-        new = _cut_tiles(out_dir, case_id, image, layout, tile_size, n_tiles - len(rows))
+        # At most a third of the tiles from one case, so that even a small set has three cases
+        # (one per split).
+        limit = min(n_tiles - len(rows), -(-n_tiles // 3))
+        new = _cut_tiles(out_dir, case_id, image, layout, tile_size, limit, rng)
         rows += new
         bar.update(len(new))
         case += 1
     bar.close()
 
     frame = pd.DataFrame(rows)
-    # At least one case per split whenever there are three cases or more.
     frame = assign_splits(frame, seed=seed)
     columns = ["path", "mask", *default_labels(), *SYNTHETIC_SCHEME.fraction_columns, "group", "split", "x", "y"]
     write_manifest(frame[columns], manifest_path)
@@ -116,25 +118,28 @@ def _random_composition(rng: np.random.Generator) -> dict[str, float]:
     return {"stroma_fraction": stroma, "necrosis_fraction": necrosis, "normal_fraction": normal}
 
 
-def _cut_tiles(out_dir: Path, case_id: str, image: np.ndarray, layout: np.ndarray, size: int, limit: int) -> list[dict]:
+def _cut_tiles(out_dir: Path, case_id: str, image: np.ndarray, layout: np.ndarray, size: int, limit: int,
+               rng: np.random.Generator) -> list[dict]:
+    """Up to `limit` tissue tiles from the case's grid, in random order (not all from its top rows)."""
     labels = list(default_labels())
     rows = []
-    for y in range(0, layout.shape[0] - size + 1, size):
-        for x in range(0, layout.shape[1] - size + 1, size):
-            crop = layout[y : y + size, x : x + size]
-            fractions = mask_fractions(crop, SYNTHETIC_SCHEME)
-            if fractions["background"] > MAX_BACKGROUND:
-                continue
-            name = f"{case_id}_y{y:05d}_x{x:05d}.png"
-            _save_png(out_dir / "tiles" / name, image[y : y + size, x : x + size])
-            _save_png(out_dir / "masks" / name, crop)
-            target = labels_from_fractions(fractions, SYNTHETIC_SCHEME, labels, present_at=PRESENT_AT,
-                                           absent_below=PRESENT_AT)
-            rows.append({"path": f"tiles/{name}", "mask": f"masks/{name}", **target,
-                         **{f"frac_{k}": round(v, 5) for k, v in fractions.items()},
-                         "group": case_id, "x": x, "y": y})
-            if len(rows) >= limit:
-                return rows
+    grid = [(y, x) for y in range(0, layout.shape[0] - size + 1, size) for x in range(0, layout.shape[1] - size + 1, size)]
+    for i in rng.permutation(len(grid)):
+        y, x = grid[i]
+        crop = layout[y : y + size, x : x + size]
+        fractions = mask_fractions(crop, SYNTHETIC_SCHEME)
+        if fractions["background"] > MAX_BACKGROUND:
+            continue
+        name = f"{case_id}_y{y:05d}_x{x:05d}.png"
+        _save_png(out_dir / "tiles" / name, image[y : y + size, x : x + size])
+        _save_png(out_dir / "masks" / name, crop)
+        target = labels_from_fractions(fractions, SYNTHETIC_SCHEME, labels, present_at=PRESENT_AT,
+                                       absent_below=PRESENT_AT)
+        rows.append({"path": f"tiles/{name}", "mask": f"masks/{name}", **target,
+                     **{f"frac_{k}": round(v, 5) for k, v in fractions.items()},
+                     "group": case_id, "x": x, "y": y})
+        if len(rows) >= limit:
+            return rows
     return rows
 
 
