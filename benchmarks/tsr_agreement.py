@@ -152,6 +152,19 @@ def train_without_wsss4luad(args) -> Path:
     return train(config).model_file
 
 
+def training_leak(manifest: str | None) -> str:
+    """Whether the checkpoint's training manifest (recorded in the checkpoint) holds WSSS4LUAD images."""
+    import pandas as pd
+
+    if not manifest or not Path(manifest).is_file():
+        return f"unknown (training manifest {manifest} not found)"
+    frame = pd.read_csv(manifest)
+    column = frame["dataset"] if "dataset" in frame else frame["path"]
+    hits = int(column.astype(str).str.contains("wsss4luad", case=False).sum())
+    return (f"YES: {manifest} holds {hits} WSSS4LUAD images, so the agreement below is optimistic"
+            if hits else f"no: {manifest} holds no WSSS4LUAD image")
+
+
 # -- statistics and report -----------------------------------------------------------------------
 def agreement(truth: np.ndarray, pred: np.ndarray) -> dict:
     from scipy.stats import spearmanr
@@ -215,7 +228,7 @@ def main(argv=None) -> int:
     if args.train_without_wsss4luad:
         leak = "no: trained on the pan-cancer set without any WSSS4LUAD image"
     elif training:
-        leak = f"check: trained on {training.get('config', {}).get('data', '?')}"
+        leak = training_leak(training.get("config", {}).get("data"))
 
     tag = f"{Path(checkpoint).parent.name}-{loaded.meta.model_name}-mpp{args.mpp:g}-ov{args.overlap:g}"
     rows = []
