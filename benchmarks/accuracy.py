@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="run --paper-scale even without a GPU")
     p.add_argument("--only", nargs="+", help="run only these rows (names as in the tables)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=4, help="training epochs, the same for every model")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs, the same for every model")
     p.add_argument("--max-steps", type=int, default=-1, help="cap on optimiser steps (-1: none)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (warm-up then cosine)")
@@ -160,8 +160,8 @@ def subsample(manifest: Path, per_split: int) -> Path:
         return out
     frame = pd.read_csv(manifest)
     frame["path"] = [str((manifest.parent / p).resolve()) for p in frame["path"]]
-    frame = frame.groupby("split", group_keys=False).apply(lambda g: g.sample(min(len(g), per_split), random_state=0))
-    write_manifest(frame.reset_index(drop=True), out)
+    keep = [i for _, part in frame.groupby("split") for i in part.sample(min(len(part), per_split), random_state=0).index]
+    write_manifest(frame.loc[sorted(keep)].reset_index(drop=True), out)
     return out
 
 

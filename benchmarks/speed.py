@@ -212,10 +212,12 @@ def add_ratios(rows: dict[str, dict]) -> None:
                 row["train_vs_swin"] = row["train_img_s"] / other["train_img_s"]
 
 
-def add_efficiency(rows: list[dict], peaks: dict[str, float | None], matmul: float) -> None:
+def add_efficiency(rows: list[dict], peaks: dict[str, float | None], matmuls: dict[str, float]) -> None:
+    """Achieved GFLOP/s of each row and its share of the peak and matmul ceiling of its precision."""
     for row in rows:
         achieved = row["gflops"] * 1e9 * row["infer_img_s"]
-        peak = peaks.get(row["mode"].split("+")[0])
+        precision = row["mode"].split("+")[0]
+        peak, matmul = peaks.get(precision), matmuls.get(precision)
         row["achieved_gflop_s"] = achieved / 1e9
         row["share_of_peak"] = achieved / peak if peak else None
         row["share_of_matmul"] = achieved / matmul if matmul else None
@@ -371,7 +373,8 @@ def render(result: dict) -> str:
     out.append(f"- batch size {rows[0]['batch'] if rows else '—'}, {result['repeats']} timed repeats per model "
                f"after {result['warmup']} warm-up, models interleaved; throughput from the median batch time")
     out.append(f"- peak: {result['peak_note']}")
-    out.append(f"- measured fp32 matmul ceiling ({result['matmul_size']}²): {fmt(result['matmul_gflop_s'])} GFLOP/s\n")
+    bf16 = f", bf16 {fmt(result['matmul_bf16_gflop_s'])}" if result.get("matmul_bf16_gflop_s") else ""
+    out.append(f"- measured matmul ceiling ({result['matmul_size']}²): fp32 {fmt(result['matmul_gflop_s'])}{bf16} GFLOP/s\n")
     header = ["model", "input", "mode", "params (M)", "GFLOPs/img", "infer img/s", "p50 ms/batch", "p90 ms/batch",
               "infer vs Swin", "train img/s", "train vs Swin", "GFLOP/s", "% peak", "% matmul"]
     table = []
@@ -454,7 +457,9 @@ def main(argv=None) -> int:
         peak16 = None  # no trustworthy bf16 peak for CPUs: the % peak column is left empty
     matmul_size = 4096 if on_gpu else 2048
     matmul = matmul_flops_per_s(device, matmul_size)
-    add_efficiency(rows, {"fp32": peak32, "bf16": peak16}, matmul)
+    # bf16 rows are held against a bf16 matmul: on a GPU that is the tensor-core ceiling.
+    matmul16 = matmul_flops_per_s(device, matmul_size, torch.bfloat16) if on_gpu or args.cpu_bf16 else None
+    add_efficiency(rows, {"fp32": peak32, "bf16": peak16}, {"fp32": matmul, "bf16": matmul16})
     notes.append("FLOPs count matrix multiplies and convolutions (torch.utils.flop_counter; a multiply-add is 2 "
                  "FLOPs); element-wise work (norms, activations, softmax) is not counted, so % peak is a lower bound.")
 
@@ -481,6 +486,7 @@ def main(argv=None) -> int:
         "command": command_line(), "date": now(), "machine": machine.to_dict(), "machine_obj": machine,
         "repeats": args.repeats, "warmup": args.warmup, "peak_note": peak_note,
         "peak_fp32_flop_s": peak32, "matmul_size": matmul_size, "matmul_gflop_s": matmul / 1e9,
+        "matmul_bf16_gflop_s": matmul16 / 1e9 if matmul16 else None,
         "rows": rows, "sweep": sweep, "sweep_mode": sweep_mode, "pipeline": pipeline, "notes": notes,
         "profile": profile_text, "target_ratio": TARGET_RATIO,
     }

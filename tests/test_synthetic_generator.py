@@ -19,7 +19,7 @@ from ldcsf.synthetic import (
     tissue_fractions,
 )
 from ldcsf.synthetic.layout import BACKGROUND, NECROSIS, NORMAL, STROMA, TUMOUR
-from ldcsf.synthetic.render import H_VECTOR, E_VECTOR
+from ldcsf.synthetic.render import E_VECTOR, H_VECTOR
 
 
 @pytest.mark.parametrize("stroma,necrosis,normal", [(0.4, 0.05, 0.15), (0.7, 0.0, 0.0), (0.2, 0.1, 0.3)])
