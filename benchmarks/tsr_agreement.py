@@ -244,7 +244,7 @@ def main(argv=None) -> int:
 
     machine = machine_info("cpu")
     png = args.out.with_suffix(".png")
-    title = f"{loaded.meta.model_name} ({checkpoint}), WSSS4LUAD validation, {args.mpp:g} µm/px, {args.weighting} weighting"
+    title = f"{loaded.meta.model_name}, WSSS4LUAD validation, {args.mpp:g} µm/px, {args.weighting} weighting"
     if len(scored) > 1:
         bland_altman_png(png, truth, pred, stats, title)
     md = [f"# TSR agreement with pixel masks (WSSS4LUAD validation)\n",

@@ -44,15 +44,17 @@ def test_speed_quick_compares_ldcsf_with_swin(tmp_path):
 def test_speed_slide_pipeline_on_a_real_mosaic(tmp_path, shared_data):
     out = tmp_path / "speed"
     run_script("speed.py", "--quick", "--models", "ldcsf_swin_micro", "--no-train", "--threads", "1", "--no-progress",
-               "--data", str(shared_data), "--slide-sizes", "448", "896", "--slide-dir", str(tmp_path / "slides"),
+               "--data", str(shared_data), "--slide-sizes", "448", "--slide-dir", str(tmp_path / "slides"),
                "--out", str(out))
+    # One small slide keeps the test short; the two-size memory comparison is the same code path.
     pipe = json.loads(out.with_suffix(".json").read_text())["pipeline"]
     assert "skipped" not in pipe, pipe
-    small, large = pipe["runs"]
-    assert (small["side"], large["side"]) == (448, 896)
-    assert large["tiles"] > small["tiles"] > 0  # four times the area: more tissue tiles
-    assert small["peak_rss_mb"] > 0 and large["tiles_per_s"] > 0
-    assert (tmp_path / "slides" / "mosaic_896.tiff").stat().st_size > 0
+    (run,) = pipe["runs"]
+    assert run["side"] == 448 and run["tiles"] > 0 and run["tiles_per_s"] > 0
+    assert run["peak_rss_mb"] > 100  # torch alone is more than that: the measurement is the worker's
+    slide = tmp_path / "slides" / "mosaic_448.tiff"
+    assert slide.stat().st_size > 0
+    assert "| 448² |" in out.with_suffix(".md").read_text()
 
 
 def test_accuracy_quick_is_resumable(tmp_path, shared_data):

@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
                                                "RUN_DIR/model.pt and RUN_DIR/config.json.")
     parser.add_argument("--data", required=True, help="manifest CSV (path, label columns, optional split/group)")
     parser.add_argument("--model", default="ldcsf_swin_mini", help="model variant, see `ldcsf models` (default: ldcsf_swin_mini)")
+    parser.add_argument("--model-arg", dest="model_args", action="append", default=[], metavar="KEY=VALUE",
+                        help="model argument, repeatable, e.g. use_ldc=false or img_size=128; values are JSON "
+                             "(true, 3, 0.5, [2,2]) or else strings")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--labels", help="comma-separated label columns (default: stroma,necrosis,non_tumor,tumor)")
     parser.add_argument("--epochs", type=int, default=30)
@@ -53,11 +56,34 @@ def _fraction_or_count(text: str) -> float | int:
     return float(text) if "." in text else int(text)
 
 
+def parse_model_args(items: list[str]) -> dict:
+    """["use_ldc=false", "img_size=128"] -> {"use_ldc": False, "img_size": 128}."""
+    import json
+
+    kwargs = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--model-arg {item!r}: expected KEY=VALUE with KEY a Python name, e.g. use_ldc=false")
+        if key in kwargs:
+            raise ValueError(f"--model-arg {key} is given twice")
+        text = text.strip()
+        # Python spellings too: a string "False" would be truthy and silently keep the module.
+        if text in ("True", "False", "None"):
+            text = {"True": "true", "False": "false", "None": "null"}[text]
+        try:
+            kwargs[key] = json.loads(text)
+        except json.JSONDecodeError:
+            kwargs[key] = text
+    return kwargs
+
+
 def run(args) -> int:
     from ..training.train import TrainConfig, train
 
     config = TrainConfig(
-        data=args.data, model=args.model, out=args.out,
+        data=args.data, model=args.model, out=args.out, model_kwargs=parse_model_args(args.model_args),
         labels=[s.strip() for s in args.labels.split(",")] if args.labels else None,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, loss=args.loss, pos_weight=args.pos_weight,

@@ -35,6 +35,9 @@ class TrainConfig:
     model: str
     out: str
     labels: list[str] | None = None
+    #: Keyword arguments of the model variant, e.g. {"use_ldc": False} or {"img_size": 128};
+    #: recorded in the checkpoint, so `load_checkpoint` rebuilds the same architecture.
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 30
     batch_size: int = 32
     lr: float = 3e-4
@@ -103,6 +106,41 @@ def _tile_px(manifest) -> int:
         return int(image.size[0])
 
 
+#: Arguments of `create_model` that the configuration sets itself; not accepted as model_kwargs.
+_RESERVED_MODEL_KWARGS = ("labels", "num_labels", "pretrained", "pretrained_file")
+
+
+def build_model(config: TrainConfig, labels: Sequence[str]):
+    """The classifier of `config`, with one-line errors for arguments the variant does not take."""
+    import re
+
+    from ..models import create_model
+
+    kwargs = dict(config.model_kwargs or {})
+    reserved = sorted(set(kwargs) & set(_RESERVED_MODEL_KWARGS))
+    if reserved:
+        raise ValueError(f"model {config.model}: {', '.join(reserved)} cannot be a model argument "
+                         "(set by the data and the training options)")
+    try:
+        return create_model(config.model, labels=labels, pretrained=config.pretrained,
+                            pretrained_file=config.pretrained_file, **kwargs)
+    except TypeError as err:
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if unexpected:
+            raise ValueError(f"model {config.model} has no argument {unexpected.group(1)!r} "
+                             f"(model arguments given: {kwargs})") from err
+        raise ValueError(f"model {config.model}: bad model arguments {kwargs}: {err}") from err
+
+
+def check_same_model(resumed, model, where: str) -> None:
+    """Resuming with other model arguments would fail deep in the state-dict loading; say so first."""
+    kwargs = {k: v for k, v in model.model_cfg["kwargs"].items() if k not in _RESERVED_MODEL_KWARGS}
+    saved = {k: v for k, v in resumed.model_kwargs.items() if k not in _RESERVED_MODEL_KWARGS}
+    if resumed.model_name != model.model_cfg["name"] or _plain(saved) != _plain(kwargs):
+        raise ValueError(f"{where}: the run was started with model {resumed.model_name} {saved}, "
+                         f"not {model.model_cfg['name']} {kwargs}; resume with the same --model and --model-arg")
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run (or continue) one training run; see the module docstring for what it writes."""
     import lightning as L
@@ -111,7 +149,6 @@ def train(config: TrainConfig) -> TrainResult:
 
     from ..checkpoint import read_checkpoint_payload
     from ..data.manifest import read_manifest
-    from ..models import create_model
     from ..utils.atomic import write_json_atomic
     from .checkpoint_io import AtomicCheckpointIO
     from .datamodule import ManifestDataModule
@@ -127,11 +164,11 @@ def train(config: TrainConfig) -> TrainResult:
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     manifest = read_manifest(config.data, labels=config.labels)
+    model = build_model(config, manifest.labels)
     if config.resume:
-        check_labels(read_checkpoint_payload(last_path)[0].labels, manifest.labels, where=str(last_path), data=config.data)
-
-    model = create_model(config.model, labels=manifest.labels, pretrained=config.pretrained,
-                         pretrained_file=config.pretrained_file)
+        resumed = read_checkpoint_payload(last_path)[0]
+        check_labels(resumed.labels, manifest.labels, where=str(last_path), data=config.data)
+        check_same_model(resumed, model, where=str(last_path))
     input_size = int(model.img_size[0])
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
@@ -148,8 +185,9 @@ def train(config: TrainConfig) -> TrainResult:
     summary = {"config": _plain(asdict(config)), "split_sizes": datamodule.split_sizes(), "pos_weight": pos_weight}
     if _is_global_zero():
         write_json_atomic(run_dir / "config.json", summary | {"mpp": mpp, "input_size": input_size})
-    log.info("training %s on %s: %s images (train/val/test), input %d px at %.3f µm/px",
-             config.model, config.data, "/".join(str(n) for n in datamodule.split_sizes().values()), input_size, mpp)
+    log.info("training %s%s on %s: %s images (train/val/test), input %d px at %.3f µm/px",
+             config.model, f" {config.model_kwargs}" if config.model_kwargs else "", config.data,
+             "/".join(str(n) for n in datamodule.split_sizes().values()), input_size, mpp)
 
     module = MultiLabelModule(model, loss=config.loss, pos_weight=pos_weight, lr=config.lr,
                               weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
