@@ -1,7 +1,9 @@
 """Accuracy of LDCSF against its baselines and ablations, on the same real data and budget.
 
 Every model is trained with the same split, epochs, batch size and learning-rate schedule, for
-several seeds, and scored on the held-out test split; results are mean ± sd over seeds:
+several seeds, and scored on the held-out test split; results are mean ± sd over seeds. Baselines
+and ablations are the library's variants with model arguments (`use_ldc=False`, `img_size=128`),
+so their checkpoints load anywhere with `ldcsf.checkpoint.load_checkpoint`. Reported:
   * per-label accuracy (the paper's table: stroma, necrosis, non_tumor, tumor),
   * per-label F1, AUROC and AP, and mAP,
   * a plot of mAP per model with error bars.
@@ -12,9 +14,11 @@ source case (images of one case never straddle two splits). Models start from ra
 the comparison between models at equal budget is the point.
 
 Resumable: each (model, seed) result is saved as it finishes and a rerun skips it; an
-interrupted training continues from its last checkpoint.
+interrupted training continues from its last checkpoint. Results made with another budget are
+refused rather than mixed in.
 
-    .venv/bin/python benchmarks/accuracy.py                  # CPU-sized: mini models, 128 px, 3 seeds
+    .venv/bin/python benchmarks/accuracy.py --estimate       # time a few steps, project the duration
+    .venv/bin/python benchmarks/accuracy.py                  # CPU-sized: mini models, 128 px, 3 epochs, 3 seeds
     .venv/bin/python benchmarks/accuracy.py --paper-scale    # Swin-T scale, 224 px (GPU)
     .venv/bin/python benchmarks/accuracy.py --quick          # micro models, a few steps (tests)
 """
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="run --paper-scale even without a GPU")
     p.add_argument("--only", nargs="+", help="run only these rows (names as in the tables)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=3, help="training epochs, the same for every model")
+    # 3 epochs (120 steps of 32 on the 1,267 training images) fit about an hour on 2 idle cores for
+    # the 21 CPU-scale runs: see --estimate and docs/benchmarks.md.
+    p.add_argument("--epochs", type=int, default=3, help="training epochs, the same for every model (default: 3)")
     p.add_argument("--max-steps", type=int, default=-1, help="cap on optimiser steps (-1: none)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (warm-up then cosine)")
@@ -79,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS / "accuracy", help="results stem (.md, .json, .png)")
     p.add_argument("--max-images", type=int, default=None,
                    help="use at most N images per split (a random subset, same for every model): quick looks")
+    p.add_argument("--estimate", action="store_true",
+                   help="only time a few steps of each model and project the duration of the run at this budget")
+    p.add_argument("--estimate-repeats", type=int, default=3, help="timed calls per workload for --estimate")
     p.add_argument("--quick", action="store_true",
                    help="micro models, 1 seed, 2 steps, 24 images per split: a smoke run for tests")
     args = p.parse_args(argv)
@@ -87,32 +98,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.epochs, args.max_steps, args.batch_size = 1, 2 if args.max_steps < 0 else args.max_steps, 8
         args.max_images = args.max_images or 24
     return args
-
-
-# -- models the training function can build ----------------------------------------------------
-def trainable_name(entry: Entry) -> tuple[str, dict]:
-    """(variant name, model kwargs) to hand to training.
-
-    When `TrainConfig` takes model arguments they are passed through; otherwise a variant with
-    the arguments fixed is registered in this process under a descriptive name, so that
-    training, its checkpoint and evaluation all rebuild the same architecture.
-    """
-    from ldcsf.training.train import TrainConfig
-
-    if not entry.kwargs or "model_kwargs" in {f.name for f in fields(TrainConfig)}:
-        return entry.variant, dict(entry.kwargs)
-    from ldcsf.models import factory
-
-    name = entry.variant + "__" + "__".join(f"{k}-{v}" for k, v in sorted(entry.kwargs.items()))
-    if name not in factory.list_models():
-        base, fixed = factory._variant(entry.variant).build, dict(entry.kwargs)
-
-        def build(**kwargs):
-            return base(**{**fixed, **kwargs})
-
-        build.__name__ = name
-        factory.register(f"{entry.name} (benchmark variant)")(build)
-    return name, {}
 
 
 # -- one (model, seed) run ---------------------------------------------------------------------
@@ -125,28 +110,52 @@ def run_one(entry: Entry, seed: int, manifest: Path, args, device: str) -> dict:
     slug = entry.name.replace(" ", "_").replace("/", "")
     result_file = args.work / "results" / f"{slug}__seed{seed}.json"
     if result_file.is_file():
-        return json.loads(result_file.read_text())
+        done = json.loads(result_file.read_text())
+        check_budget(result_file, budget_of(args, manifest), done.get("budget", {}))
+        return done
     run_dir = args.work / "runs" / slug / f"seed{seed}"
-    model_name, model_kwargs = trainable_name(entry)
     model_file = run_dir / "model.pt"
     start = time.perf_counter()
     if not model_file.is_file():
-        extra = {"model_kwargs": model_kwargs} if model_kwargs else {}
         config = TrainConfig(
-            data=str(manifest), model=model_name, out=str(run_dir), epochs=args.epochs, max_steps=args.max_steps,
-            batch_size=args.batch_size, lr=args.lr, seed=seed, num_workers=args.workers, patience=0,
-            accelerator="gpu" if device == "cuda" else "cpu", devices=1,
-            resume=(run_dir / "checkpoints" / "last.ckpt").is_file(), progress=not args.quick, **extra,
+            data=str(manifest), model=entry.variant, model_kwargs=dict(entry.kwargs), out=str(run_dir),
+            epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
+            num_workers=args.workers, patience=0, accelerator="gpu" if device == "cuda" else "cpu", devices=1,
+            resume=(run_dir / "checkpoints" / "last.ckpt").is_file(), progress=not args.quick,
         )
+        if config.resume:
+            check_budget(run_dir / "config.json", budget_of(args, manifest), run_budget(run_dir / "config.json"))
         model_file = train(config).model_file
     train_s = time.perf_counter() - start
     options = DeviceOptions(accelerator="gpu" if device == "cuda" else "cpu", devices=1, batch_size=64,
                             num_workers=args.workers, progress=False)
     report = evaluate(model_file, manifest, run_dir / "test", split="test", options=options).report
     result = {"name": entry.name, "variant": entry.variant, "kwargs": entry.kwargs, "role": entry.role,
-              "seed": seed, "train_seconds": train_s, "metrics": report.to_dict()}
+              "seed": seed, "budget": budget_of(args, manifest), "train_seconds": train_s,
+              "eval_seconds": time.perf_counter() - start - train_s, "metrics": report.to_dict()}
     write_json_atomic(result_file, result)
     return result
+
+
+def budget_of(args, manifest: Path) -> dict:
+    """What makes results comparable; a rerun with another budget must not reuse them."""
+    return {"data": manifest.name, "epochs": args.epochs, "max_steps": args.max_steps,
+            "batch_size": args.batch_size, "lr": args.lr}
+
+
+def check_budget(path: Path, budget: dict, saved: dict) -> None:
+    """Refuse to mix results (or resume a training) made with another budget."""
+    if saved != budget:
+        diff = ", ".join(f"{k} {saved.get(k)} (now {v})" for k, v in budget.items() if saved.get(k) != v)
+        raise SystemExit(f"accuracy.py: error: {path}: made with another budget: {diff}; "
+                         "rerun with the same settings or choose another --work")
+
+
+def run_budget(config_file: Path) -> dict:
+    """The budget of a started training, from its config.json."""
+    config = json.loads(config_file.read_text())["config"]
+    return {"data": Path(config["data"]).name, "epochs": config["epochs"], "max_steps": config["max_steps"],
+            "batch_size": config["batch_size"], "lr": config["lr"]}
 
 
 def subsample(manifest: Path, per_split: int) -> Path:
@@ -163,6 +172,140 @@ def subsample(manifest: Path, per_split: int) -> Path:
     keep = [i for _, part in frame.groupby("split") for i in part.sample(min(len(part), per_split), random_state=0).index]
     write_manifest(frame.loc[sorted(keep)].reset_index(drop=True), out)
     return out
+
+
+# -- how long the comparison takes: a few timed steps of each model ----------------------------
+def steps_per_run(train_images: int, args) -> tuple[int, int]:
+    """(optimiser steps, validations) of one training at this budget."""
+    per_epoch = max(1, math.ceil(train_images / args.batch_size))
+    steps = args.epochs * per_epoch if args.max_steps < 0 else min(args.max_steps, args.epochs * per_epoch)
+    return steps, math.ceil(steps / per_epoch)
+
+
+def estimate(rows: list[Entry], manifest: Path, args, device: str) -> dict:
+    """Projected duration of each (model, seed) run at this budget, from a few timed steps.
+
+    A run decodes every image once (the check before training), trains `steps` batches,
+    validates after each epoch and once more to tune thresholds, then checks and scores the test
+    split. Each part is timed here: loading real training images with augmentation and test
+    images without, a training step (forward, backward, AdamW) and inference on a batch of 64.
+
+    On a CPU the clock is the process's CPU time at one thread: on a shared machine wall time
+    mostly measures the other processes, CPU time at one thread is close to what an idle core
+    takes. A second core speeds up the model's work by at most 2x and leaves image loading
+    (one process, `--workers 0`) as it is, which gives a range for 2 cores. Fixed costs per run
+    (process start, building the model, checkpoints) are left out.
+    """
+    import itertools
+
+    import torch
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from ldcsf import create_model
+    from ldcsf.benchmarking.timing import time_interleaved
+    from ldcsf.data.dataset import ManifestDataset
+    from ldcsf.data.manifest import read_manifest
+    from ldcsf.data.transforms import build_transforms
+
+    cpu = device == "cpu"
+    if cpu:
+        torch.set_num_threads(1)
+    data = read_manifest(manifest)
+    sizes = {split: len(data.subset(split)) for split in ("train", "val", "test")}
+    steps, validations = steps_per_run(sizes["train"], args)
+    batch, eval_batch = args.batch_size, 64
+    models = {e.name: create_model(e.variant, labels=data.labels, **e.kwargs).to(device) for e in rows}
+    cpu_seconds: dict[str, list[float]] = {}
+
+    def timed(name: str, call):
+        if not cpu:
+            return call
+
+        def wrapped():
+            start = time.process_time()
+            call()
+            cpu_seconds.setdefault(name, []).append(time.process_time() - start)
+        return wrapped
+
+    def loader(split: str, px: int, train: bool):
+        dataset = ManifestDataset(data.subset(split), build_transforms(px, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD,
+                                                                     train=train))
+        order = itertools.cycle(np.random.default_rng(0).permutation(len(dataset)))
+        return lambda: [dataset[next(order)] for _ in range(batch)]
+
+    def train_step(model):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+        x = torch.randn(batch, 3, *model.img_size, device=device)
+        y = torch.randint(0, 2, (batch, model.num_labels), device=device).float()
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.binary_cross_entropy_with_logits(model(x), y).backward()
+            optimizer.step()
+        return step
+
+    def infer_step(model):
+        x = torch.randn(eval_batch, 3, *model.img_size, device=device)
+
+        def step():
+            with torch.no_grad():
+                model(x)
+        return step
+
+    workloads = {}
+    for px in sorted({int(m.img_size[0]) for m in models.values()}):
+        workloads[f"load train {px}"] = (loader("train", px, True), batch)
+        workloads[f"load test {px}"] = (loader("test", px, False), batch)
+    for name, model in models.items():
+        workloads[f"train {name}"] = (train_step(model.train()), batch)
+        workloads[f"infer {name}"] = (infer_step(model.eval()), eval_batch)
+    workloads = {k: (timed(k, call), n) for k, (call, n) in workloads.items()}
+    sync = None if cpu else torch.cuda.synchronize
+    wall = time_interleaved(workloads, repeats=args.estimate_repeats, synchronize=sync, progress=not args.quick)
+    # Median seconds per image; on a CPU only the timed repeats (the warm-up call comes first).
+    per_image = {k: float(np.median(cpu_seconds[k][-args.estimate_repeats:] if cpu else t.seconds)) / t.items
+                 for k, t in wall.items()}
+
+    runs = {}
+    for name, model in models.items():
+        px = int(model.img_size[0])
+        load_train, load_eval = per_image[f"load train {px}"], per_image[f"load test {px}"]
+        train, infer = per_image[f"train {name}"], per_image[f"infer {name}"]
+        evaluated = sizes["val"] * (validations + 1) + sizes["test"]
+        loading = (sum(sizes.values()) + sizes["test"]) * load_eval + steps * batch * load_train + evaluated * load_eval
+        model_work = steps * batch * train + evaluated * infer
+        runs[name] = {"step_s": batch * train, "infer_ms_per_img": 1e3 * infer, "loading_s": loading,
+                      "model_s": model_work, "run_s": loading + model_work}
+    total = len(args.seeds) * sum(r["run_s"] for r in runs.values())
+    loading_total = len(args.seeds) * sum(r["loading_s"] for r in runs.values())
+    return {"split_sizes": sizes, "steps": steps, "validations": validations, "batch_size": batch,
+            "clock": "process CPU time at 1 thread" if cpu else "wall time", "device": device,
+            "load_ms_per_img": {k.removeprefix("load "): 1e3 * v for k, v in per_image.items() if k.startswith("load")},
+            "runs": runs, "seeds": len(args.seeds), "total_s": total,
+            "total_2_cores_s": [loading_total + (total - loading_total) / 2, total] if cpu else None,
+            "load_average": list(os.getloadavg())}
+
+
+def render_estimate(est: dict, header: str) -> str:
+    rows = [[name, fmt(r["step_s"], 2), fmt(r["infer_ms_per_img"], 1), fmt(r["loading_s"], 0), fmt(r["model_s"], 0),
+             fmt(r["run_s"], 0)] for name, r in est["runs"].items()]
+    loads = ", ".join(f"{k} {v:.1f}" for k, v in est["load_ms_per_img"].items())
+    lines = [
+        header,
+        f"- per run: {est['steps']} optimiser steps of batch {est['batch_size']}, {est['validations']} validation(s) "
+        f"+ 1 for thresholds, test split; image loading (ms/img): {loads}",
+        f"- clock: {est['clock']}; load average while timing (1, 5, 15 min): "
+        + ", ".join(f"{v:.1f}" for v in est["load_average"]) + "\n",
+        markdown_table(["model", "train step s", "infer ms/img", "loading s / run", "model s / run", "s / run"], rows),
+        "",
+        f"**Projected: {est['total_s'] / 60:.0f} min on one core** ({est['seeds']} seed(s) x {len(rows)} models)",
+    ]
+    if est["total_2_cores_s"]:
+        low, high = (v / 60 for v in est["total_2_cores_s"])
+        lines[-1] += (f"; on 2 idle cores {low:.0f}–{high:.0f} min (a second thread speeds up the model work by "
+                      "at most 2x, image loading not at all)")
+    lines[-1] += ". Fixed costs per run (process start, checkpoints) come on top."
+    return "\n".join(lines)
 
 
 # -- aggregation ---------------------------------------------------------------------------------
@@ -195,6 +338,7 @@ def aggregate(results: list[dict], names: list[str]) -> dict:
             "summary": {k: [r["metrics"]["summary"].get(k) for r in runs] for k in ("mAP", "mean_accuracy", "macro_f1",
                                                                                     "macro_auroc")},
             "train_seconds": [r["train_seconds"] for r in runs],
+            "eval_seconds": [r.get("eval_seconds") for r in runs],
         }
     return out
 
@@ -233,8 +377,10 @@ def render(agg: dict, header: str) -> str:
         rows = [[n] + [pm(agg[n]["per_label"][lab][metric]) for lab in labels] for n in names]
         md += [f"## Per-label {title} (%)\n", markdown_table(["model", *labels], rows), ""]
     rows = [[n, pm(agg[n]["summary"]["macro_f1"]), pm(agg[n]["summary"]["macro_auroc"]),
-             fmt(mean_sd(agg[n]["train_seconds"])[0], 0)] for n in names]
-    md += ["## Summary\n", markdown_table(["model", "macro F1", "macro AUROC", "train+eval s / run"], rows), ""]
+             fmt(mean_sd(agg[n]["train_seconds"])[0], 0), fmt(mean_sd(agg[n]["eval_seconds"])[0], 0)] for n in names]
+    md += ["## Summary\n", markdown_table(["model", "macro F1", "macro AUROC", "train s / run", "test s / run"], rows),
+           "", "Seconds are wall time of this process; a training resumed after an interruption counts only "
+           "its last part.", ""]
     return "\n".join(md)
 
 
@@ -265,6 +411,22 @@ def main(argv=None) -> int:
 
     frame = pd.read_csv(manifest)
     split_sizes = frame["split"].value_counts().to_dict()
+    machine = machine_info(device)
+    steps, _ = steps_per_run(int(split_sizes.get("train", 0)), args)
+    budget = (f"{args.epochs} epoch(s) = {steps} optimiser steps of batch {args.batch_size}"
+              + (f" (capped by --max-steps {args.max_steps})" if args.max_steps > 0 else "")
+              + f"; AdamW, peak lr {args.lr:g}, 1 epoch linear warm-up then cosine decay to 0; random init")
+    provenance_lines = provenance(machine, command_line(), now())
+    if args.estimate:
+        est = estimate(rows, manifest, args, device)
+        markdown = render_estimate(est, f"# Accuracy benchmark: projected duration ({scale} scale)\n\n"
+                                        f"{provenance_lines}- budget: {budget}\n")
+        stem = args.out.with_name(args.out.name + "_estimate")
+        md_path, js_path = write_results(stem, markdown, {"command": command_line(), "date": now(),
+                                                          "machine": machine.to_dict(), "budget": budget, **est})
+        print(markdown)
+        print(f"wrote {md_path}, {js_path}", file=sys.stderr)
+        return 0
 
     results = []
     todo = [(e, s) for e in rows for s in args.seeds]
@@ -273,15 +435,14 @@ def main(argv=None) -> int:
         results.append(run_one(entry, seed, manifest, args, device))
 
     agg = aggregate(results, [e.name for e in rows])
-    machine = machine_info(device)
-    budget = (f"{args.epochs} epochs" + (f" (at most {args.max_steps} steps)" if args.max_steps > 0 else "")
-              + f", batch {args.batch_size}, AdamW lr {args.lr:g} with warm-up and cosine decay, random init")
-    header = (f"# Accuracy benchmark ({scale} scale)\n\n{provenance(machine, command_line(), now())}"
+    run_minutes = sum(r["train_seconds"] + r.get("eval_seconds", 0.0) for r in results) / 60
+    header = (f"# Accuracy benchmark ({scale} scale)\n\n{provenance_lines}"
               f"- data: pan-cancer set from {args.data} (`ldcsf.data.pancancer.build_pancancer`, split seed 0, "
               f"grouped by source case): {', '.join(f'{k} {v}' for k, v in sorted(split_sizes.items()))} images\n"
-              f"- budget, the same for every model: {budget}\n- seeds: {' '.join(map(str, args.seeds))}\n")
+              f"- budget, the same for every model: {budget}\n- seeds: {' '.join(map(str, args.seeds))}\n"
+              f"- time: {run_minutes:.0f} min of training and testing over {len(results)} runs\n")
     png = args.out.with_suffix(".png")
-    map_plot(png, agg, f"{scale} scale, {len(args.seeds)} seed(s), {budget.split(',')[0]}")
+    map_plot(png, agg, f"{scale} scale, {len(args.seeds)} seed(s), {budget.split(' =')[0]}")
     markdown = render(agg, header) + f"\n![mAP per model]({png.name})\n\n## Data\n\n" + markdown_table(
         *_frame_table(summarize(frame)))
     md_path, js_path = write_results(args.out, markdown, {

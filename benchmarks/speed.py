@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -63,13 +64,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "whether memory stays flat; default 8192 16384, none with --quick); none to skip")
     p.add_argument("--slide-dir", type=Path, default=RESULTS / "slides",
                    help="where the mosaic slides are written (reused when present)")
-    p.add_argument("--slide-workers", type=int, default=0, help="DataLoader workers reading tiles in the pipeline")
+    p.add_argument("--slide-workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+                   help="DataLoader workers reading tiles in the pipeline (default as `ldcsf slide`: cores - 1, "
+                        "at most 4)")
     p.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared real H&E images")
     p.add_argument("--out", type=Path, default=RESULTS / "speed", help="results stem: writes STEM.md and STEM.json")
     p.add_argument("--quick", action="store_true",
                    help="micro models at 64 px, batch 4, 2 repeats, no slide: a smoke run for tests")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--_slide-worker", nargs=5, metavar=("CKPT", "SLIDE", "BATCH", "DEVICE", "WORKERS"),
+    p.add_argument("--_slide-worker", nargs=6, metavar=("CKPT", "SLIDE", "BATCH", "DEVICE", "WORKERS", "THREADS"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -299,24 +302,106 @@ def build_mosaic_slide(path: Path, side: int, data: Path, tile: int = 224, mpp: 
     return path
 
 
-def slide_worker(ckpt: str, slide: str, batch: str, device: str, workers: str) -> None:
-    """Run in a fresh process: one slide through the pipeline; print time, tiles and peak RSS as JSON."""
+class PredictTimer:
+    """Times the prediction phase of a slide and how much of it the model was busy.
+
+    A Lightning callback (made by `make()`, so this module imports Lightning only when used).
+    `seconds` runs from the start of `Trainer.predict` to its end (loader workers starting
+    included); `model_seconds` sums the predict steps, so `model_seconds / seconds` is the share
+    of the phase the model was working rather than waiting for tiles.
+    """
+
+    @staticmethod
+    def make():
+        import lightning as L
+
+        class _Timer(L.Callback):
+            def __init__(self):
+                self.tiles, self.seconds, self.model_seconds, self._t0, self._tb = 0, 0.0, 0.0, 0.0, 0.0
+
+            def on_predict_start(self, trainer, pl_module):
+                self._t0 = time.perf_counter()
+
+            def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+                self._tb = time.perf_counter()
+
+            def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+                self.model_seconds += time.perf_counter() - self._tb
+                self.tiles += len(batch[1])
+
+            def on_predict_end(self, trainer, pl_module):
+                self.seconds = time.perf_counter() - self._t0
+
+        return _Timer()
+
+
+def model_alone_img_s(ckpt: str, batch: int, device: str, batches: int = 6) -> float:
+    """The checkpoint's model on random input in this process: images/s from the median batch."""
+    from ldcsf.checkpoint import load_checkpoint
+
+    model = load_checkpoint(ckpt).model.to(device).eval()
+    side = int(model.img_size[0])
+    x = torch.randn(batch, 3, side, side, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(batches + 1):
+            start = time.perf_counter()
+            model(x)
+            sync()
+            if i:  # the first batch warms up
+                times.append(time.perf_counter() - start)
+    return batch / float(np.median(times))
+
+
+def slide_worker(ckpt: str, slide: str, batch: str, device: str, workers: str, threads: str) -> None:
+    """Run in a fresh process: one slide through the pipeline; print times, tiles and peak RSS as JSON.
+
+    The model alone is timed in the same process just before and just after the slide, with the
+    same threads and batch, so the pipeline / model ratio holds even when the machine's load
+    changes during the run.
+    """
     import tempfile
 
     from ldcsf.inference.pipeline import SlideSettings, run_slide
 
+    if int(threads):
+        torch.set_num_threads(int(threads))
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
     settings = SlideSettings(batch_size=int(batch), num_workers=int(workers), accelerator=accelerator,
                              devices=1, progress=False)
+    before = model_alone_img_s(ckpt, int(batch), device)
+    timer = PredictTimer.make()
     # A fresh output folder: the pipeline skips a slide whose folder is already complete.
     with tempfile.TemporaryDirectory(prefix="ldcsf-speed-") as out_dir:
         start = time.perf_counter()
-        row = run_slide(slide, ckpt, Path(out_dir) / "slide", settings)
+        row = run_slide(slide, ckpt, Path(out_dir) / "slide", settings, callbacks=[timer])
         seconds = time.perf_counter() - start
         tiles = _count_tiles(row, Path(out_dir) / "slide")
-    # ru_maxrss: the process's resident-set high-water mark, in KiB on Linux.
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "tiles": tiles, "peak_rss_mb": peak_mb}))
+    after = model_alone_img_s(ckpt, int(batch), device)
+    # Loader workers are forked children: their high-water mark includes pages shared with this process.
+    workers_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if int(workers) else None
+    print(json.dumps({"seconds": seconds, "tiles": tiles, "peak_rss_mb": peak_rss_mb(), "workers": int(workers),
+                      "worker_peak_rss_mb": workers_peak_mb,
+                      "threads": torch.get_num_threads(), "predict_seconds": timer.seconds,
+                      "predict_tiles": timer.tiles, "model_busy": timer.model_seconds / max(timer.seconds, 1e-9),
+                      "model_alone_img_s": (before + after) / 2}))
+
+
+def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark in MB.
+
+    VmHWM (Linux) counts this program only. ru_maxrss would also hold the RSS of the benchmark
+    process that started it (the kernel keeps it across fork + exec), i.e. of whoever built the
+    mosaic, not of the pipeline.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
 
 
 def _count_tiles(row: dict, slide_dir: Path) -> int | None:
@@ -352,17 +437,30 @@ def measure_pipeline(args, device: str, model_name: str, batch: int) -> dict:
         print(f"slide pipeline: {side} x {side} px mosaic ...", file=sys.stderr)
         slide = build_mosaic_slide(args.slide_dir / f"mosaic_{side}.tiff", side, args.data)
         proc = subprocess.run([sys.executable, __file__, "--_slide-worker", str(ckpt), str(slide), str(batch),
-                               device, str(args.slide_workers)], capture_output=True, text=True)
+                               device, str(args.slide_workers), str(args.threads or 0)],
+                              capture_output=True, text=True)
         if proc.returncode:
             return {"skipped": f"pipeline failed on {slide}: {proc.stderr.strip().splitlines()[-1:]}"}
         run = json.loads(proc.stdout.strip().splitlines()[-1])
         run["side"] = side
         run["tiles_per_s"] = run["tiles"] / run["seconds"] if run.get("tiles") else None
+        run["predict_tiles_per_s"] = run["predict_tiles"] / run["predict_seconds"] if run["predict_seconds"] else None
+        run["predict_vs_model"] = (run["predict_tiles_per_s"] / run["model_alone_img_s"]
+                                   if run["predict_tiles_per_s"] else None)
         runs.append(run)
-    out = {"model": model_name, "batch": batch, "runs": runs}
-    if len(runs) >= 2 and runs[-1].get("tiles") and runs[0].get("tiles") and runs[-1]["seconds"] > runs[0]["seconds"]:
+    out = {"model": model_name, "batch": batch, "workers": args.slide_workers, "runs": runs}
+    first, last = runs[0], runs[-1]
+    if len(runs) >= 2 and first.get("tiles") and last.get("tiles") and last["seconds"] > first["seconds"]:
         # Between two slide sizes the fixed costs (loading, tissue detection, outputs) cancel.
-        out["marginal_tiles_per_s"] = (runs[-1]["tiles"] - runs[0]["tiles"]) / (runs[-1]["seconds"] - runs[0]["seconds"])
+        out["marginal_tiles_per_s"] = (last["tiles"] - first["tiles"]) / (last["seconds"] - first["seconds"])
+        out["model_alone_img_s"] = float(np.mean([r["model_alone_img_s"] for r in runs]))
+        out["marginal_vs_model"] = out["marginal_tiles_per_s"] / out["model_alone_img_s"]
+        # The same for the prediction phase alone (loader start-up cancels); held against the
+        # model alone, timed in the same processes.
+        if last["predict_seconds"] > first["predict_seconds"]:
+            rate = (last["predict_tiles"] - first["predict_tiles"]) / (last["predict_seconds"] - first["predict_seconds"])
+            out["marginal_predict_tiles_per_s"] = rate
+            out["marginal_predict_vs_model"] = rate / out["model_alone_img_s"]
     return out
 
 
@@ -402,13 +500,30 @@ def render(result: dict) -> str:
         model_rate = next((r["infer_img_s"] for r in rows if r["model"] == pipe["model"] and r["mode"] == "fp32"), None)
         prow = [[f"{r['side']}²", r.get("tiles"), fmt(r["seconds"]), fmt(r.get("tiles_per_s")),
                  fmt(r["tiles_per_s"] / model_rate, 2) if model_rate and r.get("tiles_per_s") else "—",
-                 fmt(r["peak_rss_mb"], 0)] for r in pipe["runs"]]
-        out += [f"{pipe['model']}, batch {pipe['batch']}; each slide in a fresh process (peak RSS = its high-water mark).\n",
-                markdown_table(["slide px", "tiles", "seconds", "tiles/s", "vs model alone", "peak RSS (MB)"], prow), ""]
+                 fmt(r.get("predict_seconds")), fmt(r.get("predict_tiles_per_s")), fmt(r.get("model_alone_img_s")),
+                 fmt(r.get("predict_vs_model"), 2), fmt(100 * r["model_busy"], 0) if r.get("model_busy") else "—",
+                 fmt(r["peak_rss_mb"], 0), fmt(r.get("worker_peak_rss_mb"), 0)] for r in pipe["runs"]]
+        threads = pipe["runs"][0].get("threads")
+        out += [f"{pipe['model']}, batch {pipe['batch']}, {pipe.get('workers', 0)} loader worker(s), {threads} torch "
+                "thread(s); each slide in a fresh process (peak RSS = its high-water mark). *Predict* is the "
+                "`Trainer.predict` phase (fixed costs excluded); *model alone* is timed in the same process "
+                "around it; *model busy* is the share of the phase spent in predict steps. Peak RSS is the "
+                "pipeline process's VmHWM; a loader worker's includes the pages it shares with it.\n",
+                markdown_table(["slide px", "tiles", "seconds", "tiles/s", "vs model (table)", "predict s",
+                                "predict tiles/s", "model alone img/s", "predict vs model", "model busy %",
+                                "peak RSS (MB)", "worker peak RSS (MB)"], prow), ""]
         if pipe.get("marginal_tiles_per_s"):
             marginal = pipe["marginal_tiles_per_s"]
-            out += [f"Marginal rate between the two sizes (fixed costs cancel): {marginal:,.1f} tiles/s"
-                    + (f" = {marginal / model_rate:.2f}x the model alone." if model_rate else "."), ""]
+            sizes = f"{pipe['runs'][0]['side']}² and {pipe['runs'][-1]['side']}²"
+            out += [f"Marginal rate of the whole pipeline between {sizes} (fixed costs cancel): {marginal:,.1f} tiles/s"
+                    + (f" = **{pipe['marginal_vs_model']:.2f}x** the model alone in the same processes "
+                       f"({pipe['model_alone_img_s']:,.1f} img/s)" if pipe.get("marginal_vs_model") else "")
+                    + (f"; {marginal / model_rate:.2f}x the table's rate, timed earlier in the run." if model_rate else ".")]
+        if pipe.get("marginal_predict_tiles_per_s"):
+            out += [f"Marginal rate of the predict phase: {pipe['marginal_predict_tiles_per_s']:,.1f} tiles/s = "
+                    f"**{pipe['marginal_predict_vs_model']:.2f}x** the model alone in the same processes "
+                    f"({pipe['model_alone_img_s']:,.1f} img/s); target {TARGET_RATIO:.2f}x."]
+        out.append("")
     if result.get("notes"):
         out += ["## Notes\n"] + [f"- {n}" for n in result["notes"]] + [""]
     if result.get("profile"):

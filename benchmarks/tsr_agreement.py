@@ -6,17 +6,21 @@ predicted stroma fraction, stroma / (stroma + tumour) area, is compared with the
 mean absolute error, Spearman correlation, agreement on stroma-high (> 50 %) vs stroma-low, and a
 Bland–Altman plot.
 
-Leakage: the pan-cancer training set cuts tiles from these very images. A checkpoint trained on it
-has seen them, and its agreement is optimistic. `--train-without-wsss4luad` trains a checkpoint on
-the pan-cancer set minus every WSSS4LUAD image and evaluates that one.
+Leakage: the pan-cancer training set cuts its stroma-labelled tiles almost all from these very
+images, so a model trained on it has seen them. The default mode is therefore cross-validated:
+the images are split into `--folds` folds (an image is its own group); for each fold a model is
+trained on the pan-cancer set minus that fold's mask tiles and scores only that fold's images.
+Every image is scored by a model that never saw it. Each fold's checkpoint and predictions are
+kept under `--work`: a rerun skips finished folds, an interrupted training resumes.
 
-    .venv/bin/python benchmarks/tsr_agreement.py --checkpoint runs/x/model.pt
-    .venv/bin/python benchmarks/tsr_agreement.py --train-without-wsss4luad --epochs 15
+    .venv/bin/python benchmarks/tsr_agreement.py --threads 1            # 3-fold, trains 3 models
+    .venv/bin/python benchmarks/tsr_agreement.py --checkpoint runs/x/model.pt   # one given model
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,17 +34,24 @@ HIGH_CUTOFF = 0.5
 #: WSSS4LUAD crops carry no resolution. At 1.0 µm/px a mini-model tile (128 px at 0.875 µm/px)
 #: spans 112 image pixels: the tile size the pan-cancer builder cuts from the same images.
 DEFAULT_MPP = 1.0
+#: Training epochs per fold. One epoch of ldcsf_swin_mini on the pan-cancer set (about 1,100
+#: training images, 1 thread) took 100 s including start-up while another training shared the
+#: 2 cores, so about a minute on idle cores: 6 epochs x 3 folds plus scoring is about 20-25 minutes.
+DEFAULT_EPOCHS = 6
+MASK_DATASET = "wsss4luad_masks"  # the pan-cancer manifest's name for the mask tiles
+GROUP_PREFIX = "wsss4luad:val-"  # ... and their group: one per validation image
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="a trained model (.pt / .ckpt)")
-    src.add_argument("--train-without-wsss4luad", action="store_true",
-                     help="train a checkpoint on the pan-cancer set without any WSSS4LUAD image, then evaluate it")
-    p.add_argument("--model", default="ldcsf_swin_mini", help="variant to train (with --train-without-wsss4luad)")
-    p.add_argument("--epochs", type=int, default=15, help="training epochs (with --train-without-wsss4luad)")
-    p.add_argument("--max-steps", type=int, default=-1, help="cap on training steps (with --train-without-wsss4luad)")
+    p.add_argument("--checkpoint", type=Path,
+                   help="score every image with this model instead of cross-validating (it may have seen them)")
+    p.add_argument("--folds", type=int, default=3, help="cross-validation folds over the images (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment and of training")
+    p.add_argument("--model", default="ldcsf_swin_mini", help="variant trained per fold")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs per fold")
+    p.add_argument("--max-steps", type=int, default=-1, help="cap on training steps per fold")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared real H&E images")
     p.add_argument("--mpp", type=float, default=DEFAULT_MPP, help="µm/px of the WSSS4LUAD images")
     p.add_argument("--overlap", type=float, default=0.5, help="tile overlap (small images need it for enough tiles)")
@@ -48,14 +59,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="only the first N images (quick runs)")
     p.add_argument("--work", type=Path, default=RESULTS / "tsr_work", help="slides, runs and per-image outputs")
     p.add_argument("--out", type=Path, default=RESULTS / "tsr_agreement", help="results stem (.md, .json, .png)")
-    p.add_argument("--quick", action="store_true", help="3 images, a few training steps: a smoke run for tests")
+    p.add_argument("--quick", action="store_true",
+                   help="3 images, micro model, a few training steps on a small manifest: a smoke run for tests")
     args = p.parse_args(argv)
+    if args.folds < 2:
+        p.error(f"--folds must be at least 2, got {args.folds}")
     if args.quick:
         args.limit = args.limit or 3
         args.max_steps = 2 if args.max_steps < 0 else args.max_steps
         args.epochs = 1
-        if args.train_without_wsss4luad:
-            args.model = "ldcsf_swin_micro" if args.model == "ldcsf_swin_mini" else args.model
+        args.model = "ldcsf_swin_micro" if args.model == "ldcsf_swin_mini" else args.model
     return args
 
 
@@ -93,8 +106,6 @@ def as_slide(image: Path, slides: Path, mpp: float) -> Path:
 
 def predict_fraction(slide: Path, checkpoint, out_dir: Path, args) -> tuple[float | None, int, str]:
     """(predicted stroma fraction, tiles, note) of one small slide."""
-    import json
-
     from ldcsf.inference.pipeline import NoTissueError, SlideSettings, run_slide
 
     settings = SlideSettings(mpp=args.mpp, overlap=args.overlap, batch_size=32, num_workers=0, accelerator="cpu",
@@ -124,32 +135,140 @@ def _fraction_from_tiles(out_dir: Path, weighting: str) -> float | None:
     return compute_tsr(tiles, weighting=weighting).stroma_fraction
 
 
-# -- a leak-free checkpoint --------------------------------------------------------------------
-def train_without_wsss4luad(args) -> Path:
-    """Train on the pan-cancer set minus WSSS4LUAD; reuse the model when the run is complete."""
+# -- cross-validation: folds, per-fold training data, per-fold models -------------------------------
+def assign_folds(image_ids: list[str], folds: int, seed: int) -> dict[str, int]:
+    """{image id: fold}: a seeded shuffle cut into `folds` near-equal parts (an image is its own group)."""
+    if len(image_ids) < folds:
+        raise ValueError(f"{len(image_ids)} images cannot fill {folds} folds (use fewer --folds or a larger --limit)")
+    order = np.random.default_rng(seed).permutation(len(image_ids))
+    return {image_ids[i]: fold for fold, part in enumerate(np.array_split(order, folds)) for i in part}
+
+
+def pancancer_manifest(args) -> Path:
+    """The shared pan-cancer manifest (built once under --work), paths absolute so it can be filtered."""
     import pandas as pd
 
     from ldcsf.data.manifest import write_manifest
     from ldcsf.data.pancancer import build_pancancer
+
+    absolute = args.work / "pancancer" / "manifest_absolute.csv"
+    if absolute.is_file():
+        return absolute
+    built = build_pancancer(args.data, args.work / "pancancer", seed=0, progress=not args.quick)
+    frame = pd.read_csv(built)
+    for column in ("path", "mask"):
+        frame[column] = [str((built.parent / p).resolve()) if isinstance(p, str) else p for p in frame[column]]
+    write_manifest(frame, absolute)
+    return absolute
+
+
+def fold_manifest(full: Path, held_out: list[str], out: Path, quick: bool) -> tuple[Path, int]:
+    """`full` minus the held-out images' mask tiles, written to `out`; returns (path, tiles removed).
+
+    The manifest's test split is folded into train: here the held-out fold is the test set, and
+    the extra tiles are mostly stroma-labelled WSSS4LUAD ones the model needs.
+    """
+    import pandas as pd
+
+    from ldcsf.data.manifest import write_manifest
+
+    frame = pd.read_csv(full)
+    held = frame["dataset"].eq(MASK_DATASET) & frame["group"].isin([GROUP_PREFIX + i for i in held_out])
+    kept = frame[~held].assign(split=lambda f: f["split"].replace({"test": "train"}))
+    if quick:  # a few images per source and split: the smoke run trains in seconds
+        kept = kept.groupby(["dataset", "split"], sort=False).head(6)
+    if not out.is_file():
+        write_manifest(kept.reset_index(drop=True), out)
+    return out, int(held.sum())
+
+
+def train_fold(fold: int, held_out: list[str], full_manifest: Path, args) -> tuple[Path, int]:
+    """The fold's model file, trained unless already there (an interrupted run resumes)."""
     from ldcsf.training.train import TrainConfig, train
 
-    run = args.work / f"train_{args.model}_no_wsss4luad"
-    model_file = run / "run" / "model.pt"
+    fold_dir = cv_dir(args) / f"fold{fold}"
+    manifest, removed = fold_manifest(full_manifest, held_out, fold_dir / "manifest.csv", args.quick)
+    model_file = fold_dir / "run" / "model.pt"
     if model_file.is_file():
-        return model_file
-    manifest = run / "data" / "manifest.csv"
-    if not manifest.is_file():
-        full = build_pancancer(args.data, run / "data_full", progress=False)
-        frame = pd.read_csv(full)
-        kept = frame[~frame["dataset"].astype(str).str.startswith("wsss4luad")]
-        # Paths in the manifest are relative to its folder: rewrite them as absolute ones.
-        kept = kept.assign(path=[str((full.parent / p).resolve()) for p in kept["path"]])
-        write_manifest(kept, manifest)
-    last = run / "run" / "checkpoints" / "last.ckpt"
-    config = TrainConfig(data=str(manifest), model=args.model, out=str(run / "run"), epochs=args.epochs,
-                         max_steps=args.max_steps, num_workers=0, seed=0, resume=last.is_file(),
-                         accelerator="auto", devices=1, progress=not args.quick)
-    return train(config).model_file
+        return model_file, removed
+    last = fold_dir / "run" / "checkpoints" / "last.ckpt"
+    config = TrainConfig(data=str(manifest), model=args.model, out=str(fold_dir / "run"), epochs=args.epochs,
+                         max_steps=args.max_steps, num_workers=0, seed=args.seed, resume=last.is_file(),
+                         accelerator="cpu", devices=1, progress=not args.quick,
+                         limit_val_batches=2 if args.quick else None)
+    return train(config).model_file, removed
+
+
+def cv_dir(args) -> Path:
+    """One folder per cross-validation setting: a rerun with other settings never reuses its folds."""
+    steps = f"-steps{args.max_steps}" if args.max_steps > 0 else ""
+    quick = "-quick" if args.quick else ""
+    return args.work / f"cv_{args.model}_k{args.folds}_s{args.seed}_e{args.epochs}{steps}{quick}"
+
+
+def tile_agreement(checkpoint, full_manifest: Path, held_out: list[str]) -> list[dict]:
+    """Per held-out mask tile: stroma / (stroma + tumour) of its mask crop vs of the model's probabilities."""
+    import pandas as pd
+    import torch
+
+    from ldcsf.data.dataset import load_rgb
+    from ldcsf.data.transforms import build_transforms
+
+    frame = pd.read_csv(full_manifest)
+    tiles = frame[frame["dataset"].eq(MASK_DATASET) & frame["group"].isin([GROUP_PREFIX + i for i in held_out])]
+    if tiles.empty:
+        return []
+    meta, model = checkpoint.meta, checkpoint.model
+    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+    s, t = meta.labels.index("stroma"), meta.labels.index("tumor")
+    rows = []
+    for start in range(0, len(tiles), 64):
+        part = tiles.iloc[start:start + 64]
+        batch = torch.stack([transform(load_rgb(p)) for p in part["path"]])
+        with torch.inference_mode():
+            probs = torch.sigmoid(model(batch)).numpy()
+        for (_, tile), p in zip(part.iterrows(), probs):
+            both = tile["frac_stroma"] + tile["frac_tumor"]
+            rows.append({"tile": Path(tile["path"]).name, "image": tile["group"].removeprefix(GROUP_PREFIX),
+                         "true": float(tile["frac_stroma"] / both) if both > 0 else None,
+                         "pred": float(p[s] / (p[s] + p[t])) if p[s] + p[t] > 0 else None})
+    return rows
+
+
+def run_fold(fold: int, held_out: list[tuple[Path, Path]], full_manifest: Path, args) -> dict:
+    """Train the fold's model, score its held-out images and tiles; saved in fold<k>/predictions_*.json."""
+    from ldcsf.checkpoint import load_checkpoint
+    from ldcsf.utils.atomic import write_json_atomic
+
+    done = cv_dir(args) / f"fold{fold}" / f"predictions_{prediction_tag(args)}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    ids = [image.stem for image, _ in held_out]
+    model_file, removed = train_fold(fold, ids, full_manifest, args)
+    loaded = load_checkpoint(model_file)
+    slides = cv_dir(args) / f"fold{fold}" / f"slides_{prediction_tag(args)}"
+    rows = score_images(held_out, loaded, slides, args, fold=fold)
+    result = {"fold": fold, "images": ids, "checkpoint": str(model_file), "mask_tiles_removed": removed,
+              "rows": rows, "tiles": tile_agreement(loaded, full_manifest, ids)}
+    write_json_atomic(done, result)
+    return result
+
+
+def prediction_tag(args) -> str:
+    """What the slide predictions depend on beyond the model."""
+    return f"mpp{args.mpp:g}-ov{args.overlap:g}-{args.weighting}"
+
+
+def score_images(pairs: list[tuple[Path, Path]], loaded, runs: Path, args, fold: int | None = None) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    rows = []
+    for image, mask in tqdm(pairs, desc="images" if fold is None else f"fold {fold} images", disable=args.quick):
+        slide = as_slide(image, args.work / f"slides_mpp{args.mpp:g}", args.mpp)
+        pred, tiles, note = predict_fraction(slide, loaded, runs / image.stem, args)
+        rows.append({"image": image.name, "fold": fold, "true": true_stroma_fraction(mask), "pred": pred,
+                     "tiles": tiles, "note": note})
+    return rows
 
 
 def training_leak(manifest: str | None) -> str:
@@ -166,6 +285,12 @@ def training_leak(manifest: str | None) -> str:
 
 
 # -- statistics and report -----------------------------------------------------------------------
+def paired(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, prediction) of the rows that have both."""
+    scored = [r for r in rows if r["true"] is not None and r["pred"] is not None]
+    return (np.array([r["true"] for r in scored], dtype=float), np.array([r["pred"] for r in scored], dtype=float))
+
+
 def agreement(truth: np.ndarray, pred: np.ndarray) -> dict:
     from scipy.stats import spearmanr
 
@@ -183,7 +308,9 @@ def agreement(truth: np.ndarray, pred: np.ndarray) -> dict:
     }
 
 
-def bland_altman_png(path: Path, truth: np.ndarray, pred: np.ndarray, stats: dict, title: str) -> None:
+def bland_altman_png(path: Path, truth: np.ndarray, pred: np.ndarray, stats: dict, title: str,
+                     folds: np.ndarray | None = None) -> None:
+    """Scatter (prediction vs mask) and Bland–Altman plot side by side; points coloured by fold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,14 +319,19 @@ def bland_altman_png(path: Path, truth: np.ndarray, pred: np.ndarray, stats: dic
     from ldcsf.utils.atomic import atomic_path
 
     mean, diff = (truth + pred) / 2, pred - truth
+    groups = [(None, np.ones(len(truth), bool))] if folds is None else [(k, folds == k) for k in np.unique(folds)]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    ax1.scatter(truth, pred, s=22, alpha=0.8)
+    for k, sel in groups:
+        label = None if k is None else f"fold {k}"
+        ax1.scatter(truth[sel], pred[sel], s=22, alpha=0.8, label=label)
+        ax2.scatter(mean[sel], diff[sel], s=22, alpha=0.8)
+    if folds is not None:
+        ax1.legend(fontsize=8, loc="upper left")
     ax1.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax1.axhline(HIGH_CUTOFF, color="grey", lw=0.5)
     ax1.axvline(HIGH_CUTOFF, color="grey", lw=0.5)
     ax1.set(xlim=(0, 1), ylim=(0, 1), xlabel="stroma fraction, pixel mask", ylabel="stroma fraction, predicted",
             title=f"Spearman ρ = {stats['spearman']:.2f}, MAE = {stats['mae']:.3f}")
-    ax2.scatter(mean, diff, s=22, alpha=0.8)
     for y, style in ((stats["bias"], "-"), (stats["loa_low"], "--"), (stats["loa_high"], "--")):
         ax2.axhline(y, color="C3", ls=style, lw=1)
     ax2.set(xlim=(0, 1), xlabel="mean of mask and prediction", ylabel="predicted − mask",
@@ -211,61 +343,91 @@ def bland_altman_png(path: Path, truth: np.ndarray, pred: np.ndarray, stats: dic
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def stats_table(stats: dict) -> str:
+    return markdown_table(
+        ["images", "MAE", "bias", "95% limits of agreement", "Spearman ρ", "stroma-high/low agreement"],
+        [[stats["n"], fmt(stats["mae"], 3), fmt(stats["bias"], 3),
+          f"[{fmt(stats.get('loa_low'), 2)}, {fmt(stats.get('loa_high'), 2)}]", fmt(stats["spearman"], 2),
+          f"{100 * stats['category_agreement']:.0f}% ({stats['truly_high']} truly stroma-high)"]])
+
+
+# -- the two modes ---------------------------------------------------------------------------------
+def cross_validated(pairs: list[tuple[Path, Path]], args) -> dict:
+    """Every image scored by the fold model that was trained without it."""
     from tqdm.auto import tqdm
 
+    folds = assign_folds([image.stem for image, _ in pairs], args.folds, args.seed)
+    full = pancancer_manifest(args)
+    results = []
+    for fold in tqdm(range(args.folds), desc="folds", disable=args.quick):
+        held_out = [pair for pair in pairs if folds[pair[0].stem] == fold]
+        results.append(run_fold(fold, held_out, full, args))
+    rows = sorted((r for res in results for r in res["rows"]), key=lambda r: r["image"])
+    tiles = [t for res in results for t in res["tiles"]]
+    removed = ", ".join(str(res["mask_tiles_removed"]) for res in results)
+    leak = (f"no: {args.folds}-fold cross-validation by image; each fold's model was trained on the pan-cancer "
+            f"set without that fold's WSSS4LUAD mask tiles ({removed} tiles removed per fold)")
+    return {"rows": rows, "tiles": tiles, "leak": leak, "model": args.model, "folds": results,
+            "checkpoint": ", ".join(res["checkpoint"] for res in results)}
+
+
+def single_checkpoint(pairs: list[tuple[Path, Path]], args) -> dict:
     from ldcsf.checkpoint import load_checkpoint
 
-    validation = args.data / "wsss4luad" / "validation"
-    pairs = image_mask_pairs(validation)[: args.limit]
-    checkpoint = train_without_wsss4luad(args) if args.train_without_wsss4luad else args.checkpoint
-    if not Path(checkpoint).is_file():
-        raise SystemExit(f"tsr_agreement.py: error: {checkpoint}: checkpoint not found")
-    loaded = load_checkpoint(checkpoint)
+    if not args.checkpoint.is_file():
+        raise SystemExit(f"tsr_agreement.py: error: {args.checkpoint}: checkpoint not found")
+    loaded = load_checkpoint(args.checkpoint)
     training = (loaded.meta.extra or {}).get("training", {})
     leak = "unknown (the checkpoint does not record its training data)"
-    if args.train_without_wsss4luad:
-        leak = "no: trained on the pan-cancer set without any WSSS4LUAD image"
-    elif training:
+    if training:
         leak = training_leak(training.get("config", {}).get("data"))
+    tag = f"{args.checkpoint.parent.name}-{loaded.meta.model_name}-{prediction_tag(args)}"
+    rows = score_images(pairs, loaded, args.work / "runs" / tag, args)
+    return {"rows": rows, "tiles": [], "leak": leak, "model": loaded.meta.model_name,
+            "checkpoint": str(args.checkpoint)}
 
-    tag = f"{Path(checkpoint).parent.name}-{loaded.meta.model_name}-mpp{args.mpp:g}-ov{args.overlap:g}"
-    rows = []
-    for image, mask in tqdm(pairs, desc="images", disable=args.quick):
-        slide = as_slide(image, args.work / f"slides_mpp{args.mpp:g}", args.mpp)
-        pred, tiles, note = predict_fraction(slide, loaded, args.work / "runs" / tag / image.stem, args)
-        rows.append({"image": image.name, "true": true_stroma_fraction(mask), "pred": pred,
-                     "tiles": tiles, "note": note})
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    pairs = image_mask_pairs(args.data / "wsss4luad" / "validation")[: args.limit]
+    run = single_checkpoint(pairs, args) if args.checkpoint else cross_validated(pairs, args)
+    rows, tiles = run["rows"], run["tiles"]
     scored = [r for r in rows if r["true"] is not None and r["pred"] is not None]
-    truth = np.array([r["true"] for r in scored], dtype=float)
-    pred = np.array([r["pred"] for r in scored], dtype=float)
+    truth, pred = paired(rows)
     stats = agreement(truth, pred) if len(scored) else {"n": 0}
+    tile_truth, tile_pred = paired(tiles)
+    tile_stats = agreement(tile_truth, tile_pred) if len(tile_truth) else None
 
     machine = machine_info("cpu")
     png = args.out.with_suffix(".png")
-    title = f"{loaded.meta.model_name}, WSSS4LUAD validation, {args.mpp:g} µm/px, {args.weighting} weighting"
+    how = f"{args.folds}-fold cross-validated" if not args.checkpoint else "one checkpoint"
+    title = f"{run['model']}, {how}, WSSS4LUAD validation, {args.mpp:g} µm/px, {args.weighting} weighting"
     if len(scored) > 1:
-        bland_altman_png(png, truth, pred, stats, title)
+        folds = None if args.checkpoint else np.array([r["fold"] for r in scored])
+        bland_altman_png(png, truth, pred, stats, title, folds)
     md = [f"# TSR agreement with pixel masks (WSSS4LUAD validation)\n",
           provenance(machine, command_line(), now()),
-          f"- checkpoint: `{checkpoint}` ({loaded.meta.model_name})",
-          f"- training data includes these images: {leak}",
+          f"- model: {run['model']}; checkpoint(s): `{run['checkpoint']}`",
+          f"- training data includes the scored images: {run['leak']}",
           f"- images scored: {stats['n']} of {len(rows)} with masks; {args.mpp:g} µm/px assumed, overlap {args.overlap:g}, "
           f"{args.weighting} weighting\n"]
     if stats["n"]:
-        md.append(markdown_table(
-            ["images", "MAE", "bias", "95% limits of agreement", "Spearman ρ", "stroma-high/low agreement"],
-            [[stats["n"], fmt(stats["mae"], 3), fmt(stats["bias"], 3),
-              f"[{fmt(stats.get('loa_low'), 2)}, {fmt(stats.get('loa_high'), 2)}]", fmt(stats["spearman"], 2),
-              f"{100 * stats['category_agreement']:.0f}% ({stats['truly_high']} truly stroma-high)"]]))
-        md.append(f"\n![Bland–Altman]({png.name})\n")
-    md += ["## Per image\n", markdown_table(["image", "stroma fraction (mask)", "predicted", "tiles", "note"],
-                                            [[r["image"], fmt(r["true"], 3), fmt(r["pred"], 3), r["tiles"], r["note"]]
-                                             for r in rows])]
-    result = {"command": command_line(), "date": now(), "machine": machine.to_dict(), "checkpoint": str(checkpoint),
-              "model": loaded.meta.model_name, "leakage": leak, "mpp": args.mpp, "overlap": args.overlap,
-              "weighting": args.weighting, "stats": stats, "images": rows}
+        md += [stats_table(stats), f"\n![Bland–Altman]({png.name})\n"]
+    if tile_stats:
+        md += ["## Mask tiles (112 px) of the held-out images\n",
+               "Stroma / (stroma + tumour) of each tile's mask crop vs p(stroma) / (p(stroma) + p(tumour)).\n",
+               stats_table(tile_stats).replace("| images |", "| tiles |"), ""]
+    md += ["## Per image\n", markdown_table(["image", "fold", "stroma fraction (mask)", "predicted", "tiles", "note"],
+                                            [[r["image"], "—" if r["fold"] is None else r["fold"], fmt(r["true"], 3),
+                                              fmt(r["pred"], 3), r["tiles"], r["note"]] for r in rows])]
+    result = {"command": command_line(), "date": now(), "machine": machine.to_dict(), "checkpoint": run["checkpoint"],
+              "model": run["model"], "leakage": run["leak"], "folds": None if args.checkpoint else args.folds,
+              "epochs": None if args.checkpoint else args.epochs, "mpp": args.mpp, "overlap": args.overlap,
+              "weighting": args.weighting, "stats": stats, "tile_stats": tile_stats, "images": rows}
     md_path, js_path = write_results(args.out, "\n".join(md), result)
     print("\n".join(md))
     print(f"wrote {md_path}, {js_path}" + (f", {png}" if len(scored) > 1 else ""), file=sys.stderr)

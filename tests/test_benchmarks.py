@@ -52,18 +52,33 @@ def test_speed_slide_pipeline_on_a_real_mosaic(tmp_path, shared_data):
     (run,) = pipe["runs"]
     assert run["side"] == 448 and run["tiles"] > 0 and run["tiles_per_s"] > 0
     assert run["peak_rss_mb"] > 100  # torch alone is more than that: the measurement is the worker's
+    # The predict phase saw every tile; the model alone was timed in the same process.
+    assert run["predict_tiles"] == run["tiles"] and 0 < run["predict_seconds"] < run["seconds"]
+    assert run["model_alone_img_s"] > 0 and 0 < run["model_busy"] <= 1
     slide = tmp_path / "slides" / "mosaic_448.tiff"
     assert slide.stat().st_size > 0
     assert "| 448² |" in out.with_suffix(".md").read_text()
 
 
-def test_accuracy_quick_is_resumable(tmp_path, shared_data):
-    work, out = tmp_path / "work", tmp_path / "accuracy"
-    args = ["--quick", "--only", "ldcsf_swin_micro", "swin_micro", "--data", str(shared_data),
+@pytest.fixture(scope="module")
+def accuracy_work(tmp_path_factory):
+    """One work folder for the accuracy tests: the data set is built once."""
+    return tmp_path_factory.mktemp("accuracy_work")
+
+
+def test_accuracy_quick_is_resumable(tmp_path, shared_data, accuracy_work):
+    from ldcsf.checkpoint import load_checkpoint
+
+    work, out = accuracy_work, tmp_path / "accuracy"
+    args = ["--quick", "--only", "ldcsf_swin_micro", "ldcsf_swin_micro w/o LDC", "--data", str(shared_data),
             "--work", str(work), "--out", str(out)]
     run_script("accuracy.py", *args)
     result = json.loads(out.with_suffix(".json").read_text())
-    assert set(result["models"]) == {"ldcsf_swin_micro", "swin_micro"}
+    assert set(result["models"]) == {"ldcsf_swin_micro", "ldcsf_swin_micro w/o LDC"}
+    assert "budget, the same for every model: 1 epoch(s) = 2 optimiser steps" in out.with_suffix(".md").read_text()
+    # The ablation is trained through model arguments and reloads as itself.
+    ablated = load_checkpoint(work / "runs" / "ldcsf_swin_micro_wo_LDC" / "seed0" / "model.pt")
+    assert ablated.meta.model_name == "ldcsf_swin_micro" and ablated.model.ldc is None
     for model in result["models"].values():
         assert model["labels"] == ["stroma", "necrosis", "non_tumor", "tumor"]
         assert all(0 <= v <= 1 for v in model["summary"]["mAP"] if v is not None)
@@ -74,6 +89,24 @@ def test_accuracy_quick_is_resumable(tmp_path, shared_data):
     stamps = [p.stat().st_mtime_ns for p in saved]
     run_script("accuracy.py", *args)  # rerun: every (model, seed) is done, nothing is retrained
     assert [p.stat().st_mtime_ns for p in saved] == stamps
+    # Results of another budget are never mixed in.
+    proc = subprocess.run([sys.executable, str(BENCH / "accuracy.py"), *args, "--lr", "1e-3"], capture_output=True,
+                          text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert proc.returncode == 1 and "made with another budget: lr 0.0003 (now 0.001)" in proc.stderr
+
+
+def test_accuracy_estimate_projects_every_model(tmp_path, shared_data, accuracy_work):
+    out = tmp_path / "accuracy"
+    run_script("accuracy.py", "--quick", "--estimate", "--estimate-repeats", "1", "--data", str(shared_data),
+               "--work", str(accuracy_work), "--out", str(out))
+    est = json.loads(out.with_name("accuracy_estimate.json").read_text())
+    assert set(est["runs"]) == {"ldcsf_swin_micro", "swin_micro", "ldcsf_swin_micro w/o LDC"}
+    assert est["steps"] == 2 and est["split_sizes"] == {"train": 24, "val": 24, "test": 24}
+    for run in est["runs"].values():
+        assert run["step_s"] > 0 and run["run_s"] == pytest.approx(run["loading_s"] + run["model_s"])
+    low, high = est["total_2_cores_s"]
+    assert low < high == pytest.approx(est["total_s"])
+    assert "Projected:" in out.with_name("accuracy_estimate.md").read_text()
 
 
 def test_tsr_agreement_against_pixel_masks(tmp_path, shared_data):
@@ -93,3 +126,32 @@ def test_tsr_agreement_against_pixel_masks(tmp_path, shared_data):
     assert result["stats"]["mae"] == pytest.approx(sum(abs(r["pred"] - r["true"]) for r in scored) / len(scored))
     assert out.with_suffix(".png").stat().st_size > 0
     assert "unknown" in result["leakage"]  # a bare checkpoint does not say what it was trained on
+
+
+def test_tsr_agreement_cross_validated_scores_each_image_with_a_model_that_never_saw_it(tmp_path, shared_data):
+    import pandas as pd
+
+    work, out = tmp_path / "work", tmp_path / "tsr"
+    args = ["--quick", "--folds", "2", "--limit", "2", "--threads", "1", "--data", str(shared_data),
+            "--work", str(work), "--out", str(out)]
+    run_script("tsr_agreement.py", *args)
+    result = json.loads(out.with_suffix(".json").read_text())
+    folds = {r["image"]: r["fold"] for r in result["images"]}
+    assert set(folds) == {"00.png", "01.png"} and set(folds.values()) == {0, 1}
+    assert result["leakage"].startswith("no:") and result["folds"] == 2
+    for image, fold in folds.items():
+        group = "wsss4luad:val-" + image.removesuffix(".png")
+        trained_on = pd.read_csv(next(work.glob(f"cv_*/fold{fold}/manifest.csv")))
+        assert group not in set(trained_on["group"])  # the fold's own tiles were removed
+        full = pd.read_csv(work / "pancancer" / "manifest_absolute.csv")
+        assert group in set(full["group"])  # ... from a set that holds them
+    assert result["stats"]["n"] == 2 and out.with_suffix(".png").stat().st_size > 0
+    assert result["tile_stats"]["n"] > 0  # held-out mask tiles scored too
+    assert "## Mask tiles" in out.with_suffix(".md").read_text()
+
+    finished = sorted(work.glob("cv_*/fold*/predictions_*.json")) + sorted(work.glob("cv_*/fold*/run/model.pt"))
+    assert len(finished) == 4
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    run_script("tsr_agreement.py", *args)  # rerun: both folds are done, nothing is retrained or rescored
+    assert [p.stat().st_mtime_ns for p in finished] == stamps
+    assert json.loads(out.with_suffix(".json").read_text())["images"] == result["images"]

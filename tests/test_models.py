@@ -170,3 +170,8 @@ def test_bad_weights_files_give_one_line_errors(tmp_path):
 def test_ldcsf_class_is_used_for_ldcsf_variants_only():
     assert isinstance(create_model(MICRO), LDCSF)
     assert not isinstance(create_model("swin_micro"), LDCSF)
+
+
+def test_an_argument_the_variant_does_not_take_is_named():
+    with pytest.raises(ValueError, match=r"model ldcsf_swin_micro has no argument 'use_xyz'"):
+        create_model(MICRO, use_xyz=False)

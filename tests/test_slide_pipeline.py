@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from ldcsf import create_model
@@ -140,3 +141,27 @@ def test_collect_slides_from_folders_and_lists(tmp_path):
     (tmp_path / "in" / "sub" / "a.tif").write_bytes(b"")
     with pytest.raises(ValueError, match="same slide id 'a'"):
         collect_slides([tmp_path / "in" / "a.svs", tmp_path / "in" / "sub" / "a.tif"])
+
+
+def test_tiles_stay_uint8_until_the_batch_is_normalised(shared_data, checkpoint):
+    """TileDataset hands out uint8 tiles; TilePredictor normalises a whole batch with the checkpoint's mean/std."""
+    from torch.utils.data import default_collate
+
+    from ldcsf.checkpoint import load_checkpoint
+    from ldcsf.inference import TileDataset, TilePredictor
+
+    loaded = load_checkpoint(checkpoint)
+    boxes = np.array([[1000, 1500, 160, 160], [0, 0, 160, 160], [2180, 2900, 160, 160]])  # tissue, corner, off the edge
+    dataset = TileDataset(shared_data / CMU, boxes, [7, 8, 9], 64)
+    batch, index = default_collate([dataset[i] for i in range(3)])
+    dataset.close()
+    assert batch.dtype == torch.uint8 and batch.shape == (3, 64, 64, 3) and index.tolist() == [7, 8, 9]
+    assert (batch[2, -8:, -8:] == 255).all()  # off the slide reads as glass
+    mean, std = torch.tensor(loaded.meta.mean).view(1, 3, 1, 1), torch.tensor(loaded.meta.std).view(1, 3, 1, 1)
+    expected = (batch.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    for channels_last in (False, True):
+        predictor = TilePredictor(loaded.model, loaded.meta.mean, loaded.meta.std, channels_last=channels_last)
+        images = predictor.normalise(batch)
+        torch.testing.assert_close(images, expected)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        assert images.is_contiguous(memory_format=layout)

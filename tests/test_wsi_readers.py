@@ -86,6 +86,27 @@ def test_tile_coordinates_map_back_to_the_source_tiles(shared_data, tmp_path, ti
             assert own_error == min(errors)
 
 
+def test_tiled_tiff_levels_read_as_openslide_reads_them(shared_data, tmp_path):
+    """Tiled TIFF levels are decoded by tifffile tile by tile (with a cache): same pixels as OpenSlide."""
+    board, _ = chessboard(shared_data)
+    path = write_pyramidal_tiff(tmp_path / "board.tif", board, mpp=0.5, tile_size=128)
+    native = openslide.OpenSlide(str(path))
+    rng = np.random.default_rng(0)
+    with open_slide(path) as slide:
+        assert isinstance(slide, OpenSlideReader) and slide._pages is not None  # the tifffile path is taken
+        for level, (width, height) in enumerate(slide.level_dimensions):
+            downsample = slide.level_downsamples[level]
+            for _ in range(12):  # boxes across tile edges, inside and overhanging the level
+                w, h = (int(v) for v in rng.integers(1, 300, 2))
+                lx, ly = (int(v) for v in rng.integers(-50, max(width, height), 2))
+                x, y = round(lx * downsample), round(ly * downsample)
+                got = slide.read_region(x, y, w, h, level)
+                expected = np.asarray(native.read_region((x, y), level, (w, h)).convert("RGB")).copy()
+                expected[np.asarray(native.read_region((x, y), level, (w, h)))[..., 3] == 0] = 255  # off-slide: glass
+                np.testing.assert_array_equal(got, expected)
+                np.testing.assert_array_equal(slide.read_region(x, y, w, h, level), got)  # from the tile cache
+
+
 def test_ome_tiff_and_plain_tiff_through_tifffile(shared_data, tmp_path):
     board, _ = chessboard(shared_data, n=2)
     ome = tmp_path / "board.ome.tif"

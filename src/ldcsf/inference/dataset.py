@@ -1,4 +1,4 @@
-"""Tiles of one slide as a torch Dataset: read on demand, resized and normalised for the model."""
+"""Tiles of one slide as a torch Dataset: read on demand and resized to the model's input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from ..wsi.readers import SlideReader, open_slide
 
 
 class TileDataset(Dataset):
-    """`(image, tile_index)` for each tile box; the image is normalised float (3, size, size).
+    """`(image, tile_index)` for each tile box; the image is RGB uint8 (size, size, 3).
+
+    Tiles stay uint8 and channels-last until they reach the model: normalisation is one tensor
+    operation per batch on the model's device (`TilePredictor`), not one per tile here, and a
+    uint8 batch is a quarter of the bytes to pass from a loader worker or to a GPU.
 
     The slide is opened lazily, inside whichever process reads first: every DataLoader worker
     gets its own handle (OpenSlide and tifffile handles must not be shared across processes),
@@ -24,7 +28,6 @@ class TileDataset(Dataset):
         boxes: (N, 4) level-0 x, y, width, height of each tile.
         indices: the tile index reported with each image (row number in the tile table).
         out_size: model input side in pixels.
-        mean, std: per-channel normalisation of [0, 1] RGB (from the checkpoint).
         mpp: µm/px override passed to `open_slide`.
     """
 
@@ -34,8 +37,6 @@ class TileDataset(Dataset):
         boxes: np.ndarray,
         indices: Sequence[int],
         out_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
         mpp: float | None = None,
     ) -> None:
         self.slide_path = Path(slide_path)
@@ -44,8 +45,6 @@ class TileDataset(Dataset):
         if len(self.indices) != len(self.boxes):
             raise ValueError(f"{len(self.indices)} indices for {len(self.boxes)} tiles")
         self.out_size = int(out_size)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.mpp = mpp
         self._reader: SlideReader | None = None
 
@@ -64,8 +63,8 @@ class TileDataset(Dataset):
         return self.reader.read_rect(x, y, w, h, self.out_size)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image = torch.from_numpy(np.array(self.read_tile(i))).permute(2, 0, 1).float().div_(255.0)
-        return (image - self.mean) / self.std, int(self.indices[i])
+        # np.array copies: PIL's arrays are read-only and torch wants writable memory.
+        return torch.from_numpy(np.array(self.read_tile(i))), int(self.indices[i])
 
     def __getstate__(self) -> dict:
         # Sent to worker processes without the open handle: each worker opens its own.

@@ -28,11 +28,24 @@ PRECISION_ALIASES = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed", "
 
 
 class TilePredictor(L.LightningModule):
-    """Wraps a loaded classifier for `Trainer.predict`: tiles in, sigmoid probabilities out."""
+    """Wraps a loaded classifier for `Trainer.predict`: uint8 tiles in, sigmoid probabilities out.
 
-    def __init__(self, model: torch.nn.Module, channels_last: bool | None = None) -> None:
+    Batches arrive as uint8 (N, H, W, 3), as `TileDataset` makes them; they are turned into the
+    model's normalised float input here, in one operation per batch on the model's device.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+        channels_last: bool | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
+        # Normalisation of 0-255 values: (x / 255 - mean) / std = (x - 255 mean) / (255 std).
+        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
         #: None = decide on the device: channels_last speeds up convolutions on GPUs only.
         self.channels_last = channels_last
 
@@ -42,11 +55,19 @@ class TilePredictor(L.LightningModule):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W), channels-last in memory when wanted."""
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        # A permuted NHWC batch already is channels-last NCHW: on GPUs the float copy keeps it.
+        images = images.permute(0, 3, 1, 2).to(dtype=torch.float32, memory_format=layout)
+        images = images.sub_(self.pixel_mean).div_(self.pixel_std)
+        # Under a "-true" precision the weights are bf16/fp16: the input must match them.
+        weight = next(self.model.parameters(), None)
+        return images if weight is None or not weight.is_floating_point() else images.to(weight.dtype)
+
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, index = batch
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        probs = torch.sigmoid(self.model(images).float())
+        probs = torch.sigmoid(self.model(self.normalise(images)).float())
         return {"index": index, "probs": probs}
 
 
@@ -135,12 +156,14 @@ class RemainingTiles(L.LightningDataModule):
         strategy.barrier("ldcsf-listed-parts")
 
     def predict_dataloader(self) -> DataLoader:
+        # Tiles are read in slide order (row by row), so the reader's tile cache decodes each
+        # TIFF tile about once; page-locked memory only helps copies to a GPU.
         return DataLoader(
             self.dataset,
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=self.trainer.strategy.root_device.type == "cuda",
         )
 
 
@@ -177,15 +200,18 @@ def predict_tiles(
     batch_size: int = 64,
     num_workers: int = 0,
     trainer: L.Trainer | None = None,
+    mean: Sequence[float] = (0.0, 0.0, 0.0),
+    std: Sequence[float] = (1.0, 1.0, 1.0),
     **trainer_kwargs,
 ) -> L.Trainer:
     """Predict every tile not yet in `store`; return the trainer (its ranks tell who merges).
 
-    `make_dataset(done_indices)` builds the TileDataset of the tiles still to predict.
+    `make_dataset(done_indices)` builds the TileDataset of the tiles still to predict; `mean` and
+    `std` normalise its [0, 1] RGB for the model (the checkpoint's).
     """
     trainer = trainer or make_trainer(store, **trainer_kwargs)
     data = RemainingTiles(store, make_dataset, batch_size=batch_size, num_workers=num_workers)
-    trainer.predict(TilePredictor(model), datamodule=data, return_predictions=False)
+    trainer.predict(TilePredictor(model, mean, std), datamodule=data, return_predictions=False)
     trainer.strategy.barrier("ldcsf-predicted")
     if data.dataset is not None:
         data.dataset.close()

@@ -150,11 +150,12 @@ def run_slide(
         todo = np.setdiff1d(np.arange(len(tiles)), done)
         if len(done):
             log.info("%s: resuming, %d of %d tiles already predicted", slide_id, len(done), len(tiles))
-        return TileDataset(slide_path, boxes[todo], todo, meta.input_size, meta.mean, meta.std, mpp=settings.mpp)
+        return TileDataset(slide_path, boxes[todo], todo, meta.input_size, mpp=settings.mpp)
 
     if len(store.done_indices()) < len(tiles):
         trainer = predict_tiles(
             loaded.model, store, make_dataset, batch_size=settings.batch_size, num_workers=settings.num_workers,
+            mean=meta.mean, std=meta.std,
             accelerator=settings.accelerator, devices=settings.devices, strategy=settings.strategy,
             num_nodes=settings.num_nodes, precision=settings.precision, callbacks=callbacks,
             progress=settings.progress,

@@ -8,6 +8,7 @@ slide inference.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -126,7 +127,13 @@ def create_model(
     if num_labels is not None and num_labels < 1:
         raise ValueError(f"num_labels must be at least 1, got {num_labels}")
     label_names = resolve_labels(num_labels, labels)
-    model = variant.build(labels=label_names, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
+    try:
+        model = variant.build(labels=label_names, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
+    except TypeError as err:  # a keyword the variant (or timm below it) does not take
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if unexpected is None:
+            raise
+        raise ValueError(f"model {name} has no argument {unexpected.group(1)!r} (arguments given: {kwargs})") from err
     # Everything needed to rebuild the same architecture (weights come from a checkpoint).
     model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs)}}
     return model

@@ -111,9 +111,7 @@ _RESERVED_MODEL_KWARGS = ("labels", "num_labels", "pretrained", "pretrained_file
 
 
 def build_model(config: TrainConfig, labels: Sequence[str]):
-    """The classifier of `config`, with one-line errors for arguments the variant does not take."""
-    import re
-
+    """The classifier of `config` (create_model gives one-line errors for arguments it does not take)."""
     from ..models import create_model
 
     kwargs = dict(config.model_kwargs or {})
@@ -121,15 +119,8 @@ def build_model(config: TrainConfig, labels: Sequence[str]):
     if reserved:
         raise ValueError(f"model {config.model}: {', '.join(reserved)} cannot be a model argument "
                          "(set by the data and the training options)")
-    try:
-        return create_model(config.model, labels=labels, pretrained=config.pretrained,
-                            pretrained_file=config.pretrained_file, **kwargs)
-    except TypeError as err:
-        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
-        if unexpected:
-            raise ValueError(f"model {config.model} has no argument {unexpected.group(1)!r} "
-                             f"(model arguments given: {kwargs})") from err
-        raise ValueError(f"model {config.model}: bad model arguments {kwargs}: {err}") from err
+    return create_model(config.model, labels=labels, pretrained=config.pretrained,
+                        pretrained_file=config.pretrained_file, **kwargs)
 
 
 def check_same_model(resumed, model, where: str) -> None:
