@@ -34,7 +34,7 @@ HIGH_CUTOFF = 0.5
 #: WSSS4LUAD crops carry no resolution. At 1.0 µm/px a mini-model tile (128 px at 0.875 µm/px)
 #: spans 112 image pixels: the tile size the pan-cancer builder cuts from the same images.
 DEFAULT_MPP = 1.0
-#: Training epochs per fold. One epoch of ldcsf_swin_mini on the pan-cancer set (about 1,100
+#: Training epochs per fold. One epoch of ldcsf_swin_mini on the pan-cancer set (about 1,000
 #: training images, 1 thread) took 100 s including start-up while another training shared the
 #: 2 cores, so about a minute on idle cores: 6 epochs x 3 folds plus scoring is about 20-25 minutes.
 DEFAULT_EPOCHS = 6

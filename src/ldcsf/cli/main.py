@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 #: Subcommand modules in `ldcsf.cli`, in the order `--help` lists them. Each module has
 #: `add_parser(subparsers)` (registers its arguments, sets `func`) and stays cheap to import.
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     # Lightning's loggers print through their own handlers; passing records on would print them twice.
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).propagate = False
+    # Lightning's pytree helper trips a torch deprecation on every batch: noise a user cannot act on.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

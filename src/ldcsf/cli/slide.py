@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
+
+from ..utils.workers import default_num_workers
 
 
 def add_parser(subparsers) -> None:
@@ -25,7 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap as a fraction of the tile, 0 to <1 (default 0)")
     parser.add_argument("--min-tissue", type=float, default=0.25, help="least tissue fraction for a tile to be predicted (default 0.25)")
     parser.add_argument("--batch-size", type=int, default=64, help="tiles per batch (default 64)")
-    parser.add_argument("--num-workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+    parser.add_argument("--num-workers", type=int, default=default_num_workers(),
                         help="processes reading tiles (default: up to 4)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default)")
     parser.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto (default)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..utils.workers import default_num_workers
+
 
 def add_device_arguments(parser) -> None:
     """Lightning's device options, shared by train, evaluate and predict."""
@@ -11,7 +13,8 @@ def add_device_arguments(parser) -> None:
     group.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, fsdp, ... (default: auto)")
     group.add_argument("--num-nodes", type=int, default=1, help="machines in a multi-node run (default: 1)")
     group.add_argument("--precision", default="32-true", help="32-true, 16-mixed or bf16-mixed (default: 32-true)")
-    group.add_argument("--num-workers", type=int, default=4, help="data loading processes per device (default: 4)")
+    group.add_argument("--num-workers", type=int, default=default_num_workers(),
+                       help="data loading processes per device (default: up to 4, one core left to the model)")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from ..checkpoint import LoadedCheckpoint
+from ..utils.workers import default_num_workers
 
 
 @dataclass
@@ -21,7 +22,7 @@ class DeviceOptions:
     num_nodes: int = 1
     precision: str = "32-true"
     batch_size: int = 64
-    num_workers: int = 4
+    num_workers: int = field(default_factory=default_num_workers)
     progress: bool = True
     trainer_kwargs: dict = field(default_factory=dict)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..checkpoint import DEFAULT_MPP
+from ..utils.workers import default_num_workers
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class TrainConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "32-true"
-    num_workers: int = 4
+    num_workers: int = field(default_factory=default_num_workers)
     max_steps: int = -1
     limit_train_batches: float | int | None = None
     limit_val_batches: float | int | None = None

@@ -367,7 +367,10 @@ def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     import torch
     from torch.nn.functional import interpolate
 
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+    rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:  # e.g. an array viewing a PIL image; torch wants writable memory
+        rgb = rgb.copy()
+    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
     resized = interpolate(image, size=(height, width), mode="bilinear", antialias=True)
     return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
 
@@ -388,8 +391,7 @@ def _tiled_pages(path: Path, level_dimensions) -> tuple[object, list[TiledPage] 
     try:
         by_size = {}
         for page in tif.pages:
-            if page.is_tiled and page.tiledepth == 1 and page.planarconfig == 1 and page.dtype == np.uint8 \
-                    and page.samplesperpixel == 3 and (page.photometric == 2 or (page.photometric == 6 and page.compression == 7)):
+            if _plain_rgb_tiles(page):
                 by_size.setdefault((int(page.imagewidth), int(page.imagelength)), page)
         pages = [by_size.get((int(w), int(h))) for w, h in level_dimensions]
         if all(page is not None for page in pages):
@@ -398,6 +400,18 @@ def _tiled_pages(path: Path, level_dimensions) -> tuple[object, list[TiledPage] 
         pass
     tif.close()
     return None, None
+
+
+#: TIFF compressions whose decoded pixels are the RGB as stored: none, LZW, JPEG, deflate. Aperio's
+#: JPEG 2000 (33003/33005) is left to OpenSlide, which also converts its YCbCr.
+_PLAIN_COMPRESSIONS = (1, 5, 7, 8, 32946)
+
+
+def _plain_rgb_tiles(page) -> bool:
+    """A page tifffile decodes tile by tile into 8-bit RGB, as OpenSlide would show it."""
+    rgb = page.photometric == 2 or (page.photometric == 6 and page.compression == 7)  # YCbCr only inside JPEG
+    return bool(page.is_tiled and page.tiledepth == 1 and page.planarconfig == 1 and page.dtype == np.uint8
+                and page.samplesperpixel == 3 and rgb and page.compression in _PLAIN_COMPRESSIONS)
 
 
 def _float_or_none(value) -> float | None:
