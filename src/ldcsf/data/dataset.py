@@ -12,6 +12,7 @@ from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..utils.atomic import write_text_atomic
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,12 @@ def find_unreadable_images(manifest: Manifest, progress: bool = True) -> list[tu
     return bad
 
 
-def drop_unreadable(manifest: Manifest, strict: bool = False, progress: bool = True) -> Manifest:
-    """Remove rows whose image cannot be decoded, logging how many and which (or raise if `strict`)."""
+def drop_unreadable(manifest: Manifest, strict: bool = False, progress: bool = True,
+                    list_file: str | Path | None = None) -> Manifest:
+    """Remove rows whose image cannot be decoded, logging how many and which (or raise if `strict`).
+
+    With `list_file`, every skipped image and its reason is also written there (one per line).
+    """
     bad = find_unreadable_images(manifest, progress=progress)
     if not bad:
         return manifest
@@ -84,6 +89,9 @@ def drop_unreadable(manifest: Manifest, strict: bool = False, progress: bool = T
     where = manifest.source or manifest.root
     if strict:
         raise ValueError(f"{where}: {len(bad)} unreadable image(s): {bad[0][1]}")
+    if list_file is not None:
+        write_text_atomic(list_file, "".join(f"{path}\t{reason}\n" for path, reason in bad))
+        names += f"; listed in {list_file}"
     log.warning("%s: skipping %d unreadable image(s): %s", where, len(bad), names)
     bad_paths = {p for p, _ in bad}
     keep = [p not in bad_paths for p in manifest.image_paths()]

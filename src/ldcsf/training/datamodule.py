@@ -16,10 +16,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.dataset import ManifestDataset, find_unreadable_images
+from ..data.dataset import ManifestDataset, drop_unreadable
 from ..data.manifest import Manifest
 from ..data.transforms import build_transforms
-from ..utils.atomic import write_text_atomic
 from .sampling import balanced_sampler
 
 log = logging.getLogger(__name__)
@@ -57,21 +56,9 @@ def split_manifest(manifest: Manifest, seed: int = 0, fractions: Sequence[float]
 
 
 def drop_unreadable_images(manifest: Manifest, run_dir: Path | None, strict: bool = False, progress: bool = True) -> Manifest:
-    """Decode every image; drop (and log) the unreadable ones, or raise when `strict`."""
-    bad = find_unreadable_images(manifest, progress=progress)
-    if not bad:
-        return manifest
-    where = manifest.source or manifest.root
-    if strict:
-        raise ValueError(f"{where}: {len(bad)} unreadable image(s), first: {bad[0][1]}")
-    if run_dir is not None:
-        write_text_atomic(Path(run_dir) / BAD_IMAGES_LOG, "".join(f"{path}\t{reason}\n" for path, reason in bad))
-    log.warning("%s: skipping %d unreadable image(s)%s", where, len(bad),
-                f"; listed in {Path(run_dir) / BAD_IMAGES_LOG}" if run_dir is not None else "")
-    bad_paths = {path for path, _ in bad}
-    keep = [path not in bad_paths for path in manifest.image_paths()]
-    return Manifest(frame=manifest.frame[keep].reset_index(drop=True), root=manifest.root,
-                    labels=list(manifest.labels), source=manifest.source)
+    """Decode every image; drop the unreadable ones (listed in RUN_DIR/bad_images.log), or raise when `strict`."""
+    list_file = Path(run_dir) / BAD_IMAGES_LOG if run_dir is not None else None
+    return drop_unreadable(manifest, strict=strict, progress=progress, list_file=list_file)
 
 
 class ManifestDataModule(L.LightningDataModule):
