@@ -353,13 +353,19 @@ def map_plot(path: Path, agg: dict, title: str) -> None:
 
     names = list(agg)
     stats = [mean_sd(agg[n]["summary"]["mAP"]) for n in names]
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 4))
-    x = np.arange(len(names))
-    ax.bar(x, [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=4, color="#9ecae1", edgecolor="#3182bd")
-    for i, n in enumerate(names):  # each seed as a dot: three points say more than a bar
-        ax.scatter([i] * len(agg[n]["summary"]["mAP"]), agg[n]["summary"]["mAP"], color="#08519c", s=12, zorder=3)
-    ax.set_xticks(x, names, rotation=25, ha="right")
-    ax.set(ylabel="test mAP (mean ± sd over seeds)", ylim=(0, 1), title=title)
+    # Dots and whiskers on a zoomed axis: the models differ by a few points of mAP, which bars
+    # starting at 0 would hide. Each seed is a dot; the bar is mean ± sd.
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.4))
+    y = np.arange(len(names))[::-1]
+    for yi, name, (mean, sd, _) in zip(y, names, stats):
+        seeds = [v for v in agg[name]["summary"]["mAP"] if v is not None]
+        ax.scatter(seeds, [yi] * len(seeds), color="#9ecae1", edgecolor="#3182bd", s=28, zorder=2)
+        ax.errorbar([mean], [yi], xerr=[sd], fmt="o", color="#08519c", capsize=4, markersize=7, zorder=3)
+    if stats and stats[0][0] == stats[0][0]:  # the first row (LDCSF) as the reference
+        ax.axvline(stats[0][0], color="#08519c", linestyle=":", linewidth=1)
+    ax.set_yticks(y, names)
+    ax.set(xlabel="test mAP (dots: seeds; marker and whiskers: mean ± sd)", title=title)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -91,7 +91,7 @@ def test_cli_single_slide(shared_data, checkpoint, tmp_path, capsys):
     slide = board_slide(shared_data, tmp_path / "board.tif")
     out = tmp_path / "out"
     code = main(["slide", str(slide), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--num-workers", "1", "--batch-size", "4", "--no-progress"])
+                 "--num-workers", "1", "--batch-size", "4", "--threads", "1", "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
     assert printed.splitlines()[0].split() == ["slide", "TSR", "category", "tiles", "status"]
@@ -115,6 +115,7 @@ def test_cli_one_line_errors(shared_data, checkpoint, tmp_path, capsys):
         (["slide", str(slide), "--checkpoint", str(other), "--out", str(tmp_path / "o2")], f"{other}: not an ldcsf checkpoint"),
         (["slide", str(slide), "--checkpoint", str(checkpoint), "--out", str(a_file / "out")], f"{a_file / 'out'}: cannot write"),
         (["slide", str(tmp_path / "nope.svs"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o3")], "nope.svs: no such"),
+        (["slide", str(slide), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o4"), "--threads", "0"], "--threads must be at least 1"),
     ]
     for argv, message in cases:
         code = main([*argv, "--no-progress", "--num-workers", "0"])

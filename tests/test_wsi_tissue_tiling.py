@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ldcsf.wsi import TileSpec, detect_tissue, open_slide, tile_grid
-from ldcsf.wsi.tissue import TissueMask, box_fractions
+from ldcsf.wsi.tissue import TissueMask, box_fractions, saturation_value
 
 
 def test_tissue_on_the_cmu_slide_is_stained_and_background_is_not(shared_data):
@@ -36,6 +36,19 @@ def test_tissue_found_where_it_was_placed_on_glass(shared_data):
     assert (found & ~truth).sum() == 0  # nothing on the glass
     assert (found & truth).sum() / truth.sum() > 0.8  # most of the tile (it has a few white lumens)
     assert detect_tissue(Image.fromarray(glass), downsample=16.0, slide_mpp=0.5).fraction == 0.0
+
+
+def test_saturation_and_value_match_skimage_hsv():
+    from skimage.color import rgb2hsv
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(64, 48, 3), dtype=np.uint8)
+    rgb[0, :3] = [[0, 0, 0], [255, 255, 255], [7, 7, 7]]  # black and greys: saturation 0
+    expected = rgb2hsv(rgb)
+    for image in (rgb, rgb / 255.0):
+        saturation, value = saturation_value(image)
+        np.testing.assert_allclose(saturation, expected[..., 1], atol=1e-6)
+        np.testing.assert_allclose(value, expected[..., 2], atol=1e-6)
 
 
 def test_box_fractions_count_off_slide_as_glass():

@@ -7,13 +7,14 @@ large matmul is the practical best this software stack achieves on this machine.
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from ..utils.workers import usable_cores
 
 # Dense (no sparsity) datasheet peaks, TFLOP/s: (fp32 without tensor cores, bf16 tensor cores).
 # Matched by substring of torch.cuda.get_device_name(); first match wins, so specific names first.
@@ -63,10 +64,6 @@ def _cpuinfo() -> dict[str, str]:
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
     return fields
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def machine_info(device: str = "cpu") -> MachineInfo:

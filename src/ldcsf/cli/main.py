@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).propagate = False
     # Lightning's pytree helper trips a torch deprecation on every batch: noise a user cannot act on.
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

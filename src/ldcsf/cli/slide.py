@@ -28,6 +28,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="tiles per batch (default 64)")
     parser.add_argument("--num-workers", type=int, default=default_num_workers(),
                         help="processes reading tiles (default: up to 4)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the model (default on CPU: the cores the readers leave free)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default)")
     parser.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto (default)")
     parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp for several devices (default auto)")
@@ -50,13 +52,25 @@ def parse_devices(value: str) -> int | str | list[int]:
 
 
 def run(args) -> int:
+    import torch
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+
+    threads_before = torch.get_num_threads()
+    try:
+        _set_model_threads(args)
+        return _run_with_threads_set(args)
+    finally:  # `main()` may be called from Python: leave its thread setting as it was
+        torch.set_num_threads(threads_before)
+
+
+def _run_with_threads_set(args) -> int:
     from pathlib import Path
 
     from ..inference import SlideSettings, run_cohort
     from .models import format_table
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     settings = SlideSettings(
         mpp=args.mpp, overlap=args.overlap, min_tissue=args.min_tissue, batch_size=args.batch_size,
         num_workers=args.num_workers, accelerator=args.accelerator, devices=parse_devices(args.devices),
@@ -82,6 +96,22 @@ def run(args) -> int:
         print(f"ldcsf slide: {failed} of {len(table)} slides failed (see the status column)", file=sys.stderr)
         return 1 if failed == len(table) else 0
     return 0
+
+
+def _set_model_threads(args) -> None:
+    """Give the model the cores the tile readers leave free, when it runs on the CPU."""
+    import torch
+
+    from ..utils.workers import model_threads_beside_workers
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+        return
+    on_cpu = args.accelerator == "cpu" or (args.accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and args.num_workers > 0:
+        torch.set_num_threads(min(torch.get_num_threads(), model_threads_beside_workers(args.num_workers)))
 
 
 def _number(value) -> str:

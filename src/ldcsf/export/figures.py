@@ -35,13 +35,24 @@ def _figure_for(thumbnail: Image.Image, title: str) -> tuple[Figure, object]:
     height_in = min(max(width_in * 0.8 * h / w + 1.0, 3.0), 14.0)  # 0.8: room for legend/colour bar
     fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    ax.imshow(np.asarray(thumbnail.convert("RGB")))
+    # The saved picture is ~1000 px wide: shrinking the 2048 px thumbnail once with Pillow is much
+    # cheaper than letting matplotlib resample the full array at every savefig. Axes coordinates
+    # stay those of the full thumbnail (the extent), so overlays need no rescaling.
+    ax.imshow(np.asarray(_display_copy(thumbnail)), extent=(0, w, h, 0), interpolation="antialiased")
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=11)
     return fig, ax
+
+
+def _display_copy(thumbnail: Image.Image) -> Image.Image:
+    """The thumbnail as RGB, at most FIGURE_WIDTH_PX on its long side."""
+    rgb = thumbnail.convert("RGB")
+    if max(rgb.size) > FIGURE_WIDTH_PX:
+        rgb.thumbnail((FIGURE_WIDTH_PX, FIGURE_WIDTH_PX), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return rgb
 
 
 def _grid_extent(grid: TileGrid, downsample: float) -> tuple[float, float, float, float]:
@@ -117,5 +128,6 @@ def plot_probability_heatmap(
 def figure_to_png(fig: Figure) -> bytes:
     """Render a figure to PNG bytes (to write atomically and to embed in the report)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    # zlib level 3 instead of Pillow's 6: measured about half the encoding time for 4 % more bytes.
+    fig.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": 3})
     return buffer.getvalue()

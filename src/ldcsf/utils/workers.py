@@ -1,10 +1,24 @@
-"""How many data-loading processes to start by default."""
+"""How many data-loading processes and model threads to start by default."""
 
 from __future__ import annotations
 
 import os
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and `taskset` narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_num_workers(cap: int = 4) -> int:
     """Up to `cap` loader processes, leaving one core to the model (0 = load in the main process)."""
-    return min(cap, max(0, (os.cpu_count() or 1) - 1))
+    return min(cap, max(0, usable_cores() - 1))
+
+
+def model_threads_beside_workers(num_workers: int) -> int:
+    """CPU threads for the model when `num_workers` loader processes share the machine.
+
+    OpenMP threads spin while they wait for each other, so a model thread that shares its core with
+    a loader stalls the whole forward pass; the model gets the cores the loaders leave free.
+    """
+    return max(1, usable_cores() - max(0, num_workers))
