@@ -38,6 +38,7 @@ import numpy as np
 
 from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, provenance, write_results
 from ldcsf.benchmarking import machine_info
+from ldcsf.utils.workers import usable_cores
 from ldcsf.utils.atomic import write_json_atomic
 
 LABEL_METRICS = ("accuracy", "f1", "auroc", "ap")
@@ -92,7 +93,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--estimate-repeats", type=int, default=3, help="timed calls per workload for --estimate")
     p.add_argument("--quick", action="store_true",
                    help="micro models, 1 seed, 2 steps, 24 images per split: a smoke run for tests")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs trained side by side, each a process with one torch thread "
+                        "(default: on a CPU the usable cores, at most 8; on a GPU 1)")
+    p.add_argument("--no-tables", action="store_true", help=argparse.SUPPRESS)  # set for the --jobs processes
     args = p.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.quick:
         args.seeds = args.seeds[:1] if argv and "--seeds" in argv else [0]
         args.epochs, args.max_steps, args.batch_size = 1, 2 if args.max_steps < 0 else args.max_steps, 8
@@ -108,7 +115,7 @@ def run_one(entry: Entry, seed: int, manifest: Path, args, device: str) -> dict:
     from ldcsf.training.train import TrainConfig, train
 
     slug = entry.name.replace(" ", "_").replace("/", "")
-    result_file = args.work / "results" / f"{slug}__seed{seed}.json"
+    result_file = result_file_of(entry, seed, args)
     if result_file.is_file():
         done = json.loads(result_file.read_text())
         check_budget(result_file, budget_of(args, manifest), done.get("budget", {}))
@@ -135,6 +142,64 @@ def run_one(entry: Entry, seed: int, manifest: Path, args, device: str) -> dict:
               "eval_seconds": time.perf_counter() - start - train_s, "metrics": report.to_dict()}
     write_json_atomic(result_file, result)
     return result
+
+
+def result_file_of(entry: Entry, seed: int, args) -> Path:
+    return args.work / "results" / f"{entry.name.replace(' ', '_').replace('/', '')}__seed{seed}.json"
+
+
+def default_jobs(args, device: str) -> int:
+    """--jobs, or on a CPU the usable cores (at most 8); on a GPU one run at a time."""
+    return args.jobs or (min(usable_cores(), 8) if device == "cpu" else 1)
+
+
+def run_side_by_side(todo: list[tuple[Entry, int]], args, jobs: int) -> list[str]:
+    """Train the (model, seed) runs in `jobs` processes of this script, one torch thread each.
+
+    On a CPU several one-thread trainings get more done than one training with as many threads:
+    image loading is single-threaded and small convolutions scale poorly (measured here: two
+    one-thread runs side by side did ~20 % more than one two-thread run). Each process runs one
+    (model, seed) exactly as the sequential loop would and saves its result file; the tables are
+    made afterwards from those files. Returns the runs that failed, with their log files.
+    """
+    import subprocess
+
+    log_dir = args.work / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    common = ["--epochs", str(args.epochs), "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size),
+              "--lr", repr(args.lr), "--workers", str(args.workers), "--data", str(args.data), "--work", str(args.work),
+              "--out", str(args.out), "--jobs", "1", "--no-tables"]
+    common += ["--max-images", str(args.max_images)] if args.max_images else []
+    common += [flag for flag, on in (("--quick", args.quick), ("--paper-scale", args.paper_scale),
+                                     ("--force", args.force)) if on]
+    # Longest first (by FLOPs per image, a proxy for a run's cost), so that the last runs finish
+    # together instead of one long run keeping a single core busy at the end.
+    from ldcsf.models.profile import model_profile
+
+    distinct = {entry.name: entry for entry, _ in todo}.values()
+    gflops = {e.name: model_profile(e.variant, flops=True, **e.kwargs).gflops for e in distinct}
+    waiting = sorted(todo, key=lambda run: -gflops[run[0].name])
+    running, failed = {}, []
+    finished = 0
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            entry, seed = waiting.pop(0)
+            log = log_dir / f"{result_file_of(entry, seed, args).stem}.log"
+            command = [sys.executable, str(Path(__file__).resolve()), *common, "--only", entry.name, "--seeds", str(seed)]
+            with open(log, "w") as handle:
+                proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            running[proc] = (entry, seed, log)
+            print(f"started {entry.name}, seed {seed} (log: {log})", file=sys.stderr)
+        time.sleep(0.5)
+        for proc in [p for p in running if p.poll() is not None]:
+            entry, seed, log = running.pop(proc)
+            finished += 1
+            state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; see {log})"
+            print(f"[{finished}/{len(todo)}] {entry.name}, seed {seed}: {state}", file=sys.stderr)
+            if proc.returncode != 0:
+                failed.append(f"{entry.name} seed {seed}: see {log}")
+    return failed
 
 
 def budget_of(args, manifest: Path) -> dict:
@@ -277,12 +342,15 @@ def estimate(rows: list[Entry], manifest: Path, args, device: str) -> dict:
         runs[name] = {"step_s": batch * train, "infer_ms_per_img": 1e3 * infer, "loading_s": loading,
                       "model_s": model_work, "run_s": loading + model_work}
     total = len(args.seeds) * sum(r["run_s"] for r in runs.values())
+    jobs = default_jobs(args, device)
     loading_total = len(args.seeds) * sum(r["loading_s"] for r in runs.values())
     return {"split_sizes": sizes, "steps": steps, "validations": validations, "batch_size": batch,
             "clock": "process CPU time at 1 thread" if cpu else "wall time", "device": device,
             "load_ms_per_img": {k.removeprefix("load "): 1e3 * v for k, v in per_image.items() if k.startswith("load")},
             "runs": runs, "seeds": len(args.seeds), "total_s": total,
             "total_2_cores_s": [loading_total + (total - loading_total) / 2, total] if cpu else None,
+            # --jobs N one-thread runs side by side: the work splits N ways, never below the longest run.
+            "jobs": jobs, "total_jobs_s": max(total / jobs, max((r["run_s"] for r in runs.values()), default=0.0)),
             "load_average": list(os.getloadavg())}
 
 
@@ -304,6 +372,9 @@ def render_estimate(est: dict, header: str) -> str:
         low, high = (v / 60 for v in est["total_2_cores_s"])
         lines[-1] += (f"; on 2 idle cores {low:.0f}–{high:.0f} min (a second thread speeds up the model work by "
                       "at most 2x, image loading not at all)")
+    if est.get("jobs", 1) > 1:
+        lines[-1] += (f"; with --jobs {est['jobs']} (the default here: {est['jobs']} one-thread runs side by side) "
+                      f"about {est['total_jobs_s'] / 60:.0f} min")
     lines[-1] += ". Fixed costs per run (process start, checkpoints) come on top."
     return "\n".join(lines)
 
@@ -436,17 +507,27 @@ def main(argv=None) -> int:
 
     results = []
     todo = [(e, s) for e in rows for s in args.seeds]
+    jobs = default_jobs(args, device)
+    pending = [(e, s) for e, s in todo if not result_file_of(e, s, args).is_file()]
+    if jobs > 1 and len(pending) > 1:
+        failed = run_side_by_side(pending, args, min(jobs, len(pending)))
+        if failed:
+            raise SystemExit("accuracy.py: error: runs failed (the others are saved; rerun to retry): "
+                             + "; ".join(failed))
     for i, (entry, seed) in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {entry.name}, seed {seed}", file=sys.stderr)
         results.append(run_one(entry, seed, manifest, args, device))
 
+    if args.no_tables:
+        return 0
     agg = aggregate(results, [e.name for e in rows])
     run_minutes = sum(r["train_seconds"] + r.get("eval_seconds", 0.0) for r in results) / 60
     header = (f"# Accuracy benchmark ({scale} scale)\n\n{provenance_lines}"
               f"- data: pan-cancer set from {args.data} (`ldcsf.data.pancancer.build_pancancer`, split seed 0, "
               f"grouped by source case): {', '.join(f'{k} {v}' for k, v in sorted(split_sizes.items()))} images\n"
               f"- budget, the same for every model: {budget}\n- seeds: {' '.join(map(str, args.seeds))}\n"
-              f"- time: {run_minutes:.0f} min of training and testing over {len(results)} runs\n")
+              f"- runs: {'one after another' if jobs == 1 else f'{jobs} side by side (--jobs), one torch thread each'}\n"
+              f"- time: {run_minutes:.0f} min of training and testing, summed over {len(results)} runs\n")
     png = args.out.with_suffix(".png")
     map_plot(png, agg, f"{scale} scale, {len(args.seeds)} seed(s), {budget.split(' =')[0]}")
     markdown = render(agg, header) + f"\n![mAP per model]({png.name})\n\n## Data\n\n" + markdown_table(

@@ -72,7 +72,9 @@ def test_accuracy_quick_is_resumable(tmp_path, shared_data, accuracy_work):
     work, out = accuracy_work, tmp_path / "accuracy"
     args = ["--quick", "--only", "ldcsf_swin_micro", "ldcsf_swin_micro w/o LDC", "--data", str(shared_data),
             "--work", str(work), "--out", str(out)]
-    run_script("accuracy.py", *args)
+    run_script("accuracy.py", *args, "--jobs", "2")  # the two runs side by side, one process each
+    assert sorted(p.name for p in (work / "logs").glob("*.log")) == [
+        "ldcsf_swin_micro__seed0.log", "ldcsf_swin_micro_wo_LDC__seed0.log"]
     result = json.loads(out.with_suffix(".json").read_text())
     assert set(result["models"]) == {"ldcsf_swin_micro", "ldcsf_swin_micro w/o LDC"}
     assert "budget, the same for every model: 1 epoch(s) = 2 optimiser steps" in out.with_suffix(".md").read_text()
@@ -87,7 +89,7 @@ def test_accuracy_quick_is_resumable(tmp_path, shared_data, accuracy_work):
     saved = sorted((work / "results").glob("*.json"))
     assert len(saved) == 2
     stamps = [p.stat().st_mtime_ns for p in saved]
-    run_script("accuracy.py", *args)  # rerun: every (model, seed) is done, nothing is retrained
+    run_script("accuracy.py", *args, "--jobs", "1")  # rerun: every (model, seed) is done, nothing is retrained
     assert [p.stat().st_mtime_ns for p in saved] == stamps
     # Results of another budget are never mixed in.
     proc = subprocess.run([sys.executable, str(BENCH / "accuracy.py"), *args, "--lr", "1e-3"], capture_output=True,
@@ -106,6 +108,8 @@ def test_accuracy_estimate_projects_every_model(tmp_path, shared_data, accuracy_
         assert run["step_s"] > 0 and run["run_s"] == pytest.approx(run["loading_s"] + run["model_s"])
     low, high = est["total_2_cores_s"]
     assert low < high == pytest.approx(est["total_s"])
+    longest = max(run["run_s"] for run in est["runs"].values())
+    assert est["total_jobs_s"] == pytest.approx(max(est["total_s"] / est["jobs"], longest))
     assert "Projected:" in out.with_name("accuracy_estimate.md").read_text()
 
 
