@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from ldcsf import create_model, list_models
 from ldcsf.benchmarking import machine_info, matmul_flops_per_s, peak_flops_per_s, time_interleaved
 from ldcsf.models import count_parameters
 from ldcsf.models.profile import count_flops
+from ldcsf.utils.workers import default_num_workers, model_threads_beside_workers
 
 TARGET_RATIO = 0.90
 DEFAULT_MODELS = ["ldcsf_swin_mini", "swin_mini", "resnet18"]
@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "whether memory stays flat; default 8192 16384, none with --quick); none to skip")
     p.add_argument("--slide-dir", type=Path, default=RESULTS / "slides",
                    help="where the mosaic slides are written (reused when present)")
-    p.add_argument("--slide-workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+    p.add_argument("--slide-workers", type=int, default=default_num_workers(),
                    help="DataLoader workers reading tiles in the pipeline (default as `ldcsf slide`: cores - 1, "
                         "at most 4)")
     p.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared real H&E images")
@@ -367,6 +367,8 @@ def slide_worker(ckpt: str, slide: str, batch: str, device: str, workers: str, t
 
     if int(threads):
         torch.set_num_threads(int(threads))
+    elif not device.startswith("cuda") and int(workers):  # as `ldcsf slide`: the cores the readers leave
+        torch.set_num_threads(min(torch.get_num_threads(), model_threads_beside_workers(int(workers))))
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
     settings = SlideSettings(batch_size=int(batch), num_workers=int(workers), accelerator=accelerator,
                              devices=1, progress=False)
