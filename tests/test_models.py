@@ -62,7 +62,7 @@ def test_all_modules_off_is_the_plain_swin_baseline():
     ablated = create_model(MICRO, use_ldc=False, use_fr=False, use_resnet=False)
     baseline = create_model("swin_micro")
     assert count_parameters(ablated) == count_parameters(baseline)
-    baseline.backbone.load_state_dict(ablated.swin.state_dict())
+    baseline.backbone.load_state_dict(ablated.backbone.state_dict())
     baseline.head.load_state_dict(ablated.head.state_dict())
     x = _input(ablated)
     with torch.no_grad():
@@ -73,7 +73,7 @@ def test_modules_run_in_the_papers_order():
     model = create_model(MICRO).eval()
     calls = []
     # Swin is entered through forward_features, so its last layer (the final norm) marks it.
-    stages = {"swin": model.swin.norm, "ldc": model.ldc, "fr": model.fr, "resnet": model.resnet, "head": model.head}
+    stages = {"swin": model.backbone.norm, "ldc": model.ldc, "fr": model.fr, "resnet": model.resnet, "head": model.head}
     for name, module in stages.items():
         module.register_forward_hook(lambda *_, n=name: calls.append(n))
     with torch.no_grad():
@@ -100,9 +100,9 @@ def test_fr_multiplies_the_map_by_one_weight_per_channel():
 def test_gradients_reach_the_swin_weights():
     model = create_model(MICRO).train()
     model(_input(model)).sum().backward()
-    swin_grads = [p.grad for p in model.swin.parameters() if p.requires_grad]
+    swin_grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
     assert swin_grads and all(g is not None for g in swin_grads)
-    assert model.swin.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert model.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
 
 
 def test_state_dict_round_trip_gives_identical_outputs(tmp_path):
@@ -126,12 +126,12 @@ def test_backbone_weights_load_from_a_local_file(tmp_path, suffix):
     else:  # the wrapped, prefixed layout that training frameworks write
         torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
     model = create_model(MICRO, pretrained_file=str(path))
-    loaded = model.swin.state_dict()
+    loaded = model.backbone.state_dict()
     for key, value in state.items():
         if not key.startswith("head"):
             assert torch.equal(loaded[key], value), key
     # A fresh model differs: the weights really came from the file.
-    fresh = create_model(MICRO).swin.state_dict()
+    fresh = create_model(MICRO).backbone.state_dict()
     assert not torch.equal(fresh["patch_embed.proj.weight"], loaded["patch_embed.proj.weight"])
 
 

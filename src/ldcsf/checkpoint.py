@@ -2,7 +2,8 @@
 
 Like timm's `pretrained_cfg`, what the weights need to be used correctly travels with them:
 the model's name and arguments, label names, per-label decision thresholds, the input size,
-the physical resolution of the input (µm per pixel), the normalisation, and the code version.
+the physical resolution of the input (µm per pixel), the normalisation (mean/std and resampling of
+the backbone's weights, and any stain normalisation), and the code version.
 
 Two containers are accepted by `load_checkpoint`:
 - an ldcsf checkpoint (`save_checkpoint`): {"format": "ldcsf-checkpoint", "meta": ..., "state_dict": ...};
@@ -41,6 +42,10 @@ class CheckpointMeta:
     mpp: float = DEFAULT_MPP
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_STD))
+    #: resampling of tiles to the input size (checkpoints from before it was recorded: bilinear)
+    interpolation: str = "bilinear"
+    #: stain normalisation applied to every tile, e.g. {"method": "macenko", ...}; None: none
+    stain_norm: dict[str, Any] | None = None
     code_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -50,10 +55,13 @@ class CheckpointMeta:
         model: MultiLabelClassifier,
         thresholds: Sequence[float] | None = None,
         mpp: float = DEFAULT_MPP,
-        mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-        std: Sequence[float] = IMAGENET_DEFAULT_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         extra: dict[str, Any] | None = None,
+        interpolation: str | None = None,
+        stain_norm: dict[str, Any] | None = None,
     ) -> "CheckpointMeta":
+        """Meta of `model`; mean, std and interpolation default to its backbone's (timm's config)."""
         from . import __version__
 
         if not model.model_cfg:
@@ -64,6 +72,9 @@ class CheckpointMeta:
         kwargs = dict(model.model_cfg["kwargs"])
         kwargs.pop("pretrained", None)
         kwargs.pop("pretrained_file", None)
+        data = model.data_config()
+        mean = data["mean"] if mean is None else mean
+        std = data["std"] if std is None else std
         return cls(
             model_name=model.model_cfg["name"],
             model_kwargs=kwargs,
@@ -73,6 +84,8 @@ class CheckpointMeta:
             mpp=float(mpp),
             mean=[float(v) for v in mean],
             std=[float(v) for v in std],
+            interpolation=interpolation or data["interpolation"],
+            stain_norm=stain_norm,
             code_version=__version__,
             extra=dict(extra or {}),
         )

@@ -36,6 +36,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--num-nodes", type=int, default=1, help="machines taking part (default 1)")
     parser.add_argument("--precision", default=None, help="32, bf16 (bf16 autocast) or 16 (default: 32)")
     parser.add_argument("--field-diameter-um", type=float, default=None, help="hotspot field diameter in µm (default 2200)")
+    parser.add_argument("--tta", action="store_true",
+                        help="flip test-time augmentation: average each tile over it and its two mirror images (3x time)")
+    parser.add_argument("--stain-norm", choices=["macenko", "none"], default=None,
+                        help="stain normalisation of the tiles (default: what the checkpoint was trained with)")
     parser.add_argument("--limit-tiles", type=int, default=None, help="predict only the first N tissue tiles (a quick look)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
@@ -76,6 +80,7 @@ def _run_with_threads_set(args) -> int:
         num_workers=args.num_workers, accelerator=args.accelerator, devices=parse_devices(args.devices),
         strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision,
         field_diameter_um=args.field_diameter_um, limit_tiles=args.limit_tiles, progress=not args.no_progress,
+        tta=args.tta, stain_norm=args.stain_norm,
     )
     table = run_cohort(args.slides, args.checkpoint, args.out, settings)
     if table.empty:  # a non-zero rank under DDP: rank 0 reports

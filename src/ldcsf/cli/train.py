@@ -23,7 +23,10 @@ def add_parser(subparsers) -> None:
                                    description="Train a multi-label classifier; writes RUN_DIR/checkpoints/{best,last}.ckpt, "
                                                "RUN_DIR/model.pt and RUN_DIR/config.json.")
     parser.add_argument("--data", required=True, help="manifest CSV (path, label columns, optional split/group)")
-    parser.add_argument("--model", default="ldcsf_swin_mini", help="model variant, see `ldcsf models` (default: ldcsf_swin_mini)")
+    parser.add_argument("--model", default=None,
+                        help="model variant, see `ldcsf models` (default: ldcsf_swin_mini, or ldcsf with --backbone)")
+    parser.add_argument("--backbone", help="any timm backbone under the LDCSF head, e.g. tf_efficientnet_lite0 "
+                                           "(with --pretrained: ImageNet weights, offline for EfficientNet-Lite0/1/2)")
     parser.add_argument("--model-arg", dest="model_args", action="append", default=[], metavar="KEY=VALUE",
                         help="model argument, repeatable, e.g. use_ldc=false or img_size=128; values are JSON "
                              "(true, 3, 0.5, [2,2]) or else strings")
@@ -38,11 +41,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--pos-weight", action="store_true", help="weight positives per label by negatives/positives")
     parser.add_argument("--max-pos-weight", type=float, default=10.0, help="clip of --pos-weight (default: 10)")
     parser.add_argument("--balanced", action="store_true", help="sample training images by their rarest positive label")
-    parser.add_argument("--pretrained", action="store_true", help="backbone weights from the model hub (online)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="pretrained backbone weights: from an installed package where one ships them, else the model hub")
     parser.add_argument("--pretrained-file", help="backbone weights from a local .safetensors/.pth file")
     parser.add_argument("--mpp", type=float, help="µm/px of the model's input (overrides --tile-mpp)")
     parser.add_argument("--tile-mpp", type=float, help="µm/px of the tiles in the manifest; the input's mpp is "
                                                        "tile_mpp * tile px / input px (default: 224 px tiles at 0.5)")
+    parser.add_argument("--stain-norm", choices=["macenko", "none"], default=None,
+                        help="normalise every tile's stains (Macenko); stored in the checkpoint, so slides get the same")
+    parser.add_argument("--stain-reference", help="reference image for --stain-norm (default: torchstain's reference)")
     parser.add_argument("--threshold-method", choices=["f1", "youden"], default="f1", help="per-label threshold tuning on val")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--patience", type=int, default=10, help="epochs without val mAP gain before stopping (0: never)")
@@ -82,11 +89,26 @@ def parse_model_args(items: list[str]) -> dict:
     return kwargs
 
 
+def model_and_kwargs(args) -> tuple[str, dict]:
+    """--model, --backbone and --model-arg as one variant name and its keyword arguments."""
+    kwargs = parse_model_args(args.model_args)
+    if args.backbone is None:
+        return args.model or "ldcsf_swin_mini", kwargs
+    if "backbone" in kwargs:
+        raise ValueError("--backbone and --model-arg backbone=... are both given; use --backbone")
+    model = args.model or "ldcsf"
+    if model != "ldcsf":
+        raise ValueError(f"--backbone works with --model ldcsf, not {model} (whose backbone is fixed)")
+    return model, {"backbone": args.backbone, **kwargs}
+
+
 def run(args) -> int:
     from ..training.train import TrainConfig, train
 
+    model, model_kwargs = model_and_kwargs(args)
     config = TrainConfig(
-        data=args.data, model=args.model, out=args.out, model_kwargs=parse_model_args(args.model_args),
+        data=args.data, model=model, out=args.out, model_kwargs=model_kwargs,
+        stain_norm=args.stain_norm, stain_reference=args.stain_reference,
         labels=[s.strip() for s in args.labels.split(",")] if args.labels else None,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, loss=args.loss, pos_weight=args.pos_weight,

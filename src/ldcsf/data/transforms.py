@@ -70,31 +70,67 @@ class HEDJitter(torch.nn.Module):
 
 
 class MacenkoNormalizer:
-    """Macenko stain normalisation (torchstain), fitted to one reference image: PIL -> PIL.
+    """Macenko stain normalisation (torchstain) towards a reference stain appearance.
 
-    Tiles with too little tissue to estimate stain vectors (background, blank) are returned
-    unchanged rather than failing the whole batch.
+    The reference is torchstain's default (the stain matrix and concentrations of Macenko et al.
+    2009) or fitted to one reference image. It is a handful of numbers (`state()`), stored in the
+    checkpoint so that slides are normalised exactly as the training tiles were. Tiles with too
+    little tissue to estimate stain vectors (background, blank) are returned unchanged rather
+    than failing the whole batch.
     """
 
-    def __init__(self, reference: Image.Image | str | Path) -> None:
+    METHOD = "macenko"
+
+    def __init__(self, reference: Image.Image | str | Path | None = None) -> None:
         import torchstain
 
+        self._normalizer = torchstain.normalizers.MacenkoNormalizer(backend="torch")
+        if reference is None:
+            return
         if not isinstance(reference, Image.Image):
             from .dataset import load_rgb
 
             reference = load_rgb(reference)
-        self._normalizer = torchstain.normalizers.MacenkoNormalizer(backend="torch")
         try:
             self._normalizer.fit(_to_chw_uint8(reference))
         except (RuntimeError, IndexError) as err:  # torchstain's errors when no tissue pixels remain
             raise ValueError(f"stain reference image has too little tissue for Macenko fitting ({err})") from None
 
-    def __call__(self, image: Image.Image) -> Image.Image:
+    def state(self) -> dict:
+        """The reference as plain numbers (for a checkpoint): stain matrix (3x2) and max concentrations."""
+        return {
+            "method": self.METHOD,
+            "stain_matrix": self._normalizer.HERef.tolist(),
+            "max_concentrations": self._normalizer.maxCRef.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "MacenkoNormalizer":
+        if state.get("method") != cls.METHOD:
+            raise ValueError(f"unknown stain normalisation {state.get('method')!r} (known: {cls.METHOD})")
+        normalizer = cls()
+        normalizer._normalizer.HERef = torch.tensor(state["stain_matrix"], dtype=torch.float32)
+        normalizer._normalizer.maxCRef = torch.tensor(state["max_concentrations"], dtype=torch.float32)
+        return normalizer
+
+    def normalize_array(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 (H, W, 3) -> normalised RGB uint8 (H, W, 3); unchanged when it cannot be estimated."""
         try:
-            normed, _, _ = self._normalizer.normalize(I=_to_chw_uint8(image), stains=False)
+            normed, _, _ = self._normalizer.normalize(I=torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1),
+                                                      stains=False)
         except (RuntimeError, IndexError):
-            return image
-        return Image.fromarray(normed.clamp(0, 255).to(torch.uint8).numpy())
+            return rgb
+        return normed.clamp(0, 255).to(torch.uint8).numpy()
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        normed = self.normalize_array(rgb)
+        return image if normed is rgb else Image.fromarray(normed)
+
+
+def stain_normalizer_from(state: dict | None) -> MacenkoNormalizer | None:
+    """The normaliser a checkpoint's `stain_norm` entry describes (None: no normalisation)."""
+    return None if not state else MacenkoNormalizer.from_state(state)
 
 
 def build_transforms(
@@ -105,19 +141,22 @@ def build_transforms(
     hed_jitter: float = 0.05,
     color_jitter: float = 0.1,
     stain_normalizer: Callable[[Image.Image], Image.Image] | None = None,
+    interpolation: str = "bilinear",
 ) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> normalised float tensor (3, input_size, input_size).
 
     Train: mild random resized crop (scale 0.6-1, so a tile keeps most of its tissue and its
     labels stay true), flips, 90-degree rotations, colour jitter, HED jitter. Eval: resize.
+    `interpolation` is the backbone's (timm's pretrained config), antialiased either way.
     """
+    mode = v2.InterpolationMode(interpolation)
     steps: list[Callable] = []
     if stain_normalizer is not None:
         steps.append(stain_normalizer)
     steps.append(v2.ToImage())
     if train:
         steps += [
-            v2.RandomResizedCrop(input_size, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+            v2.RandomResizedCrop(input_size, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), interpolation=mode, antialias=True),
             v2.RandomHorizontalFlip(),
             v2.RandomVerticalFlip(),
             RandomRot90(),
@@ -127,12 +166,18 @@ def build_transforms(
             steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter,
                                         saturation=color_jitter, hue=min(color_jitter / 4, 0.5)))
     else:
-        steps.append(v2.Resize((input_size, input_size), antialias=True))
+        steps.append(v2.Resize((input_size, input_size), interpolation=mode, antialias=True))
     steps.append(v2.ToDtype(torch.float32, scale=True))
     if train and hed_jitter > 0:
         steps.append(HEDJitter(hed_jitter))
     steps.append(v2.Normalize(mean=list(mean), std=list(std)))
     return v2.Compose(steps)
+
+
+def eval_transforms(meta) -> Callable[[Image.Image], torch.Tensor]:
+    """The evaluation transform a checkpoint's meta describes: stain normalisation, resize, normalise."""
+    return build_transforms(meta.input_size, meta.mean, meta.std, train=False,
+                            stain_normalizer=stain_normalizer_from(meta.stain_norm), interpolation=meta.interpolation)
 
 
 def _to_chw_uint8(image: Image.Image) -> torch.Tensor:

@@ -18,7 +18,7 @@ import pandas as pd
 from ..checkpoint import load_checkpoint
 from ..data.dataset import ManifestDataset
 from ..data.manifest import Manifest, read_manifest
-from ..data.transforms import build_transforms
+from ..data.transforms import eval_transforms
 from ..utils.atomic import atomic_path, write_json_atomic
 from .inference import DeviceOptions, predict_dataset
 from .metrics import LABEL_METRICS, MetricsReport, compute_metrics
@@ -68,7 +68,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, out_dir: str | Path, spli
     meta = loaded.meta
     manifest = select_split(read_manifest_for_checkpoint(data, meta.labels, checkpoint), split)
     manifest = drop_unreadable_images(manifest, out_dir, strict=strict, progress=options.progress)
-    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+    transform = eval_transforms(meta)
     predictions = predict_dataset(loaded, IndexedDataset(ManifestDataset(manifest, transform)), options)
 
     targets = manifest.targets()

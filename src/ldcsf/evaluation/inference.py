@@ -44,7 +44,8 @@ def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: DeviceO
     from ..training.module import MultiLabelModule
 
     meta = loaded.meta
-    module = MultiLabelModule(loaded.model, thresholds=meta.thresholds, mpp=meta.mpp, mean=meta.mean, std=meta.std)
+    module = MultiLabelModule(loaded.model, thresholds=meta.thresholds, mpp=meta.mpp, mean=meta.mean, std=meta.std,
+                              interpolation=meta.interpolation, stain_norm=meta.stain_norm)
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers)
     trainer = L.Trainer(
         accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,

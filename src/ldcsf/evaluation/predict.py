@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ..checkpoint import load_checkpoint
 from ..data.dataset import load_rgb
-from ..data.transforms import build_transforms
+from ..data.transforms import eval_transforms
 from ..utils.atomic import atomic_path
 from .inference import DeviceOptions, predict_dataset
 from .thresholds import apply_thresholds
@@ -66,7 +66,7 @@ def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path, out: st
     paths = collect_images(inputs)
     loaded = load_checkpoint(checkpoint)
     meta = loaded.meta
-    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+    transform = eval_transforms(meta)
     predictions = predict_dataset(loaded, ImageFileDataset(paths, transform, meta.input_size), options)
 
     failed = ~predictions.extra["ok"].astype(bool)

@@ -29,6 +29,8 @@ class TileDataset(Dataset):
         indices: the tile index reported with each image (row number in the tile table).
         out_size: model input side in pixels.
         mpp: µm/px override passed to `open_slide`.
+        interpolation: resampling to `out_size` ("bilinear" or "bicubic", the checkpoint's).
+        stain_norm: the checkpoint's stain normalisation (`MacenkoNormalizer.state()`), or None.
     """
 
     def __init__(
@@ -38,7 +40,11 @@ class TileDataset(Dataset):
         indices: Sequence[int],
         out_size: int,
         mpp: float | None = None,
+        interpolation: str = "bilinear",
+        stain_norm: dict | None = None,
     ) -> None:
+        from ..data.transforms import stain_normalizer_from
+
         self.slide_path = Path(slide_path)
         self.boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -46,6 +52,8 @@ class TileDataset(Dataset):
             raise ValueError(f"{len(self.indices)} indices for {len(self.boxes)} tiles")
         self.out_size = int(out_size)
         self.mpp = mpp
+        self.interpolation = interpolation
+        self.stain_normalizer = stain_normalizer_from(stain_norm)
         self._reader: SlideReader | None = None
 
     def __len__(self) -> int:
@@ -60,7 +68,8 @@ class TileDataset(Dataset):
     def read_tile(self, i: int) -> np.ndarray:
         """RGB uint8 (out_size, out_size, 3) of tile `i`."""
         x, y, w, h = (int(v) for v in self.boxes[i])
-        return self.reader.read_rect(x, y, w, h, self.out_size)
+        tile = self.reader.read_rect(x, y, w, h, self.out_size, self.interpolation)
+        return tile if self.stain_normalizer is None else self.stain_normalizer.normalize_array(tile)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         # np.array copies: PIL's arrays are read-only and torch wants writable memory.

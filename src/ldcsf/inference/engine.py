@@ -40,9 +40,12 @@ class TilePredictor(L.LightningModule):
         mean: Sequence[float] = (0.0, 0.0, 0.0),
         std: Sequence[float] = (1.0, 1.0, 1.0),
         channels_last: bool | None = None,
+        tta: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
+        #: flip test-time augmentation: average the probabilities of the tile and its two mirror images
+        self.tta = tta
         # Normalisation of 0-255 values: (x / 255 - mean) / std = (x - 255 mean) / (255 std).
         self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
@@ -67,7 +70,9 @@ class TilePredictor(L.LightningModule):
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, index = batch
-        probs = torch.sigmoid(self.model(self.normalise(images)).float())
+        images = self.normalise(images)
+        views = [images, images.flip(-1), images.flip(-2)] if self.tta else [images]
+        probs = torch.stack([torch.sigmoid(self.model(view).float()) for view in views]).mean(0)
         return {"index": index, "probs": probs}
 
 
@@ -202,6 +207,7 @@ def predict_tiles(
     trainer: L.Trainer | None = None,
     mean: Sequence[float] = (0.0, 0.0, 0.0),
     std: Sequence[float] = (1.0, 1.0, 1.0),
+    tta: bool = False,
     **trainer_kwargs,
 ) -> L.Trainer:
     """Predict every tile not yet in `store`; return the trainer (its ranks tell who merges).
@@ -211,7 +217,7 @@ def predict_tiles(
     """
     trainer = trainer or make_trainer(store, **trainer_kwargs)
     data = RemainingTiles(store, make_dataset, batch_size=batch_size, num_workers=num_workers)
-    trainer.predict(TilePredictor(model, mean, std), datamodule=data, return_predictions=False)
+    trainer.predict(TilePredictor(model, mean, std, tta=tta), datamodule=data, return_predictions=False)
     trainer.strategy.barrier("ldcsf-predicted")
     if data.dataset is not None:
         data.dataset.close()

@@ -55,6 +55,8 @@ class SlideSettings:
     precision: str | None = None
     field_diameter_um: float | None = None  # None: the export's default
     limit_tiles: int | None = None  # predict only the first N tissue tiles (quick looks, tests)
+    tta: bool = False  # average each tile's probabilities over its two mirror images
+    stain_norm: str | None = None  # "macenko" or "none" overrides the checkpoint's stain normalisation
     progress: bool = True
 
 
@@ -143,6 +145,8 @@ def run_slide(
         "stride_level0_px": spec.stride,
         **{k: v for k, v in asdict(settings).items() if k not in ("mpp", "progress")},
     }
+    stain_norm = stain_norm_for(meta, settings.stain_norm)
+    run_settings["stain_norm"] = stain_norm
     store = PredictionStore(out_dir / PARTS_DIR, _fingerprint(slide_path, loaded, run_settings, len(tiles)))
     boxes = tiles[["x", "y", "width", "height"]].to_numpy()
 
@@ -150,12 +154,13 @@ def run_slide(
         todo = np.setdiff1d(np.arange(len(tiles)), done)
         if len(done):
             log.info("%s: resuming, %d of %d tiles already predicted", slide_id, len(done), len(tiles))
-        return TileDataset(slide_path, boxes[todo], todo, meta.input_size, mpp=settings.mpp)
+        return TileDataset(slide_path, boxes[todo], todo, meta.input_size, mpp=settings.mpp,
+                           interpolation=meta.interpolation, stain_norm=stain_norm)
 
     if len(store.done_indices()) < len(tiles):
         trainer = predict_tiles(
             loaded.model, store, make_dataset, batch_size=settings.batch_size, num_workers=settings.num_workers,
-            mean=meta.mean, std=meta.std,
+            mean=meta.mean, std=meta.std, tta=settings.tta,
             accelerator=settings.accelerator, devices=settings.devices, strategy=settings.strategy,
             num_nodes=settings.num_nodes, precision=settings.precision, callbacks=callbacks,
             progress=settings.progress,
@@ -179,6 +184,21 @@ def run_slide(
     return row
 
 
+def stain_norm_for(meta, override: str | None) -> dict | None:
+    """The stain normalisation to apply: the checkpoint's, unless `override` says macenko or none."""
+    if override in (None, ""):
+        return meta.stain_norm
+    if override == "none":
+        return None
+    if override != "macenko":
+        raise ValueError(f"--stain-norm must be macenko or none, got {override!r}")
+    if meta.stain_norm and meta.stain_norm.get("method") == "macenko":
+        return meta.stain_norm  # the checkpoint's own reference
+    from ..data.transforms import MacenkoNormalizer
+
+    return MacenkoNormalizer().state()
+
+
 def add_predictions(tiles: pd.DataFrame, probs: np.ndarray, labels: Sequence[str], thresholds: Sequence[float]) -> pd.DataFrame:
     """The tile table: geometry, then prob_<label> per label, then pred_<label> (prob >= threshold)."""
     tiles = tiles.copy()
@@ -196,7 +216,7 @@ def _fingerprint(slide_path: Path, loaded: LoadedCheckpoint, run_settings: dict,
         return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
     keep = ("labels", "tile_size_px", "tile_mpp", "slide_mpp", "tile_size_level0_px", "stride_level0_px",
-            "min_tissue", "overlap", "limit_tiles")
+            "min_tissue", "overlap", "limit_tiles", "tta", "stain_norm")
     return {
         "slide": file_identity(slide_path),
         "checkpoint": file_identity(loaded.path),

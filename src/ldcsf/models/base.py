@@ -59,6 +59,23 @@ class MultiLabelClassifier(nn.Module):
         self.model_cfg: dict = {}
 
     # -- input ---------------------------------------------------------------------------------
+    def data_config(self) -> dict:
+        """How to prepare input: size, and the mean/std/interpolation of the backbone's weights.
+
+        Read from timm's pretrained config of the backbone (`self.backbone`, set by subclasses), so
+        a backbone trained with other statistics than ImageNet's (EfficientNet-Lite: 0.5/0.5,
+        pathology foundation models: their own) is fed what it was trained on.
+        """
+        from timm.data import resolve_model_data_config
+
+        cfg = resolve_model_data_config(self.backbone)
+        return {
+            "input_size": int(self.img_size[0]),
+            "mean": [float(v) for v in cfg["mean"]],
+            "std": [float(v) for v in cfg["std"]],
+            "interpolation": str(cfg.get("interpolation", "bilinear")),
+        }
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error for an input the model cannot take."""
         name = self.model_cfg.get("name", type(self).__name__)

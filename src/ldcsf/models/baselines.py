@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from .backbones import backbone_output_is_nhwc, create_backbone
+from .backbones import check_gives_feature_map, create_backbone, feature_map, input_size_of
 from .base import MultiLabelClassifier
 
 
@@ -18,31 +18,27 @@ class TimmClassifier(MultiLabelClassifier):
         self,
         labels: Sequence[str],
         backbone: str,
-        img_size: int | tuple[int, int] = 224,
+        img_size: int | tuple[int, int] | None = None,
         backbone_kwargs: dict | None = None,
         pretrained: bool = False,
         pretrained_file: str | Path | None = None,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
     ):
-        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if isinstance(img_size, int):
+            img_size = (img_size, img_size)
         kwargs = dict(backbone_kwargs or {})
         if drop_path_rate:
             kwargs["drop_path_rate"] = drop_path_rate
-        is_transformer = "swin" in backbone or "vit" in backbone
         net = create_backbone(
-            backbone,
-            img_size=img_size if is_transformer else None,
-            pretrained=pretrained,
-            pretrained_file=pretrained_file,
-            **kwargs,
+            backbone, img_size=img_size, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs
         )
+        img_size = (input_size_of(net),) * 2 if img_size is None else tuple(img_size)
+        check_gives_feature_map(backbone, net, img_size)
         super().__init__(labels, img_size, net.num_features, drop_rate)
-        self.fixed_input_size = is_transformer
+        self.fixed_input_size = net.pretrained_cfg.get("fixed_input_size", True)
         self.backbone = net
-        self.backbone_nhwc = backbone_output_is_nhwc(net)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        x = self.backbone.forward_features(x)
-        return x.permute(0, 3, 1, 2) if self.backbone_nhwc else x
+        return feature_map(self.backbone, self.backbone.forward_features(x))

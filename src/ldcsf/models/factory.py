@@ -44,6 +44,11 @@ _SWIN_T = "swin_tiny_patch4_window7_224"
 
 
 # -- LDCSF -------------------------------------------------------------------------------------
+@register("LDCSF on any timm backbone: backbone=NAME (default Swin-T), input at its pretrained size")
+def ldcsf(**kwargs) -> MultiLabelClassifier:
+    return LDCSF(**{"backbone": _SWIN_T, "resnet_planes": 128, **kwargs})
+
+
 @register("LDCSF, paper scale: Swin-T backbone (ImageNet weights by name), 224 px")
 def ldcsf_swin_tiny(**kwargs) -> MultiLabelClassifier:
     return LDCSF(backbone=_SWIN_T, **{"img_size": 224, "resnet_planes": 128, **kwargs})
@@ -131,6 +136,10 @@ def create_model(
         model = variant.build(labels=label_names, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
     except TypeError as err:  # a keyword the variant (or timm below it) does not take
         unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        fixed = re.search(r"multiple values for keyword argument '(\w+)'", str(err))
+        if fixed is not None:
+            hint = "; for another backbone use create_model('ldcsf', backbone=...)" if fixed.group(1) == "backbone" else ""
+            raise ValueError(f"model {name} fixes its argument {fixed.group(1)!r}{hint}") from err
         if unexpected is None:
             raise
         raise ValueError(f"model {name} has no argument {unexpected.group(1)!r} (arguments given: {kwargs})") from err

@@ -7,6 +7,9 @@ multi-label histopathology images". The data path, in order:
              (shifted windows)   (depthwise   (channel   (bottlenecks)
                                   convs)      gates)
 
+The paper's backbone is Swin; LDC, FR and the ResNet blocks work on any 2-D feature map, so any
+timm backbone can stand in for it (`create_model("ldcsf", backbone="tf_efficientnet_lite0")`).
+
 Every choice the paper leaves open is written down in docs/model.md. The file reads bottom-up,
 as timm's model files do: the two small modules, the ResNet stage, then the model.
 """
@@ -21,7 +24,7 @@ from timm.layers import SEModule
 from timm.models.resnet import Bottleneck
 from torch import nn
 
-from .backbones import backbone_output_is_nhwc, create_backbone
+from .backbones import check_gives_feature_map, create_backbone, feature_map, input_size_of
 from .base import MultiLabelClassifier
 
 
@@ -89,8 +92,8 @@ class LDCSF(MultiLabelClassifier):
 
     Args:
         labels: label names (one sigmoid output each).
-        backbone: timm name of the Swin backbone.
-        img_size: input size in pixels (square if an int).
+        backbone: timm name of the backbone (Swin-T by default; any timm model with a 2-D map).
+        img_size: input size in pixels (square if an int); default: the backbone's pretrained size.
         backbone_kwargs: architecture overrides passed to timm (embed_dim, depths, window_size...).
         pretrained: fetch the backbone's weights by name through timm.
         pretrained_file: load the backbone's weights from a local file instead.
@@ -105,7 +108,7 @@ class LDCSF(MultiLabelClassifier):
         self,
         labels: Sequence[str],
         backbone: str = "swin_tiny_patch4_window7_224",
-        img_size: int | tuple[int, int] = 224,
+        img_size: int | tuple[int, int] | None = None,
         backbone_kwargs: dict | None = None,
         pretrained: bool = False,
         pretrained_file: str | Path | None = None,
@@ -120,36 +123,39 @@ class LDCSF(MultiLabelClassifier):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
     ):
-        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        swin = create_backbone(
+        if isinstance(img_size, int):
+            img_size = (img_size, img_size)
+        net = create_backbone(
             backbone,
-            img_size=img_size,
+            img_size=None if img_size is None else tuple(img_size),
             pretrained=pretrained,
             pretrained_file=pretrained_file,
             drop_path_rate=drop_path_rate,
             **(backbone_kwargs or {}),
         )
-        channels = swin.num_features
+        img_size = (input_size_of(net),) * 2 if img_size is None else tuple(img_size)
+        check_gives_feature_map(backbone, net, img_size)
+        channels = net.num_features
         ldc = LocalDepthConv(channels, ldc_depth, ldc_kernel_size) if use_ldc else None
         fr = FeatureReconstruction(channels, fr_reduction) if use_fr else None
         resnet = resnet_stage(channels, resnet_planes, resnet_blocks) if use_resnet else None
         num_features = resnet_planes * Bottleneck.expansion if use_resnet else channels
         super().__init__(labels, img_size, num_features, drop_rate)
-        self.swin = swin
-        self.swin_nhwc = backbone_output_is_nhwc(swin)
+        self.backbone = net
+        self.fixed_input_size = getattr(net, "pretrained_cfg", {}).get("fixed_input_size", True)
+        self.register_load_state_dict_pre_hook(_rename_swin_keys)
         # Absent modules are None, not Identity: they hold no parameters and show in repr.
         self.ldc = ldc
         self.fr = fr
         self.resnet = resnet
 
-    def forward_swin(self, x: torch.Tensor) -> torch.Tensor:
-        """Swin tokens of the last stage, reshaped back into an (N, C, h, w) map."""
+    def forward_backbone(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's last map as (N, C, h, w): Swin tokens or ViT tokens put back in 2-D."""
         self.check_input(x)
-        tokens = self.swin.forward_features(x)
-        return tokens.permute(0, 3, 1, 2) if self.swin_nhwc else tokens
+        return feature_map(self.backbone, self.backbone.forward_features(x))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_swin(x)
+        x = self.forward_backbone(x)
         if self.ldc is not None:
             x = self.ldc(x)
         if self.fr is not None:
@@ -157,3 +163,9 @@ class LDCSF(MultiLabelClassifier):
         if self.resnet is not None:
             x = self.resnet(x)
         return x
+
+
+def _rename_swin_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints written before any backbone could be used call the backbone "swin"."""
+    for key in [k for k in state_dict if k.startswith(prefix + "swin.")]:
+        state_dict[prefix + "backbone." + key[len(prefix) + len("swin."):]] = state_dict.pop(key)

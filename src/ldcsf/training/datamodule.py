@@ -66,15 +66,18 @@ class ManifestDataModule(L.LightningDataModule):
 
     Args:
         splits: {"train", "val", "test"} manifests (see `split_manifest`).
-        input_size, mean, std: the model's input size and normalisation.
+        input_size, mean, std, interpolation: the model's input size, normalisation and resampling.
+        stain_normalizer: applied to every image first (e.g. `MacenkoNormalizer`), or None.
         balanced: draw training images with `balanced_sampler` instead of shuffling.
     """
 
     def __init__(self, splits: dict[str, Manifest], input_size: int, mean: Sequence[float], std: Sequence[float],
-                 batch_size: int = 32, num_workers: int = 4, balanced: bool = False, seed: int = 0):
+                 batch_size: int = 32, num_workers: int = 4, balanced: bool = False, seed: int = 0,
+                 interpolation: str = "bilinear", stain_normalizer=None):
         super().__init__()
         self.splits = splits
         self.input_size, self.mean, self.std = int(input_size), list(mean), list(std)
+        self.interpolation, self.stain_normalizer = interpolation, stain_normalizer
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.balanced, self.seed = balanced, seed
         self.labels = list(splits["train"].labels)
@@ -97,7 +100,8 @@ class ManifestDataModule(L.LightningDataModule):
         return {name: len(m) for name, m in self.splits.items()}
 
     def dataset(self, split: str, train: bool = False) -> IndexedDataset:
-        transform = build_transforms(self.input_size, self.mean, self.std, train=train)
+        transform = build_transforms(self.input_size, self.mean, self.std, train=train,
+                                     interpolation=self.interpolation, stain_normalizer=self.stain_normalizer)
         return IndexedDataset(ManifestDataset(self.splits[split], transform=transform))
 
     def _loader(self, dataset: Dataset, shuffle: bool = False, sampler=None) -> DataLoader:

@@ -16,7 +16,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.optim import create_optimizer_v2
 from torchmetrics.utilities.distributed import gather_all_tensors
 
@@ -40,7 +39,9 @@ class MultiLabelModule(L.LightningModule):
         lr, weight_decay: AdamW settings (no decay on biases and norms).
         warmup_epochs: linear warm-up length in epochs (may be fractional), then cosine decay.
         thresholds: per-label decision thresholds stored in checkpoints (0.5 until tuned).
-        mpp, mean, std: the input's µm/px and normalisation, stored in checkpoints.
+        mpp, mean, std: the input's µm/px and normalisation, stored in checkpoints (mean/std
+            default to the backbone's, from timm's pretrained config).
+        interpolation, stain_norm: tile resampling and stain normalisation, stored in checkpoints.
         extra: plain-typed run summary stored in the checkpoint meta (e.g. the training config).
 
     All arguments but `model` are plain Python types, saved as hyper-parameters, so that the
@@ -57,16 +58,22 @@ class MultiLabelModule(L.LightningModule):
         warmup_epochs: float = 1.0,
         thresholds: Sequence[float] | None = None,
         mpp: float = DEFAULT_MPP,
-        mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-        std: Sequence[float] = IMAGENET_DEFAULT_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         extra: dict[str, Any] | None = None,
+        interpolation: str | None = None,
+        stain_norm: dict[str, Any] | None = None,
     ):
         super().__init__()
         pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
+        data = model.data_config()  # the backbone's own input statistics unless told otherwise
+        mean = data["mean"] if mean is None else mean
+        std = data["std"] if std is None else std
         self.save_hyperparameters(
             {"loss": loss, "pos_weight": pos_weight, "lr": float(lr), "weight_decay": float(weight_decay),
              "warmup_epochs": float(warmup_epochs), "mpp": float(mpp), "mean": [float(v) for v in mean],
-             "std": [float(v) for v in std], "labels": list(model.labels), "extra": dict(extra or {})}
+             "std": [float(v) for v in std], "interpolation": interpolation or data["interpolation"],
+             "stain_norm": stain_norm, "labels": list(model.labels), "extra": dict(extra or {})}
         )
         self.model = model
         self.loss_fn = build_loss(loss, None if pos_weight is None else torch.tensor(pos_weight))
@@ -151,7 +158,8 @@ class MultiLabelModule(L.LightningModule):
         """How to use these weights: labels, thresholds, input size, mpp, normalisation, run summary."""
         return CheckpointMeta.for_model(
             self.model, thresholds=self.thresholds, mpp=self.hparams.mpp, mean=self.hparams.mean,
-            std=self.hparams.std, extra=self.hparams.extra,
+            std=self.hparams.std, extra=self.hparams.extra, interpolation=self.hparams.interpolation,
+            stain_norm=self.hparams.stain_norm,
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

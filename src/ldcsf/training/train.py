@@ -50,6 +50,9 @@ class TrainConfig:
     balanced: bool = False
     pretrained: bool = False
     pretrained_file: str | None = None
+    #: "macenko" normalises every tile's stains (to `stain_reference`, else torchstain's reference)
+    stain_norm: str | None = None
+    stain_reference: str | None = None
     mpp: float | None = None
     tile_mpp: float | None = None
     seed: int = 0
@@ -133,6 +136,19 @@ def check_same_model(resumed, model, where: str) -> None:
                          f"not {model.model_cfg['name']} {kwargs}; resume with the same --model and --model-arg")
 
 
+def build_stain_normalizer(config: TrainConfig):
+    """The stain normaliser the configuration asks for, or None."""
+    if config.stain_norm in (None, "", "none"):
+        if config.stain_reference:
+            raise ValueError("--stain-reference needs --stain-norm macenko")
+        return None
+    if config.stain_norm != "macenko":
+        raise ValueError(f"--stain-norm must be macenko or none, got {config.stain_norm!r}")
+    from ..data.transforms import MacenkoNormalizer
+
+    return MacenkoNormalizer(config.stain_reference)
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run (or continue) one training run; see the module docstring for what it writes."""
     import lightning as L
@@ -161,15 +177,15 @@ def train(config: TrainConfig) -> TrainResult:
         resumed = read_checkpoint_payload(last_path)[0]
         check_labels(resumed.labels, manifest.labels, where=str(last_path), data=config.data)
         check_same_model(resumed, model, where=str(last_path))
-    input_size = int(model.img_size[0])
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-    mean, std = list(IMAGENET_DEFAULT_MEAN), list(IMAGENET_DEFAULT_STD)
+    data_config = model.data_config()  # input size, mean/std and resampling of the backbone's weights
+    input_size, mean, std = data_config["input_size"], data_config["mean"], data_config["std"]
+    stain_normalizer = build_stain_normalizer(config)
     datamodule = ManifestDataModule.from_manifest(
         manifest, run_dir=run_dir if _is_global_zero() else None, strict=config.strict, seed=config.seed,
         fractions=config.split_fractions, progress=config.progress and _is_global_zero(),
         input_size=input_size, mean=mean, std=std, batch_size=config.batch_size,
         num_workers=config.num_workers, balanced=config.balanced,
+        interpolation=data_config["interpolation"], stain_normalizer=stain_normalizer,
     )
     mpp = effective_mpp(input_size, config.mpp, config.tile_mpp,
                         None if config.mpp is not None or config.tile_mpp is None else _tile_px(manifest))
@@ -183,7 +199,9 @@ def train(config: TrainConfig) -> TrainResult:
 
     module = MultiLabelModule(model, loss=config.loss, pos_weight=pos_weight, lr=config.lr,
                               weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
-                              mpp=mpp, mean=mean, std=std, extra={"training": _plain(summary)})
+                              mpp=mpp, mean=mean, std=std, extra={"training": _plain(summary)},
+                              interpolation=data_config["interpolation"],
+                              stain_norm=stain_normalizer.state() if stain_normalizer is not None else None)
     best_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mAP", mode="max",
                               save_top_k=1, auto_insert_metric_name=False)
     # A second, unmonitored callback writes last.ckpt after every validation: Lightning's own

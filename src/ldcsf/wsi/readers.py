@@ -117,7 +117,8 @@ class SlideReader(ABC):
                 best = level
         return best
 
-    def read_rect(self, x: int, y: int, w_l0: int, h_l0: int, out_size: int | tuple[int, int]) -> np.ndarray:
+    def read_rect(self, x: int, y: int, w_l0: int, h_l0: int, out_size: int | tuple[int, int],
+                  interpolation: str = "bilinear") -> np.ndarray:
         """A level-0 rectangle, read from the best pyramid level and resized to `out_size` (w, h)."""
         out_w, out_h = (out_size, out_size) if isinstance(out_size, int) else out_size
         level = self.best_level_for_downsample(min(w_l0 / out_w, h_l0 / out_h))
@@ -127,7 +128,7 @@ class SlideReader(ABC):
         region = self.read_region(x, y, w, h, level)
         if (w, h) == (out_w, out_h):
             return region
-        return resize_rgb(region, out_w, out_h)
+        return resize_rgb(region, out_w, out_h, interpolation)
 
     def thumbnail(self, max_size: int = 2048) -> tuple[Image.Image, float]:
         """A picture of the whole slide no larger than `max_size`, and its level-0 downsample."""
@@ -358,8 +359,8 @@ def open_slide(path: str | Path, mpp: float | None = None) -> SlideReader:
     return TiffFileReader(path, mpp)
 
 
-def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """RGB uint8 resized with antialiased bilinear interpolation, as torchvision's `v2.Resize` does.
+def resize_rgb(rgb: np.ndarray, width: int, height: int, interpolation: str = "bilinear") -> np.ndarray:
+    """RGB uint8 resized with antialiased bilinear (or bicubic) interpolation, as torchvision's `v2.Resize` does.
 
     torch's uint8 kernel: the same resampling training applies to its tiles (so slide tiles look
     like training tiles), and about 4x faster than Pillow's, which matters once per tile.
@@ -371,7 +372,7 @@ def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     if not rgb.flags.writeable:  # e.g. an array viewing a PIL image; torch wants writable memory
         rgb = rgb.copy()
     image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
-    resized = interpolate(image, size=(height, width), mode="bilinear", antialias=True)
+    resized = interpolate(image, size=(height, width), mode=interpolation, antialias=True)
     return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
 
 
