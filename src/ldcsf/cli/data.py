@@ -130,7 +130,7 @@ def run_import_filenames(args) -> int:
 def run_pancancer(args) -> int:
     from ..data.manifest import read_manifest
     from ..data.pancancer import build_pancancer, summarize
-    from .models import format_table
+    from .common import format_table
 
     path = build_pancancer(args.shared, args.out, seed=args.seed, tile_size=args.tile_size)
     manifest = read_manifest(path)
@@ -182,7 +182,7 @@ def run_mappings(args) -> int:
 
 def _print_counts(manifest) -> None:
     from ..data.manifest import label_counts
-    from .models import format_table
+    from .common import format_table
 
     table = label_counts(manifest)
     print(format_table(["split", *table.columns], [[str(i), *map(str, r)] for i, r in zip(table.index, table.values)]))

@@ -24,6 +24,7 @@ def run(args) -> int:
     from dataclasses import replace
 
     from ..synthetic.demo import DemoSettings, run_demo
+    from .common import format_table
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     settings = replace(settings, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
@@ -31,6 +32,6 @@ def run(args) -> int:
         raise ValueError(f"--epochs must be at least 1, got {settings.epochs}")
     result = run_demo(args.out, data=args.data, slide=args.slide, checkpoint=args.checkpoint, settings=settings,
                       progress=not args.no_progress)
-    print(result.table())
+    print(format_table(*result.comparison()))
     print(f"report: {result.report}")
     return 0

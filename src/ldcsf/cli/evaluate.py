@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .train import add_device_arguments
+from .common import add_device_arguments, device_options, print_report
 
 
 def add_parser(subparsers) -> None:
@@ -18,14 +18,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def device_options(args):
-    from ..evaluation.inference import DeviceOptions
-
-    return DeviceOptions(accelerator=args.accelerator, devices=args.devices or 1, strategy=args.strategy,
-                         num_nodes=args.num_nodes, precision=args.precision, batch_size=args.batch_size,
-                         num_workers=args.num_workers, progress=args.progress)
-
-
 def run(args) -> int:
     from ..evaluation.evaluate import evaluate
 
@@ -35,23 +27,3 @@ def run(args) -> int:
         print_report(result.report, title=f"{args.data} [{args.split}]")
         print(f"written: {result.out_dir / 'metrics.json'}, metrics.csv, predictions.csv")
     return 0
-
-
-def print_report(report, title: str = "") -> None:
-    """Per-label table, then the summary metrics."""
-    from ..evaluation.metrics import LABEL_METRICS, SUMMARY_METRICS
-    from .models import format_table
-
-    if title:
-        print(title)
-    print(format_table(["label", *LABEL_METRICS], report.table_rows()))
-    print()
-    print(format_table(["summary", "value"], [[m, _fmt(report.summary[m])] for m in SUMMARY_METRICS]))
-
-
-def _fmt(value) -> str:
-    import math
-
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return str(int(value)) if float(value).is_integer() and value > 1 else f"{value:.4f}"

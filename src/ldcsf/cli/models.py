@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .common import format_table
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("models", help="list model variants and baselines with parameter counts")
@@ -21,12 +23,3 @@ def run(args) -> int:
     header = ["model", "params", "input"] + (["GFLOPs"] if args.flops else []) + ["description"]
     print(format_table(header, rows))
     return 0
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain aligned text table (what a person reads in a terminal)."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)

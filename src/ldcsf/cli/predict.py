@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .train import add_device_arguments
+from .common import add_device_arguments, device_options
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +20,6 @@ def run(args) -> int:
     import sys
 
     from ..evaluation.predict import predict_images
-    from .evaluate import device_options
 
     frame = predict_images(args.inputs, args.checkpoint, out=args.out, options=device_options(args))
     failed = frame[frame["error"] != ""]

@@ -73,7 +73,7 @@ def _run_with_threads_set(args) -> int:
     from pathlib import Path
 
     from ..inference import SlideSettings, run_cohort
-    from .models import format_table
+    from .common import format_table
 
     settings = SlideSettings(
         mpp=args.mpp, overlap=args.overlap, min_tissue=args.min_tissue, batch_size=args.batch_size,

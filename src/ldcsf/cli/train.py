@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from ..utils.workers import default_num_workers
-
-
-def add_device_arguments(parser) -> None:
-    """Lightning's device options, shared by train, evaluate and predict."""
-    group = parser.add_argument_group("devices")
-    group.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: auto)")
-    group.add_argument("--devices", default=None, help="number of devices, a list like 0,1, or auto")
-    group.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, fsdp, ... (default: auto)")
-    group.add_argument("--num-nodes", type=int, default=1, help="machines in a multi-node run (default: 1)")
-    group.add_argument("--precision", default="32-true", help="32-true, 16-mixed or bf16-mixed (default: 32-true)")
-    group.add_argument("--num-workers", type=int, default=default_num_workers(),
-                       help="data loading processes per device (default: up to 4, one core left to the model)")
-    group.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+from .common import add_device_arguments, print_report
 
 
 def add_parser(subparsers) -> None:
@@ -122,7 +109,6 @@ def run(args) -> int:
     result = train(config)
     if result.is_global_zero:
         from ..evaluation.metrics import MetricsReport
-        from .evaluate import print_report
 
         print_report(MetricsReport.from_dict(result.val_metrics), title="validation (best weights, tuned thresholds)")
         print(f"best checkpoint: {result.best_checkpoint}\nportable model: {result.model_file}")

@@ -171,11 +171,8 @@ def download_dataset(name: str, out_dir: str | Path, base_url: str | None = None
 
 
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _verify(path: Path, dest: Path, md5: str | None, size: int | None) -> None:

@@ -21,7 +21,13 @@ from torchmetrics.functional.classification import (
     binary_f1_score,
     binary_precision,
     binary_recall,
+    multilabel_exact_match,
+    multilabel_f1_score,
+    multilabel_hamming_distance,
 )
+
+#: Target value torchmetrics is told to ignore: a blank (NaN) target, "not annotated".
+_IGNORE = -1
 
 #: Per-label columns, in the order tables and CSV files show them.
 LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "ap", "support", "annotated", "threshold")
@@ -113,15 +119,14 @@ def compute_metrics(
 
     per_label = {lab: label_metrics(probs[:, j], targets[:, j], thresholds[j]) for j, lab in enumerate(labels)}
 
+    # Per-label thresholds are applied here; torchmetrics then takes the 0/1 decisions as they are.
+    decided = (probs >= torch.tensor(thresholds)[None, :]).long()
     known = ~torch.isnan(targets)
-    predicted = probs >= torch.tensor(thresholds)[None, :]
-    truth = targets == 1
-    correct = (predicted == truth) & known
-    tp = (predicted & truth & known).sum().item()
-    fp = (predicted & ~truth & known).sum().item()
-    fn = (~predicted & truth & known).sum().item()
+    truth = torch.where(known, targets, _IGNORE).long()
+    pooled = dict(num_labels=len(labels), ignore_index=_IGNORE)
+    # Subset accuracy is over images with at least one annotated label (torchmetrics would count an
+    # image with every label blank as exactly matched).
     annotated_images = known.any(dim=1)
-    all_right = (correct | ~known).all(dim=1) & annotated_images
 
     def mean_of(metric: str) -> float:
         values = [row[metric] for row in per_label.values() if not math.isnan(row[metric])]
@@ -131,13 +136,22 @@ def compute_metrics(
         "mAP": mean_of("ap"),
         "macro_auroc": mean_of("auroc"),
         "macro_f1": mean_of("f1"),
-        "micro_f1": 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else math.nan,
+        "micro_f1": _micro_f1(decided, truth, known, pooled),
         "mean_accuracy": mean_of("accuracy"),
-        "hamming_loss": 1.0 - correct.sum().item() / known.sum().item() if known.any() else math.nan,
-        "subset_accuracy": all_right.sum().item() / annotated_images.sum().item() if annotated_images.any() else math.nan,
+        "hamming_loss": multilabel_hamming_distance(decided, truth, average="micro", **pooled).item()
+        if known.any() else math.nan,
+        "subset_accuracy": multilabel_exact_match(decided[annotated_images], truth[annotated_images], **pooled).item()
+        if annotated_images.any() else math.nan,
         "images": int(probs.shape[0]),
     }
     return MetricsReport(labels=labels, per_label=per_label, summary=summary)
+
+
+def _micro_f1(decided: torch.Tensor, truth: torch.Tensor, known: torch.Tensor, pooled: dict) -> float:
+    """F1 pooled over every annotated entry; NaN when no entry is positive or predicted positive."""
+    if not ((decided == 1) & known).any() and not (truth == 1).any():
+        return math.nan  # torchmetrics would give 0 where F1 is undefined
+    return multilabel_f1_score(decided, truth, average="micro", **pooled).item()
 
 
 def mean_average_precision(probs, targets) -> float:

@@ -7,7 +7,7 @@ Beer–Lambert optical density), `make_training_set` (labelled tiles + manifest)
 histology, not a substitute for it.
 """
 
-from .layout import CLASSES, class_pixel_counts, colour_layout, make_layout, tissue_fractions, tumour_stroma_ratio
+from .layout import CLASSES, class_pixel_counts, colour_layout, make_layout, tissue_fractions
 from .render import render_he
 from .slide import SyntheticSlide, make_slide
 from .training_set import make_training_set
@@ -22,5 +22,4 @@ __all__ = [
     "make_training_set",
     "render_he",
     "tissue_fractions",
-    "tumour_stroma_ratio",
 ]

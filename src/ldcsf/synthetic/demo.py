@@ -1,7 +1,7 @@
 """The demo: train on generated tiles, predict a generated slide, compare with its known truth.
 
     result = run_demo("runs/demo")
-    print(result.table())
+    header, rows = result.comparison()
 
 Steps (each reused when its output already exists, so a rerun continues where it stopped):
 1. a synthetic training set (`<out>/data/`), unless `data` names a real manifest;
@@ -54,9 +54,8 @@ class DemoResult:
     predicted: dict  # the pipeline's cohort row: tsr, stroma_fraction, category, ...
     truth: SyntheticSlide | None  # None for a real slide (no known truth)
 
-    def table(self) -> str:
-        from ..cli.models import format_table
-
+    def comparison(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows: predicted against true stroma fraction and TSR, formatted for reading."""
         def fmt(value, pattern):
             return "–" if value is None else format(value, pattern)
 
@@ -66,7 +65,7 @@ class DemoResult:
             pred = self.predicted.get(key)
             error = fmt(pred - true, "+" + pattern) if pred is not None and true is not None else "–"
             rows.append([name, fmt(pred, pattern), fmt(true, pattern), error])
-        return format_table(["measure", "predicted", "true", "error"], rows)
+        return ["measure", "predicted", "true", "error"], rows
 
 
 def run_demo(

@@ -85,12 +85,6 @@ def tissue_fractions(layout: np.ndarray) -> dict[str, float]:
     return {k: (v / tissue if tissue else 0.0) for k, v in counts.items() if k != "background"}
 
 
-def tumour_stroma_ratio(layout: np.ndarray) -> float:
-    """Tumour pixels / stroma pixels (inf when there is no stroma)."""
-    counts = class_pixel_counts(layout)
-    return counts["tumor"] / counts["stroma"] if counts["stroma"] else float("inf")
-
-
 def colour_layout(layout: np.ndarray) -> np.ndarray:
     """RGB picture of a class map (white background, one colour per class)."""
     return CLASS_COLOURS[layout]
