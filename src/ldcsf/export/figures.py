@@ -65,6 +65,8 @@ def draw_hotspot(ax, hotspot: Hotspot | None, downsample: float) -> list:
         return []
     color = hex_color(HOTSPOT_COLOR)
     centre = (hotspot.x / downsample, hotspot.y / downsample)
+    # A dark rim under the coloured line keeps the circle visible over pale tissue and light overlays alike.
+    ax.add_patch(Circle(centre, hotspot.radius_px / downsample, fill=False, edgecolor="black", linewidth=4.5))
     ax.add_patch(Circle(centre, hotspot.radius_px / downsample, fill=False, edgecolor=color, linewidth=2.5))
     ax.plot(*centre, marker="+", color=color, markersize=10, markeredgewidth=2)
     label = f"{HOTSPOT_CLASS} ({hotspot.diameter_um / 1000:g} mm): stroma {hotspot.stroma_fraction:.0%}"

@@ -150,6 +150,12 @@ class SlideReader(ABC):
             picture = picture.resize(size, Image.Resampling.BILINEAR)
         return picture, width / size[0]
 
+    def set_cache_bytes(self, cache_bytes: int) -> None:
+        """Bound the decoded pixels a reader keeps per pyramid level (readers without a cache ignore it).
+
+        The default suits reading a slide row by row once; a viewer that jumps around many slides
+        keeps less."""
+
     def require_mpp(self) -> float:
         """The slide's µm/px, or the one-line error telling the user how to give it."""
         if self.mpp is None:
@@ -206,6 +212,10 @@ class OpenSlideReader(SlideReader):
         background.paste(region, mask=region.getchannel("A"))
         return np.asarray(background)
 
+    def set_cache_bytes(self, cache_bytes: int) -> None:
+        for page in self._pages or ():
+            page.set_cache_bytes(cache_bytes)
+
     def close(self) -> None:
         self._slide.close()
         if self._tiff is not None:
@@ -230,7 +240,12 @@ class TiledPage:
         self.width, self.height = int(page.imagewidth), int(page.imagelength)
         self.tiles_across = -(-self.width // self.tile_w)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.set_cache_bytes(cache_bytes)
+
+    def set_cache_bytes(self, cache_bytes: int) -> None:
         self._cache_size = max(1, cache_bytes // (self.tile_w * self.tile_h * 3))
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """RGB uint8 (h, w, 3) of a box that lies inside the page."""
