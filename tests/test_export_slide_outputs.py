@@ -74,7 +74,9 @@ def test_cohort_row_and_tsr_json_match_compute_tsr(written):
     out_dir, tiles, row = written
     assert list(row) == cohort_summary_columns
     expected = compute_tsr(tiles, LABELS)
-    hotspot = find_hotspot(tiles, MPP, field_diameter_um=1100.0)
+    # the export searches only fields that lie wholly on the slide
+    dimensions = tuple(json.loads((out_dir / "tsr.json").read_text())["dimensions"])
+    hotspot = find_hotspot(tiles, MPP, field_diameter_um=1100.0, dimensions=dimensions)
     assert hotspot is not None
     assert row["status"] == "ok" and row["error"] == ""
     assert row["stroma_fraction"] == pytest.approx(expected.stroma_fraction)

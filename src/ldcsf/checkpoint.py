@@ -9,7 +9,8 @@ Two containers are accepted by `load_checkpoint`:
 - an ldcsf checkpoint (`save_checkpoint`): {"format": "ldcsf-checkpoint", "meta": ..., "state_dict": ...};
 - a Lightning checkpoint written by `ldcsf train`, which carries the same "ldcsf" meta beside
   Lightning's own keys and the model's weights under the "model." prefix.
-Both load with `torch.load(weights_only=True)`: no pickled code ever runs.
+Both load with `torch.load(weights_only=True)`: no pickled code ever runs. Both carry a SHA-256
+of the weights, checked on load, and their meta is validated (`checkpoint_safety`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .models import MultiLabelClassifier, create_model
+from .checkpoint_safety import torch_load_refusal, validate_meta, verify_digest, weights_digest
 from .utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "ldcsf-checkpoint"
 FORMAT_VERSION = 1
+#: Payload key of the weights' SHA-256 (both containers; see `checkpoint_safety.weights_digest`).
+WEIGHTS_DIGEST_KEY = "weights_sha256"
 #: Default physical resolution of model input: 0.5 µm/px, i.e. a 20x objective scan.
 DEFAULT_MPP = 0.5
 
@@ -109,16 +113,19 @@ class LoadedCheckpoint:
     model: MultiLabelClassifier
     meta: CheckpointMeta
     path: Path
+    weights_sha256: str = ""
 
 
 def save_checkpoint(path: str | Path, model: MultiLabelClassifier, meta: CheckpointMeta | None = None) -> Path:
     """Write weights and meta atomically; return the path."""
     meta = meta or CheckpointMeta.for_model(model)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": FORMAT_VERSION,
         "meta": meta.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        WEIGHTS_DIGEST_KEY: weights_digest(state),
     }
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -127,33 +134,54 @@ def save_checkpoint(path: str | Path, model: MultiLabelClassifier, meta: Checkpo
 
 
 def read_checkpoint_payload(path: str | Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
-    """Read meta and model state dict from either container, with one-line errors."""
-    path = Path(path)
+    """Read meta and model state dict from either container, with one-line errors.
+
+    The meta is validated and the weights' digest checked (when the checkpoint has one).
+    """
+    meta, state, _ = _read_verified(Path(path))
+    return meta, state
+
+
+def _read_verified(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor], str]:
+    import pickle
+
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and unpickling-policy errors all mean "not usable"
+    except pickle.UnpicklingError as err:  # torch's message would advise running the file's code
+        raise torch_load_refusal(path, err) from err
+    except Exception as err:  # zip and read errors all mean "not usable"
         raise ValueError(f"{path}: not a readable checkpoint (not a PyTorch file, or damaged or truncated)") from err
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: not an ldcsf checkpoint (holds a {type(payload).__name__})")
     if payload.get("format") == CHECKPOINT_FORMAT:
         if payload.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path}: checkpoint format {payload['format_version']} is newer than this ldcsf reads")
-        return CheckpointMeta.from_dict(payload["meta"]), payload["state_dict"]
-    if isinstance(payload.get("ldcsf"), dict) and "state_dict" in payload:  # Lightning checkpoint
+        meta_dict, state = payload.get("meta"), payload.get("state_dict")
+    elif isinstance(payload.get("ldcsf"), dict) and isinstance(payload.get("state_dict"), dict):  # Lightning
+        meta_dict = payload["ldcsf"]
         state = {k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")}
-        return CheckpointMeta.from_dict(payload["ldcsf"]), state
-    raise ValueError(f"{path}: not an ldcsf checkpoint (no ldcsf model description inside)")
+    else:
+        raise ValueError(f"{path}: not an ldcsf checkpoint (no ldcsf model description inside)")
+    if not isinstance(meta_dict, dict) or not isinstance(state, dict):
+        raise ValueError(f"{path}: not an ldcsf checkpoint (its meta or weights are missing)")
+    try:
+        meta = CheckpointMeta.from_dict(meta_dict)
+    except TypeError as err:  # a required field is missing
+        raise ValueError(f"{path}: checkpoint meta is incomplete ({err})") from None
+    validate_meta(path, meta)
+    digest = verify_digest(path, state, payload.get(WEIGHTS_DIGEST_KEY))
+    return meta, state, digest
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Rebuild the model of a checkpoint and load its weights; returns model (eval mode) and meta."""
-    meta, state = read_checkpoint_payload(path)
+    meta, state, digest = _read_verified(Path(path))
     try:
         model = meta.build_model()
         model.load_state_dict(state)
     except (ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: weights do not match model {meta.model_name!r} ({str(err).splitlines()[0]})") from err
     model.eval().to(map_location)
-    return LoadedCheckpoint(model=model, meta=meta, path=Path(path))
+    return LoadedCheckpoint(model=model, meta=meta, path=Path(path), weights_sha256=digest)

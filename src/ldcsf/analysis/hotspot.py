@@ -12,6 +12,8 @@ How it is computed on a tile grid:
   outermost ring, about one tile wide), split into four sectors by direction from the centre;
   a diagonal tile counts for both sectors it touches. A field qualifies when each sector has
   at least one tumour tile and at least `min_tissue_coverage` of the disc's cells is tissue.
+- Given the slide's size, a field qualifies only when the whole circle lies on the slide: a
+  field running past the edge would have the edge, not tumour, as part of its border.
 - Stroma fraction of a field = stroma area / (stroma + tumour area) of its tiles, with the same
   weighting as the slide-level TSR.
 All fields are scored at once by correlating the grid with disc and sector kernels (FFT
@@ -119,8 +121,12 @@ def search_hotspot(
     weighting: str = "probability",
     min_tumour_prob: float | None = None,
     min_tissue_coverage: float = DEFAULT_MIN_TISSUE_COVERAGE,
+    dimensions: tuple[int, int] | None = None,
 ) -> HotspotSearch:
-    """Score every field on the grid; see `find_hotspot` for the arguments."""
+    """Score every field on the grid; see `find_hotspot` for the arguments.
+
+    `dimensions` (level-0 width, height): when given, only fields wholly on the slide qualify.
+    """
     check_weighting(weighting)
     labels = validate_tile_table(tiles)
     require_labels(labels, stroma_label, tumor_label)
@@ -157,12 +163,15 @@ def search_hotspot(
     qualifies = (field_total > eps) & (coverage >= min_tissue_coverage - 1e-9)
     for name in DIRECTIONS:
         qualifies &= _correlate(present, sectors[name]) > 0.5
+    if dimensions is not None:
+        qualifies &= _field_on_slide(grid, radius_px, dimensions)
 
     n_candidates, n_qualifying = int(np.prod(grid.shape)), int(qualifies.sum())
     if n_qualifying == 0:
         reason = (
             f"no {field_diameter_um / 1000:g} mm field has tumour at all four borders "
             f"and at least {min_tissue_coverage:.0%} tissue"
+            + (" while lying wholly on the slide" if dimensions is not None else "")
         )
         return HotspotSearch(None, n_candidates, 0, reason)
 
@@ -176,6 +185,17 @@ def search_hotspot(
         stroma_label=stroma_label, tumor_label=tumor_label, weighting=weighting, n_qualifying=n_qualifying,
     )
     return HotspotSearch(hotspot, n_candidates, n_qualifying, "")
+
+
+def _field_on_slide(grid: TileGrid, radius_px: float, dimensions: tuple[int, int]) -> np.ndarray:
+    """Per grid cell: does a circle of `radius_px` around the cell's centre lie inside the slide?"""
+    width, height = dimensions
+    xs = grid.origin_x + np.arange(grid.shape[1]) * grid.stride_x + grid.tile_width / 2
+    ys = grid.origin_y + np.arange(grid.shape[0]) * grid.stride_y + grid.tile_height / 2
+    slack = 1e-6 * radius_px
+    fits_x = (xs - radius_px >= -slack) & (xs + radius_px <= width + slack)
+    fits_y = (ys - radius_px >= -slack) & (ys + radius_px <= height + slack)
+    return fits_y[:, None] & fits_x[None, :]
 
 
 def _hotspot_at(tiles, grid: TileGrid, row: int, col: int, radius_px: float, diameter_um: float, *,
@@ -211,6 +231,7 @@ def find_hotspot(
     weighting: str = "probability",
     min_tumour_prob: float | None = None,
     min_tissue_coverage: float = DEFAULT_MIN_TISSUE_COVERAGE,
+    dimensions: tuple[int, int] | None = None,
 ) -> Hotspot | None:
     """The most stroma-rich circular field with tumour at its N/E/S/W borders, or None.
 
@@ -223,9 +244,11 @@ def find_hotspot(
         min_tumour_prob: a border tile shows tumour when prob_<tumour> >= this; None (default)
             uses the thresholded decision pred_<tumour> == 1.
         min_tissue_coverage: least fraction of the field's grid cells that must be tissue.
+        dimensions: the slide's level-0 (width, height); only fields wholly on the slide qualify.
     Returns None when no field qualifies; `search_hotspot` also says why.
     """
     return search_hotspot(
         tiles, mpp, field_diameter_um=field_diameter_um, stroma_label=stroma_label, tumor_label=tumor_label,
         weighting=weighting, min_tumour_prob=min_tumour_prob, min_tissue_coverage=min_tissue_coverage,
+        dimensions=dimensions,
     ).hotspot

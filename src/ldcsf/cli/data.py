@@ -101,7 +101,9 @@ def _finish(frame, out, args) -> int:
 
 def run_import_folders(args) -> int:
     from ..data.importers import import_class_folders
+    from ..utils.paths import check_output_file
 
+    check_output_file(args.out)  # before the folders are scanned
     frame = import_class_folders(args.root, args.mapping, group_pattern=args.group_pattern, dataset=args.dataset)
     return _finish(frame, args.out, args)
 
@@ -122,6 +124,9 @@ def run_import_masks(args) -> int:
 def run_import_filenames(args) -> int:
     from ..data.importers import import_filename_labels
 
+    from ..utils.paths import check_output_file
+
+    check_output_file(args.out)  # before the folder is scanned
     order = [s.strip() for s in args.order.split(",") if s.strip()]
     frame = import_filename_labels(args.folder, order, group_pattern=args.group_pattern, dataset=args.dataset)
     return _finish(frame, args.out, args)

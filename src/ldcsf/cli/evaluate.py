@@ -20,7 +20,9 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..evaluation.evaluate import evaluate
+    from ..utils.paths import check_output_dir
 
+    check_output_dir(args.out)  # before any image is scored
     result = evaluate(args.checkpoint, args.data, args.out, split=args.split, strict=args.strict,
                       options=device_options(args))
     if result.is_global_zero:

@@ -43,17 +43,39 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ..utils.signals import StopRequested, stop_message, stop_on_signals
+
     try:
-        return int(args.func(args) or 0)
+        with stop_on_signals():
+            return int(args.func(args) or 0)
+    except StopRequested as stop:
+        print(stop_message(args.command, stop), file=sys.stderr)
+        return stop.exit_code
     except USER_ERRORS as err:
         if args.verbose:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"ldcsf {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except OSError as err:  # full disk, occupied or read-only path: the path and the reason, one line
+        if args.verbose:
+            raise
+        print(f"ldcsf {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"ldcsf {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(err: OSError) -> str:
+    """`path: reason` for an OSError; a full disk says what to do."""
+    import errno
+
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (free space there, then rerun: finished work is kept)"
+    where = err.filename if err.filename is not None else None
+    return f"{where}: {reason}" if where is not None else reason
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ def run(args) -> int:
     import sys
 
     from ..evaluation.predict import predict_images
+    from ..utils.paths import check_output_file
 
+    check_output_file(args.out)  # before any image is scored
     frame = predict_images(args.inputs, args.checkpoint, out=args.out, options=device_options(args))
     failed = frame[frame["error"] != ""]
     for error in failed["error"]:

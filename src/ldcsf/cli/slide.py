@@ -6,6 +6,9 @@ import sys
 
 from ..utils.workers import default_num_workers
 
+#: Exit status when some slides of a cohort failed and others finished (all failed: 1).
+EXIT_SOME_FAILED = 3
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -14,7 +17,9 @@ def add_parser(subparsers) -> None:
         description=(
             "Tile each slide at the checkpoint's resolution where there is tissue, predict the tiles, and "
             "write OUT/<slide-id>/ (tile table, TSR, pictures, GeoJSON, report) and OUT/cohort.csv. "
-            "Rerunning skips finished slides and resumes an interrupted one."
+            "Rerunning skips finished slides and resumes an interrupted one; results made from other inputs "
+            "are refused (new --out, or --overwrite). Exit status: 0 all slides done, 1 error or every slide "
+            f"failed, {EXIT_SOME_FAILED} some slides failed, 130 interrupted, 143 stopped by SIGTERM (rerun to resume)."
         ),
     )
     parser.add_argument("slides", nargs="+", metavar="SLIDE_OR_DIR",
@@ -42,6 +47,9 @@ def add_parser(subparsers) -> None:
                         help="stain normalisation of the tiles (default: what the checkpoint was trained with)")
     parser.add_argument("--limit-tiles", type=int, default=None, help="predict only the first N tissue tiles (a quick look)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results in OUT made from another slide, checkpoint or settings (default: refuse)")
+    parser.add_argument("--strict", action="store_true", help="stop at the first slide that fails (exit 1)")
     parser.set_defaults(func=run)
 
 
@@ -81,6 +89,7 @@ def _run_with_threads_set(args) -> int:
         strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision,
         field_diameter_um=args.field_diameter_um, limit_tiles=args.limit_tiles, progress=not args.no_progress,
         tta=args.tta, stain_norm=args.stain_norm,
+        overwrite=args.overwrite, strict=args.strict,
     )
     table = run_cohort(args.slides, args.checkpoint, args.out, settings)
     if table.empty:  # a non-zero rank under DDP: rank 0 reports
@@ -99,7 +108,7 @@ def _run_with_threads_set(args) -> int:
     print(f"results: {Path(args.out) / 'cohort.csv'}")
     if failed:
         print(f"ldcsf slide: {failed} of {len(table)} slides failed (see the status column)", file=sys.stderr)
-        return 1 if failed == len(table) else 0
+        return 1 if failed == len(table) else EXIT_SOME_FAILED
     return 0
 
 

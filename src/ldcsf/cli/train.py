@@ -91,7 +91,9 @@ def model_and_kwargs(args) -> tuple[str, dict]:
 
 def run(args) -> int:
     from ..training.train import TrainConfig, train
+    from ..utils.paths import check_output_dir
 
+    check_output_dir(args.out)  # before any epoch
     model, model_kwargs = model_and_kwargs(args)
     config = TrainConfig(
         data=args.data, model=model, out=args.out, model_kwargs=model_kwargs,

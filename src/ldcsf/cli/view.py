@@ -25,6 +25,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import sys
 
+    from ..utils.signals import StopRequested
     from ..viewer.outputs import OutputFolder
     from ..viewer.server import make_server, server_address
 
@@ -40,7 +41,7 @@ def run(args) -> int:
     print(f"open {server_address(server)} in a browser (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested):  # Ctrl-C or SIGTERM is how a viewer is meant to end
         print("ldcsf view: stopped", file=sys.stderr)
     finally:
         server.server_close()

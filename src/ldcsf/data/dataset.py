@@ -31,13 +31,44 @@ def load_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return as_rgb(image)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: image not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"{path}: unreadable image ({err})") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+#: Pillow modes of greyscale pictures (no stain colour); the "I" and "F" modes hold 16/32-bit values.
+GREYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """RGB of any picture; 16-bit and float greyscale are scaled to 8 bits, not clipped to white.
+
+    Pillow's own convert("RGB") clips every value above 255, so a 16-bit scan became white.
+    """
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        if image.mode == "F" and values.max(initial=0) <= 1.0:
+            top = 1.0
+        grey = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return image.convert("RGB")
+
+
+def not_he_note(path: str | Path) -> str | None:
+    """A one-line note when a picture cannot be an RGB H&E stain (greyscale), read from its header."""
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if mode in GREYSCALE_MODES:
+        return f"{path}: greyscale picture (mode {mode}), not an RGB H&E stain; its scores are not meaningful"
+    return None
 
 
 def to_float_tensor(image: Image.Image) -> torch.Tensor:

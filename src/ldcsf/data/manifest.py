@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .manifest_checks import check_manifest_rows
+
 from ..utils.atomic import atomic_path
 
 RESERVED_COLUMNS = ("path", "split", "group", "mask")
@@ -90,6 +92,7 @@ def read_manifest(
             frame[col] = _restore_column(frame[col], numeric=col not in RESERVED_COLUMNS)
     root = Path(root) if root is not None else path.parent
     manifest = Manifest(frame=frame, root=root.resolve(), labels=list(labels), source=path)
+    check_manifest_rows(path, frame, list(labels), manifest.image_paths())
     if check_files:
         missing = [p for p in manifest.image_paths() if not p.is_file()]
         if missing:

@@ -5,6 +5,7 @@ Unreadable images do not stop the run: they get a row with their error and no sc
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,11 +15,13 @@ import torch
 from torch.utils.data import Dataset
 
 from ..checkpoint import load_checkpoint
-from ..data.dataset import load_rgb
+from ..data.dataset import load_rgb, not_he_note
 from ..data.transforms import eval_transforms
 from ..utils.atomic import atomic_path
 from .inference import DeviceOptions, predict_dataset
 from .thresholds import apply_thresholds
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -71,6 +74,10 @@ def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path, out: st
 
     failed = ~predictions.extra["ok"].astype(bool)
     errors = [_read_error(p) if bad else None for p, bad in zip(paths, failed)]
+    for path, bad in zip(paths, failed):
+        note = None if bad else not_he_note(path)
+        if note:
+            log.warning(note)
     frame = pd.DataFrame({"path": [str(p) for p in paths], "error": [e or "" for e in errors]})
     decisions = apply_thresholds(predictions.probs, meta.thresholds)
     for j, label in enumerate(meta.labels):

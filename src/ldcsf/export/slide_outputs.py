@@ -111,7 +111,7 @@ def write_slide_outputs(
         tsr = compute_tsr(tiles, labels, stroma_label=stroma_label, tumor_label=tumor_label, weighting=weighting)
         search = search_hotspot(
             tiles, mpp, field_diameter_um=field_diameter_um, stroma_label=stroma_label,
-            tumor_label=tumor_label, weighting=weighting,
+            tumor_label=tumor_label, weighting=weighting, dimensions=tuple(dimensions),
         )
     except ValueError as err:
         raise ValueError(f"{slide_id}: {err}") from err

@@ -3,11 +3,19 @@
 A slide that fails (unreadable, no µm/px, no tissue) is recorded with its error and the others
 go on; cohort.csv is rewritten (atomically) after every slide, so it always shows where a run
 got to. Rerunning the same command skips finished slides and resumes an interrupted one.
+
+cohort.csv is rebuilt from every slide folder's own record (tsr.json, or failed.json), so runs
+that share an output folder (one per slide of a scheduler's array, say) all appear in it. Each
+slide folder is locked while a process works on it; a second process reports it as busy.
+A full disk stops the cohort at once (every later slide would fail the same way).
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -15,12 +23,25 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
+from ..utils.atomic import sweep_stale_temporaries, write_json_atomic
+from ..utils.paths import path_inside
+from ..utils.signals import stop_at_batch_end_callback
 from ..wsi.readers import SLIDE_EXTENSIONS
+from .fingerprint import OutputMismatchError
+from .input_checks import check_tsr_labels
 from .pipeline import SlideSettings, ensure_writable_dir, run_slide, slide_id_for
 
 log = logging.getLogger(__name__)
 
 COHORT_CSV = "cohort.csv"
+#: A slide folder's record of its last failure (removed when the slide finishes).
+FAILED_JSON = "failed.json"
+LOCK_FILE = ".lock"
+COHORT_LOCK_FILE = ".cohort.lock"
+#: Temporaries at the output root older than this are left-overs of a killed run (seconds).
+STALE_TEMPORARY_S = 600
+#: Characters that make a spreadsheet read a cell as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LIST_EXTENSIONS = (".txt", ".csv")
 #: Column names a .csv slide list may use for the slide paths (else its first column).
 LIST_PATH_COLUMNS = ("path", "slide_path", "slide", "file")
@@ -56,6 +77,7 @@ def collect_slides(inputs: Iterable[str | Path], exclude: Path | None = None) ->
             slides.append(item)
     if not slides:
         raise ValueError("no slides given")
+    slides = _one_entry_per_dicom_series(slides)
     seen: dict[str, Path] = {}
     for path in slides:
         other = seen.setdefault(slide_id_for(path), path)
@@ -80,35 +102,121 @@ def run_cohort(
 
     settings = settings or SlideSettings()
     out_dir = ensure_writable_dir(out_dir)
+    sweep_stale_temporaries(out_dir, min_age_s=STALE_TEMPORARY_S)
     paths = collect_slides(slides, exclude=out_dir)
     # Load once for the whole cohort; a bad checkpoint stops here, before any slide.
     loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    check_tsr_labels(loaded.meta.labels, str(loaded.path))
     columns = cohort_columns()
+    callbacks = (*callbacks, stop_at_batch_end_callback())
     rows: list[dict] = []
     bar = tqdm(paths, desc="cohort", unit="slide", disable=not settings.progress or len(paths) < 2)
     for path in bar:
         slide_id = slide_id_for(path)
         bar.set_postfix_str(slide_id)
         try:
-            row = run_slide(path, loaded, out_dir / slide_id, settings, slide_id=slide_id, callbacks=callbacks)
+            slide_dir = path_inside(out_dir, slide_id)
+            with slide_folder_lock(slide_dir):
+                sweep_stale_temporaries(slide_dir)  # ours alone while the lock is held
+                row = run_slide(path, loaded, slide_dir, settings, slide_id=slide_id, callbacks=callbacks)
+                if row:
+                    (slide_dir / FAILED_JSON).unlink(missing_ok=True)
         except Exception as err:  # noqa: BLE001 - one bad slide must not stop the cohort
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # a full disk fails every slide after this one too
             row = {"slide_id": slide_id, "path": str(path), "status": "failed", "error": one_line(err)}
             if len(paths) > 1:
                 log.warning("%s: failed: %s", slide_id, row["error"])
+            _record_failure(out_dir, slide_id, row, err)
+            if settings.strict:  # stop here, with the slide's one-line error
+                raise ValueError(row["error"]) from err
         if not row:  # not global rank 0 under DDP: rank 0 writes the records
             continue
         rows.append(row)
-        table = pd.DataFrame(rows).reindex(columns=columns)
         if rank_zero_only.rank == 0:
-            write_cohort_csv(table, out_dir / COHORT_CSV)
+            # Built and written under one lock: the last writer has seen every finished slide.
+            with folder_lock(out_dir / COHORT_LOCK_FILE, wait=True):
+                write_cohort_csv(cohort_table(out_dir, rows), out_dir / COHORT_CSV)
     return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def cohort_table(out_dir: Path, rows: list[dict]) -> pd.DataFrame:
+    """This run's rows, then the recorded result of every other slide folder in `out_dir`."""
+    from ..export.slide_outputs import TSR_JSON, read_cohort_row
+
+    ours = {row["slide_id"] for row in rows}
+    others = []
+    for folder in sorted(p for p in Path(out_dir).iterdir() if p.is_dir() and p.name not in ours):
+        try:
+            if (folder / TSR_JSON).is_file():
+                others.append(read_cohort_row(folder))
+            elif (folder / FAILED_JSON).is_file():
+                others.append(json.loads((folder / FAILED_JSON).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue  # a folder being written right now, or not ldcsf's: not part of the table
+    return pd.DataFrame(rows + others).reindex(columns=cohort_columns())
 
 
 def write_cohort_csv(table: pd.DataFrame, path: Path) -> None:
     from ..utils.atomic import atomic_path
 
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+        spreadsheet_safe(table).to_csv(tmp, index=False)
+
+
+def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (OWASP's advice)."""
+    table = table.copy()
+    for column in table.columns:
+        if table[column].dtype == object or pd.api.types.is_string_dtype(table[column]):
+            table[column] = table[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return table
+
+
+@contextmanager
+def slide_folder_lock(slide_dir: Path):
+    """Hold an exclusive lock on a slide folder, or fail at once if another process holds it."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    slide_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(rank_zero_only, "rank", 0) != 0:  # under DDP the processes of one run share the slide
+        yield
+        return
+    with folder_lock(slide_dir / LOCK_FILE, wait=False, busy=f"{slide_dir}: another ldcsf run is working "
+                                                            "on this slide now; rerun when it ends"):
+        yield
+
+
+@contextmanager
+def folder_lock(lock_path: Path, *, wait: bool, busy: str = ""):
+    """An advisory exclusive lock (flock) on `lock_path`; without `wait`, RuntimeError(busy) if taken."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs sharing one folder are not guarded there
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise RuntimeError(busy) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _record_failure(out_dir: Path, slide_id: str, row: dict, err: Exception) -> None:
+    """Keep the failure in the slide's own folder, so other runs' cohort tables show it too."""
+    if isinstance(err, OutputMismatchError) or "another ldcsf run" in row["error"]:
+        return  # the folder belongs to other results, or to a run in progress
+    try:
+        slide_dir = path_inside(out_dir, slide_id)
+        if slide_dir.is_dir():
+            write_json_atomic(slide_dir / FAILED_JSON, row)
+    except (OSError, ValueError):
+        pass
 
 
 def one_line(err: BaseException) -> str:
@@ -125,15 +233,52 @@ def one_line(err: BaseException) -> str:
 
 def _read_list(list_path: Path) -> list[Path]:
     if list_path.suffix.lower() == ".csv":
-        table = pd.read_csv(list_path, dtype=str)
+        from io import StringIO
+
+        table = pd.read_csv(StringIO(read_utf8(list_path)), dtype=str)
         column = next((c for c in table.columns if c.strip().lower() in LIST_PATH_COLUMNS), table.columns[0])
         entries = table[column].dropna().str.strip().tolist()
     else:
-        lines = list_path.read_text(encoding="utf-8").splitlines()
+        lines = read_utf8(list_path).splitlines()
         entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not entries:
         raise ValueError(f"{list_path}: the slide list is empty")
     return [p if p.is_absolute() else list_path.parent / p for p in map(Path, entries)]
+
+
+def _one_entry_per_dicom_series(slides: list[Path]) -> list[Path]:
+    """DICOM files become one entry per series (its largest level); other slides stay as given."""
+    from ..wsi.dicom import is_dicom_path, series_in
+
+    out: list[Path] = []
+    dicom: dict[Path, list[Path]] = {}
+    for path in slides:
+        if is_dicom_path(path) and path.is_file():
+            dicom.setdefault(path.parent, []).append(path)
+            out.append(path)
+        else:
+            out.append(path)
+    main_of: dict[Path, Path] = {}
+    for folder, given in dicom.items():
+        try:
+            for series in series_in([p for p in folder.iterdir() if p.is_file() and is_dicom_path(p)]):
+                for file in series.files:
+                    main_of[file] = series.main_file
+        except (ValueError, OSError):
+            continue  # unreadable files stay as given and fail with their own message
+    result: list[Path] = []
+    for path in out:
+        path = main_of.get(path, path)
+        if path not in result:
+            result.append(path)
+    return result
+
+
+def read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the list as UTF-8") from None
 
 
 def _is_under(path: Path, folder: Path | None) -> bool:

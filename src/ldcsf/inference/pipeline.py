@@ -3,9 +3,10 @@
     run_slide("case1.svs", "model.pt", "runs/cohort/case1")
 
 The slide's folder is complete once `tsr.json` exists (the export writes it last); such a slide
-is skipped on a rerun. Predictions go to `<folder>/.parts/` batch by batch while the slide runs,
-so an interrupted slide continues from its last complete batch; the parts are removed once the
-outputs are written.
+is skipped on a rerun when `inputs.json` shows it was made from the same slide, checkpoint and
+settings, and refused otherwise (`fingerprint`). Predictions go to `<folder>/.parts/` batch by
+batch while the slide runs, so an interrupted slide continues from its last complete batch; the
+parts are removed once the outputs are written.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ import pandas as pd
 
 from .. import __version__
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
+from ..utils.paths import safe_name
 from ..wsi.readers import open_slide
 from ..wsi.tiling import DEFAULT_MIN_TISSUE, TileSpec, tile_grid
 from ..wsi.tissue import detect_tissue
 from .dataset import TileDataset
 from .engine import PredictionStore, predict_tiles
+from .fingerprint import claim_output, result_fingerprint
+from .input_checks import announce_tile_count, check_tile_size, check_tsr_labels, is_greyscale, no_tissue_message
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +62,26 @@ class SlideSettings:
     tta: bool = False  # average each tile's probabilities over its two mirror images
     stain_norm: str | None = None  # "macenko" or "none" overrides the checkpoint's stain normalisation
     progress: bool = True
+    overwrite: bool = False  # replace results made from other inputs instead of refusing
+    strict: bool = False  # stop the cohort at the first failed slide
 
 
 def slide_id_for(path: str | Path) -> str:
-    """Output folder name of a slide: its file name without the format's ending(s)."""
+    """Output folder name of a slide: its file name without the format's ending(s), as a safe name.
+
+    A DICOM slide (a folder of one series, or any file of it) is named by its container id,
+    or else its series UID: the files themselves are named by instance UIDs.
+    """
+    from ..wsi.dicom import dicom_id_or_none
+
+    dicom_id = dicom_id_or_none(Path(path))
+    if dicom_id is not None:
+        return safe_name(dicom_id)
     name = Path(path).name
     for ending in (".ome.tiff", ".ome.tif"):
         if name.lower().endswith(ending):
-            return name[: -len(ending)]
-    return Path(name).stem
+            return safe_name(name[: -len(ending)])
+    return safe_name(Path(name).stem)
 
 
 def ensure_writable_dir(path: str | Path) -> Path:
@@ -111,25 +126,31 @@ def run_slide(
     slide_path = Path(slide_path)
     slide_id = slide_id or slide_id_for(slide_path)
     out_dir = ensure_writable_dir(out_dir)
-    if is_complete(out_dir):
-        return {**read_cohort_row(out_dir), "status": "skipped", "error": ""}
-
+    if not slide_path.exists():
+        raise FileNotFoundError(f"{slide_path}: slide not found")
+    if not (slide_path.is_file() or slide_path.is_dir()):  # reading a pipe or device would block forever
+        raise ValueError(f"{slide_path}: not a regular file (a pipe or device?); give the slide file itself")
     loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
     meta = loaded.meta
+    check_tsr_labels(meta.labels, str(loaded.path))
+    fingerprint = result_fingerprint(slide_path, loaded, settings)
+    if claim_output(out_dir, fingerprint, finished=is_complete(out_dir), overwrite=settings.overwrite):
+        return {**read_cohort_row(out_dir), "status": "skipped", "error": ""}
+
     with open_slide(slide_path, mpp=settings.mpp) as reader:
         slide_mpp = reader.require_mpp()
         dimensions = reader.dimensions
         thumbnail, downsample = reader.thumbnail(THUMBNAIL_SIZE)
     tissue = detect_tissue(thumbnail, downsample, slide_mpp)
     spec = TileSpec.for_model(meta.input_size, meta.mpp, slide_mpp, overlap=settings.overlap)
+    check_tile_size(slide_path, spec.tile_size, meta.input_size, meta.mpp, slide_mpp)
     tiles = tile_grid(dimensions, spec, tissue, min_tissue=settings.min_tissue)
     if settings.limit_tiles is not None:
         tiles = tiles.head(settings.limit_tiles)
     if tiles.empty:
-        raise NoTissueError(
-            f"{slide_path}: no tissue found (no {spec.tile_size}x{spec.tile_size} px tile is at least "
-            f"{settings.min_tissue:.0%} tissue; tissue covers {tissue.fraction:.1%} of the slide)"
-        )
+        raise NoTissueError(no_tissue_message(slide_path, dimensions, spec.tile_size, settings.min_tissue,
+                                              tissue.fraction, is_greyscale(thumbnail)))
+    announce_tile_count(slide_id, len(tiles), spec.tile_size)
 
     run_settings = {
         "checkpoint": str(loaded.path),
@@ -143,7 +164,7 @@ def run_slide(
         "slide_mpp": slide_mpp,
         "tile_size_level0_px": spec.tile_size,
         "stride_level0_px": spec.stride,
-        **{k: v for k, v in asdict(settings).items() if k not in ("mpp", "progress")},
+        **{k: v for k, v in asdict(settings).items() if k not in ("mpp", "progress", "overwrite", "strict")},
     }
     stain_norm = stain_norm_for(meta, settings.stain_norm)
     run_settings["stain_norm"] = stain_norm

@@ -41,6 +41,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the many ways a file can be damaged all mean the same to a user
+        import pickle
+
+        if isinstance(err, pickle.UnpicklingError):  # torch's message would advise running the file's code
+            from ..checkpoint_safety import torch_load_refusal
+
+            raise torch_load_refusal(path, err, "weights file") from err
         raise ValueError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from err
     for key in _WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):

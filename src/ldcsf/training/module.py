@@ -164,6 +164,12 @@ class MultiLabelModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[META_KEY] = self.checkpoint_meta().to_dict()
+        if isinstance(checkpoint.get("state_dict"), dict):  # the digest `load_checkpoint` verifies
+            from ..checkpoint import WEIGHTS_DIGEST_KEY
+            from ..checkpoint_safety import weights_digest
+
+            model = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+            checkpoint[WEIGHTS_DIGEST_KEY] = weights_digest(model)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(META_KEY)

@@ -172,6 +172,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     manifest = read_manifest(config.data, labels=config.labels)
+    _warn_without_tsr_labels(manifest.labels, config.data)
     model = build_model(config, manifest.labels)
     if config.resume:
         resumed = read_checkpoint_payload(last_path)[0]
@@ -212,6 +213,7 @@ def train(config: TrainConfig) -> TrainResult:
     if config.patience > 0:
         callbacks.append(EarlyStopping(monitor="val/mAP", mode="max", patience=config.patience))
     trainer = L.Trainer(
+        **_validate_before_max_steps(config, datamodule.split_sizes()["train"]),
         default_root_dir=run_dir, max_epochs=config.epochs, max_steps=config.max_steps,
         accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
         num_nodes=config.num_nodes, precision=config.precision, callbacks=callbacks,
@@ -258,6 +260,26 @@ def _finish(trainer, module, datamodule, config: TrainConfig, run_dir: Path, bes
                        thresholds=list(module.thresholds),
                        best_score=None if best_score is None else float(best_score), val_metrics=report.to_dict(),
                        is_global_zero=trainer.is_global_zero)
+
+
+def _validate_before_max_steps(config: TrainConfig, n_train: int) -> dict:
+    """Trainer arguments that make a run stopped by --max-steps inside its first epoch still
+    validate (at its last step), so early stopping has its metric and a checkpoint is written."""
+    import math
+
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    if isinstance(config.limit_train_batches, int) and config.limit_train_batches > 0:
+        steps_per_epoch = min(steps_per_epoch, config.limit_train_batches)
+    if 0 < config.max_steps < steps_per_epoch:
+        return {"val_check_interval": config.max_steps}
+    return {}
+
+
+def _warn_without_tsr_labels(labels, data) -> None:
+    missing = [name for name in ("stroma", "tumor") if name not in labels]
+    if missing:
+        log.warning("%s: labels %s lack %s: a model trained on them cannot give a tumour-to-stroma ratio "
+                    "(ldcsf slide needs both)", data, list(labels), " and ".join(map(repr, missing)))
 
 
 def _is_global_zero() -> bool:

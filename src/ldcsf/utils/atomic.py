@@ -51,3 +51,34 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def is_temporary(path: Path) -> bool:
+    """A temporary file of `atomic_path` (`.<name>.<random>.tmp<suffix>`)."""
+    name = path.name
+    return name.startswith(".") and ".tmp" in name and name.count(".") >= 3
+
+
+def sweep_stale_temporaries(folder: str | Path, min_age_s: float = 0.0) -> int:
+    """Remove `atomic_path` temporaries a killed process left in `folder` (not below it).
+
+    A process killed between writing and renaming leaves one behind for good. Only files at least
+    `min_age_s` old are removed, so a folder shared with a live process keeps that one's files.
+    Returns how many were removed.
+    """
+    import time
+
+    removed = 0
+    now = time.time()
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return 0
+    for path in entries:
+        try:
+            if path.is_file() and is_temporary(path) and now - path.stat().st_mtime >= min_age_s:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed

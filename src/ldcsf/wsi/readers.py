@@ -12,6 +12,8 @@ and reads regions the same way, so the rest of ldcsf never asks which format a s
   tifffile's zarr view, so a region read decodes only the tiles/strips it touches.
 - `PillowReader`: PNG/JPEG pictures; these formats have no random access, so the picture is
   decoded into memory once.
+- DICOM whole-slide images (`wsi.dicom`): a folder of one series, or any file of it, read by
+  OpenSlide 4 from the series' largest level.
 
 `open_slide(path, mpp=None)` picks the reader. Coordinates passed to `read_region` and
 `read_rect` are always level-0 pixels; areas outside the slide read as white (background).
@@ -33,7 +35,8 @@ from PIL import Image, ImageFile
 #: File endings `open_slide` and cohort folder scans recognise as slides.
 OPENSLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 PILLOW_EXTENSIONS = (".png", ".jpg", ".jpeg")
-SLIDE_EXTENSIONS = OPENSLIDE_EXTENSIONS + PILLOW_EXTENSIONS
+DICOM_SLIDE_EXTENSIONS = (".dcm", ".dicom")
+SLIDE_EXTENSIONS = OPENSLIDE_EXTENSIONS + PILLOW_EXTENSIONS + DICOM_SLIDE_EXTENSIONS
 
 #: Pillow refuses pictures above ~179 Mpx as "decompression bombs". A stitched H&E picture can
 #: be larger, so the limit is raised for slide pictures only, to 2 Gpx (6 GB decoded RGB).
@@ -322,16 +325,37 @@ class TiffFileReader(SlideReader):
         self._tif.close()
 
 
+#: The last decoded PNG/JPEG slide of this process. A slide run opens its picture for the
+#: thumbnail and again in each tile reader; this keeps it decoded once, and DataLoader workers
+#: forked after the first open share those pages instead of decoding their own copy.
+_LAST_PICTURE: dict = {}
+
+
 class PillowReader(SlideReader):
     """PNG/JPEG pictures, decoded into memory once (these formats cannot be read by region)."""
 
     def __init__(self, path: str | Path, mpp: float | None = None) -> None:
         path = Path(path)
         try:
-            with _pillow_limits(), Image.open(path) as image:
-                dpi = image.info.get("dpi")
-                self._array = np.asarray(image.convert("RGB"))
+            stat = path.stat()
+            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+            if _LAST_PICTURE.get("key") == key:  # decoded already in this process, or before a fork
+                self._array, dpi = _LAST_PICTURE["array"], _LAST_PICTURE["dpi"]
+            else:
+                _LAST_PICTURE.clear()  # the previous picture's memory goes before the next is decoded
+                with _pillow_limits(), Image.open(path) as image:
+                    check_picture_fits(path, image.size)  # from the header, before any pixel is decoded
+                    dpi = image.info.get("dpi")
+                    image.load()
+                    # "RGB" pictures are taken as decoded; other modes need one conversion.
+                    self._array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+                _LAST_PICTURE.update(key=key, array=self._array, dpi=dpi)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            if isinstance(err, ValueError) and str(err).startswith(str(path)):
+                raise
+            if isinstance(err, Image.DecompressionBombError):
+                raise ValueError(f"{path}: picture too large to decode ({err}); convert it to a pyramidal TIFF "
+                                 "(e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg)") from None
             raise ValueError(f"{path}: not a readable image ({err})") from None
         # Pillow reports the PNG pHYs / JPEG density as dots per inch.
         file_mpp = plausible_mpp(25400.0 / float(dpi[0])) if dpi and float(dpi[0]) > 0 else None
@@ -345,6 +369,39 @@ class PillowReader(SlideReader):
         self._array = np.zeros((0, 0, 3), np.uint8)
 
 
+def available_memory_bytes() -> int:
+    """Memory the system can give without swapping (Linux MemAvailable; else free pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**63
+
+
+def check_picture_fits(path: Path, size: tuple[int, int]) -> None:
+    """Refuse a PNG/JPEG whose decoded pixels cannot fit in memory, before decoding it.
+
+    The picture is held decoded (3 bytes a pixel) while its Pillow copy is converted, so twice
+    that must be free. A pyramidal TIFF is read by region instead and never needs this.
+    """
+    width, height = size
+    needed = 2 * 3 * width * height
+    available = available_memory_bytes()
+    if width * height > PILLOW_MAX_PIXELS or needed > available:
+        raise ValueError(
+            f"{path}: a {width}x{height} px picture needs {needed / 2**30:.1f} GiB to decode, more than the "
+            f"{available / 2**30:.1f} GiB free; convert it to a pyramidal TIFF (e.g. vips tiffsave IN OUT.tif "
+            "--tile --pyramid --compression jpeg), which is read by region"
+        )
+
+
 def open_slide(path: str | Path, mpp: float | None = None) -> SlideReader:
     """Open a slide with the reader its format needs.
 
@@ -356,13 +413,22 @@ def open_slide(path: str | Path, mpp: float | None = None) -> SlideReader:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: slide not found")
+    if path.is_dir() and any(p.suffix.lower() in DICOM_SLIDE_EXTENSIONS for p in path.iterdir()):
+        return open_dicom_slide(path, mpp)
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not a slide file")
-    if mpp is not None and not mpp > 0:
-        raise ValueError(f"{path}: mpp must be positive, got {mpp}")
+    if not path.is_file():  # a pipe or device would block the reader forever
+        raise ValueError(f"{path}: not a regular file (a pipe or device?); give the slide file itself")
+    if mpp is not None and plausible_mpp(mpp) is None:
+        raise ValueError(
+            f"{path}: --mpp {mpp} is not a plausible µm/px (scans lie between {PLAUSIBLE_MPP[0]} and "
+            f"{PLAUSIBLE_MPP[1]}; 0.25 for 40x, 0.5 for 20x)"
+        )
     suffix = path.suffix.lower()
     if suffix in PILLOW_EXTENSIONS:
         return PillowReader(path, mpp)
+    if suffix in DICOM_SLIDE_EXTENSIONS:
+        return open_dicom_slide(path, mpp)
     if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
         return TiffFileReader(path, mpp)
     try:
@@ -372,6 +438,19 @@ def open_slide(path: str | Path, mpp: float | None = None) -> SlideReader:
             raise
     # A TIFF OpenSlide rejects (untiled, striped, unusual layout) may still be readable by tifffile.
     return TiffFileReader(path, mpp)
+
+
+def open_dicom_slide(path: Path, mpp: float | None = None) -> "OpenSlideReader":
+    """A DICOM WSI series (a folder, or one of its files), read by OpenSlide from its largest level."""
+    from .dicom import refusal_message, series_of
+
+    series = series_of(path)
+    try:
+        reader = OpenSlideReader(series.main_file, mpp)
+    except ValueError as err:
+        raise ValueError(refusal_message(series.main_file, str(err).split(": ", 1)[-1])) from None
+    reader.path = Path(path)
+    return reader
 
 
 def resize_rgb(rgb: np.ndarray, width: int, height: int, interpolation: str = "bilinear") -> np.ndarray:

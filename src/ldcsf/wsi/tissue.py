@@ -4,7 +4,8 @@ H&E stains colour tissue; glass stays white or grey. Saturation separates the tw
 mask is an Otsu threshold on saturation (with a floor, so an empty slide does not split its
 noise into "tissue"), cleaned with morphology: specks smaller than `min_object_um2` are dropped
 and holes smaller than `min_hole_um2` (fat cells, tears) are filled. Sizes are physical when the
-slide's µm/px is known, so the result does not depend on the thumbnail's size.
+slide's µm/px is known, so the result does not depend on the thumbnail's size. Marker ink
+(green, blue) is never tissue (`pen_marks`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from skimage import filters, morphology
+
+from .pen_marks import pen_ink_mask
 
 #: Saturation below this is never tissue, whatever Otsu says (glass, dust, faint shadows).
 MIN_SATURATION = 0.07
@@ -52,14 +55,22 @@ def detect_tissue(
     slide_mpp: float | None = None,
     min_object_um2: float = MIN_OBJECT_UM2,
     min_hole_um2: float = MIN_HOLE_UM2,
+    remove_pen_marks: bool = True,
 ) -> TissueMask:
-    """Tissue mask of a thumbnail that is `downsample` times smaller than level 0."""
+    """Tissue mask of a thumbnail that is `downsample` times smaller than level 0.
+
+    With `remove_pen_marks` (the default) marker ink is not tissue; False keeps the plain
+    saturation mask (for comparison).
+    """
     rgb = np.asarray(thumbnail.convert("RGB") if isinstance(thumbnail, Image.Image) else thumbnail)
     saturation, value = saturation_value(rgb)
+    # Marker ink is as saturated as stain: it is left out of the threshold and of the mask.
+    ink = pen_ink_mask(rgb, saturation, value) if remove_pen_marks else np.zeros(saturation.shape, bool)
+    stained = saturation[~ink]
     threshold = MIN_SATURATION
-    if np.ptp(saturation) > 0:
-        threshold = max(float(filters.threshold_otsu(saturation)), MIN_SATURATION)
-    mask = (saturation > threshold) & (value > MAX_DARKNESS)
+    if stained.size and np.ptp(stained) > 0:
+        threshold = max(float(filters.threshold_otsu(stained)), MIN_SATURATION)
+    mask = (saturation > threshold) & (value > MAX_DARKNESS) & ~ink
 
     if slide_mpp:
         um2_per_px = (downsample * slide_mpp) ** 2
