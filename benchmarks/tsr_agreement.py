@@ -14,7 +14,12 @@ Every image is scored by a model that never saw it. Each fold's checkpoint and p
 kept under `--work`: a rerun skips finished folds, an interrupted training resumes.
 
     .venv/bin/python benchmarks/tsr_agreement.py --threads 1            # 3-fold, trains 3 models
+    .venv/bin/python benchmarks/tsr_agreement.py --recipe lite0_area --threads 2   # a recipe of _recipe.py
     .venv/bin/python benchmarks/tsr_agreement.py --checkpoint runs/x/model.pt   # one given model
+
+With `--recipe`, each fold trains that recipe (benchmarks/_recipe.py) on the pan-cancer set with
+the oral source capped as in the leave-one-source-out benchmark. A model with an area head
+scores its TSR from estimated areas (the slide default), its mask tiles from their mean area.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, provenance, write_results
+from _recipe import RECIPES, cap_source, feature_cache_dir
 from ldcsf.benchmarking import machine_info
 
 STROMA, TUMOUR = 1, 0  # WSSS4LUAD palette indices
@@ -49,13 +55,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--folds", type=int, default=3, help="cross-validation folds over the images (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment and of training")
     p.add_argument("--model", default="ldcsf_swin_mini", help="variant trained per fold")
+    p.add_argument("--recipe", choices=list(RECIPES), help="train this recipe per fold instead of --model/--epochs")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs per fold")
     p.add_argument("--max-steps", type=int, default=-1, help="cap on training steps per fold")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared real H&E images")
     p.add_argument("--mpp", type=float, default=DEFAULT_MPP, help="µm/px of the WSSS4LUAD images")
     p.add_argument("--overlap", type=float, default=0.5, help="tile overlap (small images need it for enough tiles)")
-    p.add_argument("--weighting", choices=["probability", "decision"], default="probability")
+    p.add_argument("--weighting", choices=["probability", "decision", "estimated_area"], default=None,
+                   help="TSR weighting (default: the slide default, area when the model has an area head)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (quick runs)")
     p.add_argument("--work", type=Path, default=RESULTS / "tsr_work", help="slides, runs and per-image outputs")
     p.add_argument("--out", type=Path, default=RESULTS / "tsr_agreement", help="results stem (.md, .json, .png)")
@@ -64,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
+    if args.recipe:
+        args.model = args.recipe
     if args.quick:
         args.limit = args.limit or 3
         args.max_steps = 2 if args.max_steps < 0 else args.max_steps
@@ -117,7 +127,7 @@ def predict_fraction(slide: Path, checkpoint, out_dir: Path, args) -> tuple[floa
     # tsr.json holds the slide's TSR under the pipeline's default (probability) weighting.
     slide_tsr = json.loads((out_dir / "tsr.json").read_text())["tsr"]
     fraction = slide_tsr["stroma_fraction"]
-    if args.weighting != slide_tsr.get("weighting", "probability"):
+    if args.weighting is not None and args.weighting != slide_tsr.get("weighting", "probability"):
         fraction = _fraction_from_tiles(out_dir, args.weighting)
     return fraction, int(slide_tsr.get("n_tiles") or 0), slide_tsr.get("note", "")
 
@@ -152,6 +162,12 @@ def pancancer_manifest(args) -> Path:
     from ldcsf.data.pancancer import build_pancancer
 
     absolute = args.work / "pancancer" / "manifest_absolute.csv"
+    if args.recipe:  # recipes train on the capped set (see _recipe.ORAL_CAP)
+        capped = absolute.with_name("manifest_capped.csv")
+        if not capped.is_file():
+            write_manifest(cap_source(pd.read_csv(pancancer_manifest(argparse.Namespace(**{**vars(args), "recipe": None})))),
+                           capped)
+        return capped
     if absolute.is_file():
         return absolute
     built = build_pancancer(args.data, args.work / "pancancer", seed=0, progress=not args.quick)
@@ -192,10 +208,14 @@ def train_fold(fold: int, held_out: list[str], full_manifest: Path, args) -> tup
     if model_file.is_file():
         return model_file, removed
     last = fold_dir / "run" / "checkpoints" / "last.ckpt"
-    config = TrainConfig(data=str(manifest), model=args.model, out=str(fold_dir / "run"), epochs=args.epochs,
-                         max_steps=args.max_steps, num_workers=0, seed=args.seed, resume=last.is_file(),
-                         accelerator="cpu", devices=1, progress=not args.quick,
-                         limit_val_batches=2 if args.quick else None)
+    common = dict(data=str(manifest), out=str(fold_dir / "run"), max_steps=args.max_steps, num_workers=0,
+                  seed=args.seed, resume=last.is_file(), accelerator="cpu", devices=1, progress=not args.quick,
+                  limit_val_batches=2 if args.quick else None)
+    if args.recipe:
+        recipe = {**RECIPES[args.recipe], **({"epochs": 1} if args.quick else {})}
+        config = TrainConfig(**common, patience=0, feature_cache=str(feature_cache_dir(RESULTS)), **recipe)
+    else:
+        config = TrainConfig(**common, model=args.model, epochs=args.epochs)
     return train(config).model_file, removed
 
 
@@ -203,11 +223,16 @@ def cv_dir(args) -> Path:
     """One folder per cross-validation setting: a rerun with other settings never reuses its folds."""
     steps = f"-steps{args.max_steps}" if args.max_steps > 0 else ""
     quick = "-quick" if args.quick else ""
+    if args.recipe:
+        return args.work / f"cv_recipe-{args.recipe}_k{args.folds}_s{args.seed}{steps}{quick}"
     return args.work / f"cv_{args.model}_k{args.folds}_s{args.seed}_e{args.epochs}{steps}{quick}"
 
 
 def tile_agreement(checkpoint, full_manifest: Path, held_out: list[str]) -> list[dict]:
-    """Per held-out mask tile: stroma / (stroma + tumour) of its mask crop vs of the model's probabilities."""
+    """Per held-out mask tile: stroma / (stroma + tumour) of its mask crop vs of the model's prediction.
+
+    The prediction is the tile's mean estimated area with an area head, else its probabilities.
+    """
     import pandas as pd
     import torch
 
@@ -226,7 +251,10 @@ def tile_agreement(checkpoint, full_manifest: Path, held_out: list[str]) -> list
         part = tiles.iloc[start:start + 64]
         batch = torch.stack([transform(load_rgb(p)) for p in part["path"]])
         with torch.inference_mode():
-            probs = torch.sigmoid(model(batch)).numpy()
+            if model.has_area_head:
+                probs = torch.sigmoid(model.forward_with_areas(batch)[1]).mean((-2, -1)).numpy()
+            else:
+                probs = torch.sigmoid(model(batch)).numpy()
         for (_, tile), p in zip(part.iterrows(), probs):
             both = tile["frac_stroma"] + tile["frac_tumor"]
             rows.append({"tile": Path(tile["path"]).name, "image": tile["group"].removeprefix(GROUP_PREFIX),
@@ -256,7 +284,7 @@ def run_fold(fold: int, held_out: list[tuple[Path, Path]], full_manifest: Path, 
 
 def prediction_tag(args) -> str:
     """What the slide predictions depend on beyond the model."""
-    return f"mpp{args.mpp:g}-ov{args.overlap:g}-{args.weighting}"
+    return f"mpp{args.mpp:g}-ov{args.overlap:g}-{args.weighting or 'default'}"
 
 
 def score_images(pairs: list[tuple[Path, Path]], loaded, runs: Path, args, fold: int | None = None) -> list[dict]:
@@ -371,6 +399,36 @@ def cross_validated(pairs: list[tuple[Path, Path]], args) -> dict:
             "checkpoint": ", ".join(res["checkpoint"] for res in results)}
 
 
+def weighting_comparison(rows: list[dict], args) -> dict[str, dict]:
+    """The same slide predictions under every weighting their tile tables allow: {weighting: agreement}.
+
+    Only the TSR arithmetic differs (no new prediction), so this isolates what the weighting does.
+    """
+    import pandas as pd
+
+    from ldcsf.analysis.tile_table import WEIGHTINGS
+    from ldcsf.analysis.tsr import compute_tsr
+
+    per: dict[str, list[tuple[float, float]]] = {w: [] for w in WEIGHTINGS}
+    for row in rows:
+        if row["true"] is None or row["pred"] is None:
+            continue
+        folder = (cv_dir(args) / f"fold{row['fold']}" / f"slides_{prediction_tag(args)}" if row["fold"] is not None
+                  else None)
+        table = folder / Path(row["image"]).stem / "tiles.parquet" if folder is not None else None
+        if table is None or not table.is_file():
+            return {}
+        tiles = pd.read_parquet(table)
+        for weighting in WEIGHTINGS:
+            try:
+                fraction = compute_tsr(tiles, weighting=weighting).stroma_fraction
+            except ValueError:  # e.g. estimated_area without an area head
+                continue
+            if fraction is not None:
+                per[weighting].append((row["true"], fraction))
+    return {w: agreement(np.array([t for t, _ in v]), np.array([p for _, p in v])) for w, v in per.items() if len(v) > 2}
+
+
 def single_checkpoint(pairs: list[tuple[Path, Path]], args) -> dict:
     from ldcsf.checkpoint import load_checkpoint
 
@@ -401,11 +459,12 @@ def main(argv=None) -> int:
     stats = agreement(truth, pred) if len(scored) else {"n": 0}
     tile_truth, tile_pred = paired(tiles)
     tile_stats = agreement(tile_truth, tile_pred) if len(tile_truth) else None
+    by_weighting = weighting_comparison(rows, args) if not args.checkpoint else {}
 
     machine = machine_info("cpu")
     png = args.out.with_suffix(".png")
     how = f"{args.folds}-fold cross-validated" if not args.checkpoint else "one checkpoint"
-    title = f"{run['model']}, {how}, WSSS4LUAD validation, {args.mpp:g} µm/px, {args.weighting} weighting"
+    title = f"{run['model']}, {how}, WSSS4LUAD validation, {args.mpp:g} µm/px, {args.weighting or 'slide-default'} weighting"
     if len(scored) > 1:
         folds = None if args.checkpoint else np.array([r["fold"] for r in scored])
         bland_altman_png(png, truth, pred, stats, title, folds)
@@ -414,20 +473,26 @@ def main(argv=None) -> int:
           f"- model: {run['model']}; checkpoint(s): `{run['checkpoint']}`",
           f"- training data includes the scored images: {run['leak']}",
           f"- images scored: {stats['n']} of {len(rows)} with masks; {args.mpp:g} µm/px assumed, overlap {args.overlap:g}, "
-          f"{args.weighting} weighting\n"]
+          f"{args.weighting or 'slide-default (area with an area head, else probability)'} weighting\n"]
     if stats["n"]:
         md += [stats_table(stats), f"\n![Bland–Altman]({png.name})\n"]
     if tile_stats:
         md += ["## Mask tiles (112 px) of the held-out images\n",
-               "Stroma / (stroma + tumour) of each tile's mask crop vs p(stroma) / (p(stroma) + p(tumour)).\n",
+               "Stroma / (stroma + tumour) of each tile's mask crop vs the same ratio of the model's mean estimated "
+               "areas (with an area head) or of p(stroma) and p(tumour) (without).\n",
                stats_table(tile_stats).replace("| images |", "| tiles |"), ""]
+    if by_weighting:
+        md += ["## The same predictions under each TSR weighting\n",
+               markdown_table(["weighting", "images", "MAE", "bias", "Spearman ρ", "stroma-high/low agreement"],
+                              [[w, st["n"], fmt(st["mae"], 3), fmt(st["bias"], 3), fmt(st["spearman"], 2),
+                                f"{100 * st['category_agreement']:.0f}%"] for w, st in by_weighting.items()]), ""]
     md += ["## Per image\n", markdown_table(["image", "fold", "stroma fraction (mask)", "predicted", "tiles", "note"],
                                             [[r["image"], "—" if r["fold"] is None else r["fold"], fmt(r["true"], 3),
                                               fmt(r["pred"], 3), r["tiles"], r["note"]] for r in rows])]
     result = {"command": command_line(), "date": now(), "machine": machine.to_dict(), "checkpoint": run["checkpoint"],
               "model": run["model"], "leakage": run["leak"], "folds": None if args.checkpoint else args.folds,
               "epochs": None if args.checkpoint else args.epochs, "mpp": args.mpp, "overlap": args.overlap,
-              "weighting": args.weighting, "stats": stats, "tile_stats": tile_stats, "images": rows}
+              "weighting": args.weighting, "stats": stats, "tile_stats": tile_stats, "by_weighting": by_weighting, "images": rows}
     md_path, js_path = write_results(args.out, "\n".join(md), result)
     print("\n".join(md))
     print(f"wrote {md_path}, {js_path}" + (f", {png}" if len(scored) > 1 else ""), file=sys.stderr)

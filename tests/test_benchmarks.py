@@ -159,3 +159,21 @@ def test_tsr_agreement_cross_validated_scores_each_image_with_a_model_that_never
     run_script("tsr_agreement.py", *args)  # rerun: both folds are done, nothing is retrained or rescored
     assert [p.stat().st_mtime_ns for p in finished] == stamps
     assert json.loads(out.with_suffix(".json").read_text())["images"] == result["images"]
+
+
+def test_loso_quick_trains_without_the_source_and_scores_only_it(tmp_path, shared_data):
+    import pandas as pd
+
+    work, out = tmp_path / "work", tmp_path / "loso"
+    run_script("loso.py", "--quick", "--recipes", "lite0_area", "--sources", "nct_crc", "--threads", "1",
+               "--data", str(shared_data), "--work", str(work), "--out", str(out), timeout=400)
+    result = json.loads(out.with_suffix(".json").read_text())
+    (row,) = result["results"]
+    assert row["recipe"] == "lite0_area" and row["source"] == "nct_crc"
+    trained_on = pd.read_csv(work / "lite0_area" / "nct_crc" / "manifest.csv")
+    assert "nct_crc" not in set(trained_on["dataset"]) and "test" not in set(trained_on["split"])
+    full = pd.read_csv(work / "pancancer" / "manifest_quick.csv")
+    assert row["images"] == int(full["dataset"].eq("nct_crc").sum()) > 0
+    per_label = row["metrics"]["per_label"]
+    assert 0 <= per_label["necrosis"]["accuracy"] <= 1 and 0 <= row["called_stroma"] <= 1
+    assert "| nct_crc | lite0_area |" in out.with_suffix(".md").read_text()

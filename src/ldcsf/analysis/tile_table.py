@@ -3,6 +3,8 @@
 One row per tile: tile_id, row, col, x, y, width, height (level-0 pixels; row/col are grid
 indices), tissue_fraction, tissue_area_mm2 (the tile's own grid-cell area times its tissue
 fraction, so overlapping tiles are not counted twice), prob_<label> and pred_<label> per label.
+Tables from a model with an area head also have area_<label>: the estimated fraction of the
+tile's own cell covered by the label (from the sub-tile area map), the basis of "estimated_area" weighting.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 
 GEOMETRY_COLUMNS = ["tile_id", "row", "col", "x", "y", "width", "height"]
 TISSUE_COLUMNS = ["tissue_fraction", "tissue_area_mm2"]
-WEIGHTINGS = ("probability", "decision")
+WEIGHTINGS = ("probability", "decision", "estimated_area")
 
 
 def labels_from_columns(tiles: pd.DataFrame) -> list[str]:
@@ -53,10 +55,23 @@ def check_weighting(weighting: str) -> None:
         raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
 
 
+def has_areas(tiles: pd.DataFrame, labels: Sequence[str]) -> bool:
+    """Whether the table has an area_<label> column for every label (a model with an area head)."""
+    return all(f"area_{name}" in tiles.columns for name in labels)
+
+
+def default_weighting(tiles: pd.DataFrame, labels: Sequence[str] | None = None) -> str:
+    """"estimated_area" when the table has estimated areas (measured closer to pixel masks), else "probability"."""
+    labels = list(labels) if labels is not None else labels_from_columns(tiles)
+    return "estimated_area" if labels and has_areas(tiles, labels) else "probability"
+
+
 def label_weights(tiles: pd.DataFrame, label: str, weighting: str) -> np.ndarray:
-    """Per tile, how much of the label it holds: the probability, or the 0/1 decision."""
+    """Per tile, how much of the label it holds: the probability, the 0/1 decision, or the area fraction."""
     check_weighting(weighting)
-    column = f"prob_{label}" if weighting == "probability" else f"pred_{label}"
+    column = {"probability": f"prob_{label}", "decision": f"pred_{label}", "estimated_area": f"area_{label}"}[weighting]
+    if column not in tiles.columns:
+        raise ValueError(f"weighting {weighting!r} needs the column {column} (tables from a model with an area head)")
     return tiles[column].to_numpy(dtype=float)
 
 
@@ -64,9 +79,16 @@ def label_area_mm2(tiles: pd.DataFrame, label: str, weighting: str) -> np.ndarra
     """Per tile, the tissue area (mm²) attributed to `label` under `weighting`.
 
     A tile positive for several labels contributes to each of them: a multi-label tile holds
-    stroma and tumour side by side, and neither should be dropped.
+    stroma and tumour side by side, and neither should be dropped. Under "estimated_area" weighting the
+    estimated fraction already excludes background, so it multiplies the tile's whole own cell
+    (tissue area / tissue fraction) rather than its tissue area.
     """
-    return tiles["tissue_area_mm2"].to_numpy(dtype=float) * label_weights(tiles, label, weighting)
+    tissue = tiles["tissue_area_mm2"].to_numpy(dtype=float)
+    if weighting == "estimated_area":
+        fraction = tiles["tissue_fraction"].to_numpy(dtype=float)
+        cell = np.divide(tissue, fraction, out=np.zeros_like(tissue), where=fraction > 0)
+        return cell * label_weights(tiles, label, weighting)
+    return tissue * label_weights(tiles, label, weighting)
 
 
 def require_labels(labels: Sequence[str], *needed: str) -> None:

@@ -2,7 +2,8 @@
 
 Definitions (see docs/tsr.md for the literature):
 - stroma area, tumour area: tissue area (mm²) attributed to each label, either weighted by the
-  predicted probability (default) or counted where the thresholded decision is 1;
+  predicted probability (default), counted where the thresholded decision is 1, or estimated
+  from the sub-tile area map of a model with an area head ("estimated_area");
 - stroma fraction = stroma / (stroma + tumour): the "stroma percentage" pathologists score;
 - tsr = tumour / stroma;
 - category: "stroma-high" when the stroma fraction is above 50 % (Mesker 2007 / van Pelt 2018
@@ -89,7 +90,8 @@ def compute_tsr(
         labels: the labels of the table; inferred from its prob_<label> columns when None.
         stroma_label, tumor_label: which labels are stroma and tumour.
         weighting: "probability" (area × probability, the default) or "decision"
-            (area where pred == 1).
+            (area where pred == 1), or "estimated_area" (the estimated area_<label> fractions of a
+            model with an area head; `tile_table.default_weighting` picks it when present).
     """
     check_weighting(weighting)
     labels = validate_tile_table(tiles, labels)

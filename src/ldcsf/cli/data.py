@@ -47,6 +47,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="folder for manifest.csv and the mask tiles")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tile-size", type=int, default=112, help="mask tile size in px (default 112)")
+    p.add_argument("--cap", action="append", default=[], metavar="DATASET=N",
+                   help="keep at most N images of a source, e.g. oral=300 (repeatable)")
     p.set_defaults(func=run_pancancer)
 
     p = commands.add_parser("download", help="download a public data set and import it")
@@ -137,7 +139,13 @@ def run_pancancer(args) -> int:
     from ..data.pancancer import build_pancancer, summarize
     from .common import format_table
 
-    path = build_pancancer(args.shared, args.out, seed=args.seed, tile_size=args.tile_size)
+    caps = {}
+    for item in args.cap:
+        dataset, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit():
+            raise ValueError(f"--cap {item!r}: expected DATASET=N, e.g. oral=300")
+        caps[dataset.strip()] = int(n)
+    path = build_pancancer(args.shared, args.out, seed=args.seed, tile_size=args.tile_size, caps=caps)
     manifest = read_manifest(path)
     print(f"wrote {path} ({len(manifest)} images; cells: positives/annotated)")
     table = summarize(manifest.frame, manifest.labels)

@@ -37,6 +37,17 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--stain-norm", choices=["macenko", "none"], default=None,
                         help="normalise every tile's stains (Macenko); stored in the checkpoint, so slides get the same")
     parser.add_argument("--stain-reference", help="reference image for --stain-norm (default: torchstain's reference)")
+    area = parser.add_argument_group("area-aware learning and frozen backbones")
+    area.add_argument("--area-head", action="store_true",
+                      help="add a per-position area head, trained on the manifest's pixel masks (`mask` column) "
+                           "and on presence labels elsewhere; slides then get area_<label> columns and sub-tile maps")
+    area.add_argument("--area-weight", type=float, default=1.0, help="weight of the area loss (default: 1)")
+    area.add_argument("--freeze-backbone", action="store_true",
+                      help="train only what follows the backbone, on its maps computed once per image and view "
+                           "(fast on a CPU; use with pretrained weights)")
+    area.add_argument("--feature-views", type=int, default=4,
+                      help="with --freeze-backbone: augmented views cached per training image (default: 4)")
+    area.add_argument("--feature-cache", help="with --freeze-backbone: folder of cached maps (default: RUN_DIR/feature_cache)")
     parser.add_argument("--threshold-method", choices=["f1", "youden"], default="f1", help="per-label threshold tuning on val")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--patience", type=int, default=10, help="epochs without val mAP gain before stopping (0: never)")
@@ -107,7 +118,11 @@ def run(args) -> int:
         resume=args.resume, accelerator=args.accelerator, devices=args.devices or "auto", strategy=args.strategy,
         num_nodes=args.num_nodes, precision=args.precision, num_workers=args.num_workers, max_steps=args.max_steps,
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches, progress=args.progress,
+        area_weight=args.area_weight, freeze_backbone=args.freeze_backbone, feature_views=args.feature_views,
+        feature_cache=args.feature_cache,
     )
+    if args.area_head:
+        config.model_kwargs["area_head"] = True
     result = train(config)
     if result.is_global_zero:
         from ..evaluation.metrics import MetricsReport

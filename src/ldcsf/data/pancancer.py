@@ -35,8 +35,12 @@ def build_pancancer(
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     tile_size: int = MASK_TILE_SIZE,
     progress: bool = True,
+    caps: dict[str, int] | None = None,
 ) -> Path:
-    """Write `out_dir/manifest.csv` (grouped train/val/test splits) and return its path."""
+    """Write `out_dir/manifest.csv` (grouped train/val/test splits) and return its path.
+
+    `caps` ({dataset: n}) keeps at most n images of a source (`cap_rows`), after the split.
+    """
     shared_dir, out_dir = Path(shared_dir), Path(out_dir)
     if not shared_dir.is_dir():
         raise NotADirectoryError(f"{shared_dir}: shared data folder not found")
@@ -65,9 +69,28 @@ def build_pancancer(
     check_groups_disjoint(frame)
     first = ["path", "dataset", "organ", "source_class", *labels, "group", "split"]
     frame = frame[first + [c for c in frame.columns if c not in first]]
+    for dataset, n in (caps or {}).items():
+        frame = cap_rows(frame, dataset, n, seed=seed)
     path = write_manifest(relative_paths(frame, out_dir), out_dir / "manifest.csv")
     log.info("%s: %d images from %d sources", path, len(frame), frame["dataset"].nunique())
     return path
+
+
+def cap_rows(frame: pd.DataFrame, dataset: str, n: int, seed: int = 0) -> pd.DataFrame:
+    """`frame` with at most `n` rows of `dataset` (a seeded random choice; other rows untouched).
+
+    The oral set has 1,224 near-identical tiles of one source, more than all other organs
+    together: capping it keeps one source from dominating what the model learns.
+    """
+    if dataset not in set(frame["dataset"]):
+        raise ValueError(f"cannot cap {dataset!r}: no such dataset (have {sorted(set(frame['dataset']))})")
+    rows = frame[frame["dataset"].eq(dataset)]
+    if n < 1:
+        raise ValueError(f"a cap must be at least 1, got {n} for {dataset}")
+    if len(rows) <= n:
+        return frame
+    dropped = rows.drop(rows.sample(n=n, random_state=seed).index).index
+    return frame.drop(dropped).reset_index(drop=True)
 
 
 def summarize(frame: pd.DataFrame, labels: list[str] | None = None, by: str = "dataset") -> pd.DataFrame:

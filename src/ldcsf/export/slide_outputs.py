@@ -2,8 +2,10 @@
 
 Files in the slide's output folder (each written atomically):
     tiles.parquet, tiles.csv   the tile table as given
-    overlay.png                class map over the thumbnail, hotspot outlined
-    heatmap_<label>.png        probability of each label, with a colour bar
+    overlay.png                class map over the thumbnail, hotspot outlined (sub-tile with an area head)
+    heatmap_<label>.png        probability of each label, with a colour bar (estimated area
+                               fraction, finer than one tile, with an area head)
+    subtile_maps.npz           the sub-tile area maps (tile_id, labels, maps), with an area head
     tiles.geojson              tiles and hotspot for QuPath (File > Import objects)
     report.html                one self-contained page with the numbers and pictures
     tsr.json                   all numbers and settings; written LAST: its presence marks the
@@ -17,12 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
 from .. import __version__
 from ..analysis.hotspot import DEFAULT_FIELD_DIAMETER_UM, DEFAULT_MIN_TISSUE_COVERAGE, search_hotspot
-from ..analysis.tile_table import label_area_mm2, validate_tile_table
+from ..analysis.tile_table import default_weighting, label_area_mm2, validate_tile_table
 from ..analysis.tsr import compute_tsr, finite_or_none
 from ..utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 from . import figures
@@ -32,6 +35,7 @@ from .tables import write_tile_table
 
 TSR_JSON = "tsr.json"
 OVERLAY_PNG = "overlay.png"
+SUBTILE_MAPS = "subtile_maps.npz"
 GEOJSON = "tiles.geojson"
 REPORT_HTML = "report.html"
 
@@ -82,9 +86,10 @@ def write_slide_outputs(
     thumbnail_downsample: float,
     settings: dict,
     field_diameter_um: float = DEFAULT_FIELD_DIAMETER_UM,
-    weighting: str = "probability",
+    weighting: str | None = None,
     stroma_label: str = "stroma",
     tumor_label: str = "tumor",
+    area_maps: np.ndarray | None = None,
 ) -> dict:
     """Compute TSR and hotspot for one slide, write all its outputs, return its cohort row.
 
@@ -97,6 +102,10 @@ def write_slide_outputs(
         settings: what produced the predictions (checkpoint, model, tile size, ...): copied
             into tsr.json and the report.
         field_diameter_um: hotspot field diameter (default 2200 µm, a 10x objective field).
+        weighting: how TSR and hotspot read label areas; None: "estimated_area" when the table has
+            area_<label> columns, else "probability" (`tile_table.default_weighting`).
+        area_maps: (tiles, labels, h, w) sub-tile area fractions of the tiles' own cells (a model
+            with an area head): saved, and drawn instead of one colour per tile.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +113,7 @@ def write_slide_outputs(
     (out_dir / TSR_JSON).unlink(missing_ok=True)
     labels = list(labels)
     thresholds = [float(t) for t in thresholds]
+    weighting = weighting or default_weighting(tiles, labels)
     try:
         validate_tile_table(tiles, labels)
         if len(thresholds) != len(labels):
@@ -119,23 +129,43 @@ def write_slide_outputs(
     thumbnail = thumbnail.convert("RGB")
 
     write_tile_table(tiles, out_dir)
+    if area_maps is not None:
+        with atomic_path(out_dir / SUBTILE_MAPS) as tmp, open(tmp, "wb") as handle:  # a handle: no ".npz" added
+            np.savez_compressed(handle, tile_id=tiles["tile_id"].to_numpy(), labels=np.array(labels),
+                                maps=area_maps.astype(np.float16))
 
     stroma_text = "–" if tsr.stroma_fraction is None else f"{tsr.stroma_fraction:.0%}"
     overlay_title = f"{slide_id}: stroma {stroma_text} ({tsr.category})"
     if hotspot is not None:
         overlay_title += f", hotspot stroma {hotspot.stroma_fraction:.0%}"
     images: list[tuple[str, bytes]] = []
-    png = figures.figure_to_png(figures.plot_class_overlay(
-        thumbnail, thumbnail_downsample, tiles, labels, thresholds, hotspot, title=overlay_title))
+    if area_maps is None:
+        png = figures.figure_to_png(figures.plot_class_overlay(
+            thumbnail, thumbnail_downsample, tiles, labels, thresholds, hotspot, title=overlay_title))
+        images.append(("Most probable positive label per tile, hotspot outlined", png))
+    else:
+        from .subtile_figures import plot_subtile_overlay
+
+        png = figures.figure_to_png(plot_subtile_overlay(
+            thumbnail, thumbnail_downsample, tiles, area_maps, labels, hotspot, title=overlay_title))
+        images.append(("Label with the largest estimated area per sub-tile cell, hotspot outlined", png))
     write_bytes_atomic(out_dir / OVERLAY_PNG, png)
-    images.append(("Most probable positive label per tile, hotspot outlined", png))
-    for name in labels:
-        mean = tiles[f"prob_{name}"].mean() if len(tiles) else float("nan")
-        png = figures.figure_to_png(figures.plot_probability_heatmap(
-            thumbnail, thumbnail_downsample, tiles, name, hotspot,
-            title=f"{slide_id}: probability of {name} (mean {mean:.2f})"))
+    for i, name in enumerate(labels):
+        if area_maps is None:
+            mean = tiles[f"prob_{name}"].mean() if len(tiles) else float("nan")
+            png = figures.figure_to_png(figures.plot_probability_heatmap(
+                thumbnail, thumbnail_downsample, tiles, name, hotspot,
+                title=f"{slide_id}: probability of {name} (mean {mean:.2f})"))
+            images.append((f"Probability of {name}", png))
+        else:
+            from .subtile_figures import plot_area_heatmap
+
+            mean = tiles[f"area_{name}"].mean() if len(tiles) else float("nan")
+            png = figures.figure_to_png(plot_area_heatmap(
+                thumbnail, thumbnail_downsample, tiles, area_maps[:, i], name, hotspot,
+                title=f"{slide_id}: estimated area of {name} (mean {mean:.2f})"))
+            images.append((f"Estimated area fraction of {name}", png))
         write_bytes_atomic(out_dir / heatmap_filename(name), png)
-        images.append((f"Probability of {name}", png))
 
     collection = tiles_to_geojson(tiles, labels, thresholds, hotspot, slide_id=slide_id, dimensions=tuple(dimensions))
     write_geojson(out_dir / GEOJSON, collection)
@@ -169,7 +199,8 @@ def write_slide_outputs(
         "label_summary": labels_table,
         "settings": settings,
         "cohort_row": row,
-        "files": [TSR_JSON, "tiles.parquet", "tiles.csv", OVERLAY_PNG, *map(heatmap_filename, labels), GEOJSON, REPORT_HTML],
+        "files": [TSR_JSON, "tiles.parquet", "tiles.csv", OVERLAY_PNG, *map(heatmap_filename, labels), GEOJSON,
+                  REPORT_HTML, *([SUBTILE_MAPS] if area_maps is not None else [])],
         "ldcsf_version": __version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })

@@ -72,6 +72,13 @@ class TilePredictor(L.LightningModule):
         images, index = batch
         images = self.normalise(images)
         views = [images, images.flip(-1), images.flip(-2)] if self.tta else [images]
+        if getattr(self.model, "has_area_head", False):  # one pass gives presence and the sub-tile area map
+            outputs = [self.model.forward_with_areas(view) for view in views]
+            probs = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs]).mean(0)
+            # Each mirrored map is flipped back before averaging, so cells stay where they are.
+            unflip = [lambda m: m, lambda m: m.flip(-1), lambda m: m.flip(-2)]
+            areas = torch.stack([undo(torch.sigmoid(a.float())) for undo, (_, a) in zip(unflip, outputs)]).mean(0)
+            return {"index": index, "probs": probs, "areas": areas}
         probs = torch.stack([torch.sigmoid(self.model(view).float()) for view in views]).mean(0)
         return {"index": index, "probs": probs}
 
@@ -106,10 +113,11 @@ class PredictionStore:
     def part_files(self) -> list[Path]:
         return sorted(self.directory.glob("part-*.npz")) if self.matches() else []
 
-    def write_batch(self, index: np.ndarray, probs: np.ndarray, rank: int) -> None:
+    def write_batch(self, index: np.ndarray, probs: np.ndarray, rank: int, areas: np.ndarray | None = None) -> None:
         name = f"part-r{rank:03d}-{int(index.min()):08d}-{len(index):05d}.npz"
+        extra = {} if areas is None else {"areas": areas.astype(np.float16)}
         with atomic_path(self.directory / name) as tmp:
-            np.savez(tmp, index=index, probs=probs)
+            np.savez(tmp, index=index, probs=probs, **extra)
 
     def done_indices(self) -> np.ndarray:
         done = [np.load(path)["index"] for path in self.part_files()]
@@ -123,6 +131,18 @@ class PredictionStore:
                 probs[part["index"]] = part["probs"]
         return probs
 
+    def collect_areas(self, n_tiles: int) -> np.ndarray | None:
+        """(n_tiles, n_labels, h, w) sub-tile area maps of a model with an area head, else None."""
+        maps = None
+        for path in self.part_files():
+            with np.load(path) as part:
+                if "areas" not in part:
+                    return None
+                if maps is None:
+                    maps = np.full((n_tiles, *part["areas"].shape[1:]), np.nan, dtype=np.float32)
+                maps[part["index"]] = part["areas"]
+        return maps
+
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -135,8 +155,10 @@ class PartWriter(BasePredictionWriter):
         self.store = store
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        areas = prediction.get("areas")
         self.store.write_batch(
-            prediction["index"].cpu().numpy(), prediction["probs"].cpu().numpy(), rank=trainer.global_rank
+            prediction["index"].cpu().numpy(), prediction["probs"].cpu().numpy(), rank=trainer.global_rank,
+            areas=None if areas is None else areas.cpu().numpy(),
         )
 
 

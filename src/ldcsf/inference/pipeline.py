@@ -194,12 +194,18 @@ def run_slide(
     if missing:
         raise RuntimeError(f"{slide_path}: {missing} of {len(tiles)} tiles have no prediction; rerun to finish them")
     tiles = add_predictions(tiles, probs, meta.labels, meta.thresholds)
+    area_maps = store.collect_areas(len(tiles))  # None unless the model has an area head
+    if area_maps is not None:
+        from ..analysis.areas import add_area_columns, own_cell_maps
+
+        area_maps = own_cell_maps(area_maps, spec.tile_size, spec.stride)
+        tiles = add_area_columns(tiles, area_maps, meta.labels)
 
     extra = {} if settings.field_diameter_um is None else {"field_diameter_um": settings.field_diameter_um}
     row = write_slide_outputs(
         out_dir, slide_id=slide_id, slide_path=str(slide_path), mpp=slide_mpp, dimensions=dimensions,
         tiles=tiles, labels=list(meta.labels), thresholds=list(meta.thresholds), thumbnail=thumbnail,
-        thumbnail_downsample=downsample, settings=run_settings, **extra,
+        thumbnail_downsample=downsample, settings=run_settings, area_maps=area_maps, **extra,
     )
     store.clear()  # the outputs are complete: the parts are no longer needed
     return row

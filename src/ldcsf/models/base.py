@@ -55,6 +55,8 @@ class MultiLabelClassifier(nn.Module):
         self.num_features = num_features
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(num_features, self.num_labels)
+        #: Optional per-position area head (see `enable_area_head`); None keeps the paper's model.
+        self.area_head: nn.Conv2d | None = None
         #: How to rebuild this model: set by the factory (`ldcsf.models.create_model`).
         self.model_cfg: dict = {}
 
@@ -101,6 +103,19 @@ class MultiLabelClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    # -- backbone / neck split (training on cached backbone features) ------------------------------
+    def backbone_module(self) -> nn.Module:
+        """The pretrained feature extractor (what `freeze_backbone` freezes)."""
+        raise NotImplementedError(f"{type(self).__name__} does not name its backbone")
+
+    def forward_backbone(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's (N, C, h, w) map; `forward_neck(forward_backbone(x)) == forward_features(x)`."""
+        return self.forward_features(x)
+
+    def forward_neck(self, x: torch.Tensor) -> torch.Tensor:
+        """What sits between the backbone and the head (nothing here; LDC, FR, ResNet in LDCSF)."""
+        return x
+
     # -- spatial output ------------------------------------------------------------------------
     def spatial_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Per-position logits (N, num_labels, h, w) from a feature map, before pooling.
@@ -115,10 +130,38 @@ class MultiLabelClassifier(nn.Module):
         """Per-label logit map for a batch of images: a coarse sub-tile map."""
         return self.spatial_logits(self.forward_features(x))
 
+    # -- area head -------------------------------------------------------------------------------
+    def enable_area_head(self) -> None:
+        """Add a 1x1-conv head that estimates, per map position, the area fraction of each label.
+
+        It is separate from the presence head: presence is pooled by the mean of logits, and a
+        label covering 10 % of a tile must be *present* (high pooled logit) while most positions
+        hold none of it (low area); one head cannot be trained to both.
+        """
+        self.area_head = nn.Conv2d(self.num_features, self.num_labels, kernel_size=1)
+
+    @property
+    def has_area_head(self) -> bool:
+        return self.area_head is not None
+
+    def area_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-position area logits (N, num_labels, h, w); sigmoid gives each label's area fraction."""
+        if self.area_head is None:
+            raise ValueError("this model has no area head (build it with area_head=True)")
+        return self.area_head(features)
+
+    def forward_with_areas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled presence logits, area logit map or None) from one pass through the network."""
+        features = self.forward_features(x)
+        areas = self.area_logits(features) if self.area_head is not None else None
+        return self.forward_head(features), areas
+
     def reset_classifier(self, labels: Sequence[str]) -> None:
         """Replace the head for a new label list (e.g. fine-tuning to other labels)."""
         self.labels = resolve_labels(None, labels)
         self.num_labels = len(self.labels)
         self.head = nn.Linear(self.num_features, self.num_labels)
+        if self.area_head is not None:
+            self.enable_area_head()
         if self.model_cfg:
             self.model_cfg["kwargs"]["labels"] = list(self.labels)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from torch import nn
 
 from .backbones import check_gives_feature_map, create_backbone, feature_map, input_size_of
 from .base import MultiLabelClassifier
@@ -38,6 +39,9 @@ class TimmClassifier(MultiLabelClassifier):
         super().__init__(labels, img_size, net.num_features, drop_rate)
         self.fixed_input_size = net.pretrained_cfg.get("fixed_input_size", True)
         self.backbone = net
+
+    def backbone_module(self) -> nn.Module:
+        return self.backbone
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

@@ -124,7 +124,9 @@ def create_model(
         labels: label names; stored with the model (and its checkpoints).
         pretrained: fetch the backbone's weights by name through timm (online).
         pretrained_file: load the backbone's weights from a local `.safetensors`/`.pth` file.
-        **kwargs: the variant's keyword arguments, e.g. `use_ldc=False`, `img_size=256`.
+        **kwargs: the variant's keyword arguments, e.g. `use_ldc=False`, `img_size=256`; and
+            `area_head=True` for any variant: a per-position area-fraction head (see
+            `MultiLabelClassifier.enable_area_head`).
     """
     variant = _variant(name)
     if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
@@ -132,6 +134,8 @@ def create_model(
     if num_labels is not None and num_labels < 1:
         raise ValueError(f"num_labels must be at least 1, got {num_labels}")
     label_names = resolve_labels(num_labels, labels)
+    # Not an argument of any variant: the area head sits on top of whichever map the variant makes.
+    area_head = bool(kwargs.pop("area_head", False))
     try:
         model = variant.build(labels=label_names, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
     except TypeError as err:  # a keyword the variant (or timm below it) does not take
@@ -143,6 +147,9 @@ def create_model(
         if unexpected is None:
             raise
         raise ValueError(f"model {name} has no argument {unexpected.group(1)!r} (arguments given: {kwargs})") from err
+    if area_head:
+        model.enable_area_head()
+        kwargs["area_head"] = True
     # Everything needed to rebuild the same architecture (weights come from a checkpoint).
     model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs)}}
     return model

@@ -154,8 +154,14 @@ class LDCSF(MultiLabelClassifier):
         self.check_input(x)
         return feature_map(self.backbone, self.backbone.forward_features(x))
 
+    def backbone_module(self) -> nn.Module:
+        return self.backbone
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_backbone(x)
+        return self.forward_neck(self.forward_backbone(x))
+
+    def forward_neck(self, x: torch.Tensor) -> torch.Tensor:
+        """LDC -> FR -> ResNet on the backbone's map (each skipped when ablated)."""
         if self.ldc is not None:
             x = self.ldc(x)
         if self.fr is not None:

@@ -81,6 +81,8 @@ class ManifestDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.balanced, self.seed = balanced, seed
         self.labels = list(splits["train"].labels)
+        #: (h, w) of the model's map when it has an area head: items then carry per-cell area targets.
+        self.area_grid: tuple[int, int] | None = None
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, run_dir: Path | None = None, strict: bool = False, seed: int = 0,
@@ -99,7 +101,14 @@ class ManifestDataModule(L.LightningDataModule):
     def split_sizes(self) -> dict[str, int]:
         return {name: len(m) for name, m in self.splits.items()}
 
-    def dataset(self, split: str, train: bool = False) -> IndexedDataset:
+    def dataset(self, split: str, train: bool = False) -> Dataset:
+        if self.area_grid is not None:
+            from ..data.area_targets import PairedTransform
+            from .area_data import AreaImageDataset
+
+            paired = PairedTransform(self.input_size, self.mean, self.std, train=train,
+                                     interpolation=self.interpolation, stain_normalizer=self.stain_normalizer)
+            return AreaImageDataset(self.splits[split], paired, self.area_grid)
         transform = build_transforms(self.input_size, self.mean, self.std, train=train,
                                      interpolation=self.interpolation, stain_normalizer=self.stain_normalizer)
         return IndexedDataset(ManifestDataset(self.splits[split], transform=transform))

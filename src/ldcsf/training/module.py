@@ -43,6 +43,7 @@ class MultiLabelModule(L.LightningModule):
             default to the backbone's, from timm's pretrained config).
         interpolation, stain_norm: tile resampling and stain normalisation, stored in checkpoints.
         extra: plain-typed run summary stored in the checkpoint meta (e.g. the training config).
+        area_weight: weight of the area head's loss (`ldcsf.training.area_loss`) when the model has one.
 
     All arguments but `model` are plain Python types, saved as hyper-parameters, so that the
     checkpoint loads with `torch.load(weights_only=True)`.
@@ -63,6 +64,7 @@ class MultiLabelModule(L.LightningModule):
         extra: dict[str, Any] | None = None,
         interpolation: str | None = None,
         stain_norm: dict[str, Any] | None = None,
+        area_weight: float = 1.0,
     ):
         super().__init__()
         pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
@@ -73,7 +75,8 @@ class MultiLabelModule(L.LightningModule):
             {"loss": loss, "pos_weight": pos_weight, "lr": float(lr), "weight_decay": float(weight_decay),
              "warmup_epochs": float(warmup_epochs), "mpp": float(mpp), "mean": [float(v) for v in mean],
              "std": [float(v) for v in std], "interpolation": interpolation or data["interpolation"],
-             "stain_norm": stain_norm, "labels": list(model.labels), "extra": dict(extra or {})}
+             "stain_norm": stain_norm, "labels": list(model.labels), "extra": dict(extra or {}),
+             "area_weight": float(area_weight)}
         )
         self.model = model
         self.loss_fn = build_loss(loss, None if pos_weight is None else torch.tensor(pos_weight))
@@ -87,26 +90,48 @@ class MultiLabelModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def _logits_and_areas(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Presence logits and, with an area head, the area logit map; from images or cached backbone maps."""
+        if "features" in batch:  # frozen backbone: its maps were computed once (ldcsf.training.area_data)
+            features = self.model.forward_neck(batch["features"])
+        else:
+            features = self.model.forward_features(batch["image"])
+        areas = self.model.area_logits(features) if self.model.has_area_head else None
+        return self.model.forward_head(features).float(), areas
+
+    def _loss(self, batch: dict[str, torch.Tensor], logits: torch.Tensor, areas: torch.Tensor | None,
+              stage: str) -> torch.Tensor:
+        loss = self.loss_fn(logits, batch["target"])
+        n = len(batch["target"])
+        if areas is not None and self.hparams.area_weight > 0:
+            from .area_loss import area_loss
+
+            part = area_loss(areas, batch.get("area"), batch["target"])
+            self.log(f"{stage}/area_loss", part, on_epoch=True, sync_dist=stage == "val", batch_size=n)
+            loss = loss + self.hparams.area_weight * part
+        return loss
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss_fn(self(batch["image"]), batch["target"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
+        loss = self._loss(batch, *self._logits_and_areas(batch), stage="train")
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["image"]).float()
-        loss = self.loss_fn(logits, batch["target"])
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch["image"]))
+        logits, areas = self._logits_and_areas(batch)
+        loss = self._loss(batch, logits, areas, stage="val")
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch["target"]))
         self._keep(batch, logits)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        probs = self._keep(batch, self(batch["image"]).float())
+        probs = self._keep(batch, self._logits_and_areas(batch)[0])
         return probs
 
     def _keep(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
         probs = torch.sigmoid(logits).detach()
         # Everything per image but the pixels travels along: "index", "target", flags such as "ok".
         kept = {k: v.to(torch.uint8) if v.dtype == torch.bool else v  # gloo cannot gather bools
-                for k, v in batch.items() if k != "image" and isinstance(v, torch.Tensor)}
+                for k, v in batch.items()
+                if k not in ("image", "features", "area") and isinstance(v, torch.Tensor)}
         self._outputs.append(kept | {"probs": probs})
         return probs
 

