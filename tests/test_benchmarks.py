@@ -177,3 +177,46 @@ def test_loso_quick_trains_without_the_source_and_scores_only_it(tmp_path, share
     per_label = row["metrics"]["per_label"]
     assert 0 <= per_label["necrosis"]["accuracy"] <= 1 and 0 <= row["called_stroma"] <= 1
     assert "| nct_crc | lite0_area |" in out.with_suffix(".md").read_text()
+
+
+def test_peers_quick_without_tiatoolbox_says_so(tmp_path, shared_data):
+    out = tmp_path / "peers"
+    proc = run_script("peers.py", "--quick", "--peers-python", str(tmp_path / "no-such-python"), "--data", str(shared_data),
+                      "--slide-dir", str(tmp_path / "slides"), "--out", str(out), timeout=400)
+    assert "tiatoolbox skipped: not installed" in proc.stderr
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["tools"] == ["ldcsf", "naive"] and result["status"]["tiatoolbox"].startswith("not installed")
+    rows = {r["tool"]: r for r in result["summary"]}
+    # 896 px mosaic at 0.5 µm/px, 224 px level-0 tiles: the naive loop predicts the whole 4 x 4 grid.
+    assert rows["naive"]["tiles"] == 16 and 0 < rows["ldcsf"]["tiles"] <= 16
+    for row in rows.values():
+        assert row["seconds"] > 0 and row["tiles_per_s"] > 0 and row["peak_rss_mb"] > 100  # torch alone is more
+    # Same weights, same tiles: the tools agree tile for tile.
+    assert rows["naive"]["common_tiles"] == rows["ldcsf"]["tiles"]
+    assert rows["naive"]["max_abs_diff"] <= result["agreement_tolerance"] and rows["naive"]["decisions_agree"] == 1.0
+    speedup = result["speedup_vs_fastest_peer"]
+    assert speedup["peer"] == "naive" and speedup["ratio"] == pytest.approx(
+        rows["ldcsf"]["tiles_per_s"] / rows["naive"]["tiles_per_s"])
+    markdown = out.with_suffix(".md").read_text()
+    assert "peers.py --quick" in markdown and "## Not measured" in markdown and "slideflow" in markdown
+
+
+def test_runtimes_quick_checks_every_runtime_against_eager(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the runtimes extra is not installed")
+    pytest.importorskip("openvino", reason="the runtimes extra is not installed")
+    out = tmp_path / "runtimes"
+    run_script("runtimes.py", "--quick", "--threads", "1", "--no-progress", "--out", str(out))
+    result = json.loads(out.with_suffix(".json").read_text())
+    rows = {r["runtime"]: r for r in result["rows"]}
+    assert {"eager", "channels-last", "onnxruntime", "openvino"} <= set(rows)
+    assert ("bf16-autocast" in rows) == result["native_bf16"]
+    for row in rows.values():
+        assert row["model"] == "ldcsf_swin_micro" and row["size"] == 64 and row["img_s"] > 0
+        assert row["vs_eager"] == pytest.approx(row["img_s"] / rows["eager"]["img_s"])
+        assert row["share_of_matmul"] == pytest.approx(row["achieved_gflop_s"] / row["matmul_gflop_s"])
+    # fp32 engines are exact; the exported ones were checked at export too.
+    for name in ("eager", "onnxruntime", "openvino"):
+        assert rows[name]["exact"] and rows[name]["max_prob_diff"] <= result["tolerance"]
+    fastest = result["fastest_exact"]["ldcsf_swin_micro"]
+    assert rows[fastest]["exact"] and all(rows[fastest]["img_s"] >= r["img_s"] for r in rows.values() if r["exact"])
+    assert "runtimes.py --quick" in out.with_suffix(".md").read_text()

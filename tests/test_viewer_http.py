@@ -289,3 +289,125 @@ def test_another_file_under_the_slides_name_is_refused(outputs, tmp_path):
         info = get_json(f"{url}/api/slide/{MOVED_ID}")
         assert not info["has_image"] and "500 x 300 px" in info["slide_error"] and "different file" in info["slide_error"]
         assert get(f"{url}/dz/{MOVED_ID}/slide_files/0/0_0.jpeg")[0] == 404
+
+
+# -- sub-tile maps of a model with an area head -------------------------------------------------------
+@pytest.fixture(scope="module")
+def area_outputs(shared_data, tmp_path_factory):
+    """`ldcsf slide` with an untrained area-head micro model on a few CMU tiles: its folder has subtile_maps.npz."""
+    import torch
+
+    from ldcsf import create_model
+    from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
+    from viewer_support import CMU
+
+    root = tmp_path_factory.mktemp("viewer_area")
+    torch.manual_seed(0)  # a map that differs inside most tiles
+    model = create_model("ldcsf_swin_micro", area_head=True)
+    checkpoint = save_checkpoint(root / "area.pt", model, CheckpointMeta.for_model(model, mpp=1.25))
+    out = root / "out"
+    assert main(["slide", str(shared_data / CMU), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--limit-tiles", "24", "--num-workers", "0", "--no-progress"]) == 0
+    assert (out / CMU_ID / "subtile_maps.npz").is_file()
+    return out
+
+
+def dz_pixels(url: str, layer: str, points) -> list[tuple]:
+    """RGBA of `layer` at level-0 points, read from the full-resolution Deep Zoom tiles."""
+    pyramid = Pyramid((2220, 2967))
+    top = pyramid.level_count - 1
+    images, pixels = {}, []
+    for px, py in points:
+        key = (int(px) // 254, int(py) // 254)
+        if key not in images:
+            status, kind, body = get(f"{url}/dz/{CMU_ID}/{layer}_files/{top}/{key[0]}_{key[1]}.png")
+            assert status == 200 and kind == "image/png"
+            (x0, y0, _, _), _ = pyramid.box(top, *key)
+            images[key] = (np.asarray(Image.open(io.BytesIO(body)).convert("RGBA")), x0, y0)
+        image, x0, y0 = images[key]
+        if image.shape[:2] == (1, 1):  # the blank tile of an empty region
+            pixels.append(tuple(int(v) for v in image[0, 0]))
+            continue
+        pixels.append(tuple(int(v) for v in image[int(py) - y0, int(px) - x0]))
+    return pixels
+
+
+def test_subtile_layers_are_listed_only_with_subtile_maps_and_leave_the_old_layers_alone(area_outputs, tmp_path):
+    import shutil
+
+    plain = tmp_path / "out"
+    shutil.copytree(area_outputs / CMU_ID, plain / CMU_ID)
+    (plain / CMU_ID / "subtile_maps.npz").unlink()
+    with running_server(area_outputs) as (_, url), running_server(plain) as (_, plain_url):
+        info, plain_info = get_json(f"{url}/api/slide/{CMU_ID}"), get_json(f"{plain_url}/api/slide/{CMU_ID}")
+        keys = [l["key"] for l in info["layers"]]
+        plain_keys = [l["key"] for l in plain_info["layers"]]
+        assert "classes-subtile" in keys and "classes-subtile" not in plain_keys
+        assert keys == ["classes", "classes-subtile", *plain_keys[1:]]
+        assert plain_keys[-4:] == ["area-0", "area-1", "area-2", "area-3"]  # from the area_<label> columns
+        titles = {l["key"]: l["title"] for l in info["layers"]}
+        assert titles["classes-subtile"] == "class map (sub-tile)" and titles["area-0"].endswith("(sub-tile)")
+        with np.load(area_outputs / CMU_ID / "subtile_maps.npz") as saved:
+            assert info["subtile"] == list(saved["maps"].shape[-2:]) and plain_info["subtile"] is None
+        assert get(f"{plain_url}/dz/{CMU_ID}/classes-subtile.dzi")[0] == 404
+        assert get(f"{plain_url}/dz/{CMU_ID}/classes-subtile_files/12/0_0.png")[0] == 404
+        # the per-tile layers draw the same with or without the sub-tile maps
+        top = Pyramid((2220, 2967)).level_count - 1
+        for layer in ["classes", "prob-0", "prob-3"]:
+            for level, col, row in [(top, 4, 2), (top, 5, 3), (top - 2, 0, 0)]:
+                a, b = (get(f"{u}/dz/{CMU_ID}/{layer}_files/{level}/{col}_{row}.png") for u in (url, plain_url))
+                assert a[0] == b[0] == 200 and a[2] == b[2], (layer, level, col, row)
+        # without the file, the area heatmaps stay one colour per tile (from the columns)
+        tiles = pd.read_parquet(plain / CMU_ID / "tiles.parquet")
+        g = plain_info["grid"]
+        tile = tiles.iloc[0]
+        corner_x = g["left"] + (tile.col - tiles.col.min()) * g["stride_x"]
+        corner_y = g["top"] + (tile.row - tiles.row.min()) * g["stride_y"]
+        quarters = [(corner_x + g["stride_x"] * fx, corner_y + g["stride_y"] * fy) for fx in (0.25, 0.75) for fy in (0.25, 0.75)]
+        assert len(set(dz_pixels(plain_url, "area-0", quarters))) == 1
+
+
+def test_subtile_class_map_and_area_heatmaps_have_sub_cell_detail(area_outputs):
+    from ldcsf.export.subtile_figures import MIN_DRAWN_AREA
+    from ldcsf.viewer.layers import _heatmap_lut
+
+    tiles = pd.read_parquet(area_outputs / CMU_ID / "tiles.parquet")
+    with np.load(area_outputs / CMU_ID / "subtile_maps.npz") as saved:
+        tile_ids, maps = saved["tile_id"], saved["maps"].astype(float)
+        assert list(saved["labels"]) == LABELS
+    n, _, h, w = maps.shape
+    assert (h, w) != (1, 1)
+    colours = label_colors(LABELS)
+    with running_server(area_outputs) as (server, url):
+        info = get_json(f"{url}/api/slide/{CMU_ID}")
+        g = info["grid"]
+        tile_maps = server.viewer.maps(server.viewer.slide(CMU_ID))
+        assert tile_maps.cell_colors("classes-subtile").shape == (g["rows"] * h, g["cols"] * w, 4)
+        assert tile_maps.cell_colors("area-0").shape == (g["rows"] * h, g["cols"] * w, 4)
+        assert tile_maps.cell_colors("classes").shape == (g["rows"], g["cols"], 4)
+        richer = 0
+        for tile in tiles.itertuples():
+            m = maps[list(tile_ids).index(tile.tile_id)]
+            left = g["left"] + (tile.col - tiles.col.min()) * g["stride_x"]
+            top = g["top"] + (tile.row - tiles.row.min()) * g["stride_y"]
+            centres = [(left + (j + 0.5) * g["stride_x"] / w, top + (i + 0.5) * g["stride_y"] / h)
+                       for i in range(h) for j in range(w)]
+            sub = dz_pixels(url, "classes-subtile", centres)
+            expected = [(*colours[LABELS[int(m[:, i, j].argmax())]], 255) if m[:, i, j].max() >= MIN_DRAWN_AREA
+                        else (0, 0, 0, 0) for i in range(h) for j in range(w)]
+            assert sub == expected, tile.tile_id
+            per_tile = dz_pixels(url, "classes", centres)
+            assert len(set(per_tile)) == 1
+            richer += len(set(sub)) > 1
+            # the area heatmap follows the sub-cell fractions of stroma
+            lut = _heatmap_lut()
+            assert dz_pixels(url, "area-0", centres) == [tuple(int(v) for v in lut[int(np.clip(m[0, i, j] * 255, 0, 255))])
+                                                         for i in range(h) for j in range(w)]
+            # hover numbers stay per tile, the same at every sub-cell
+            for cx, cy in centres[:: max(1, len(centres) - 1)]:
+                numbers = get_json(f"{url}/api/slide/{CMU_ID}/tile?x={cx}&y={cy}")["tile"]
+                assert numbers["tile_id"] == tile.tile_id
+                assert numbers["labels"][0]["area"] == pytest.approx(tile.area_stroma)
+        assert richer >= len(tiles) // 3  # more colours inside one grid cell than the per-tile class map has
+        # sub-cells of no tile stay transparent
+        assert dz_pixels(url, "classes-subtile", [(5, 5)]) == [(0, 0, 0, 0)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .common import add_device_arguments, device_options
+from .export import add_runtime_argument
 
 
 def add_parser(subparsers) -> None:
@@ -13,6 +14,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output CSV")
     parser.add_argument("--batch-size", type=int, default=64)
     add_device_arguments(parser)
+    add_runtime_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -23,7 +25,9 @@ def run(args) -> int:
     from ..utils.paths import check_output_file
 
     check_output_file(args.out)  # before any image is scored
-    frame = predict_images(args.inputs, args.checkpoint, out=args.out, options=device_options(args))
+    options = device_options(args)
+    options.runtime = args.runtime
+    frame = predict_images(args.inputs, args.checkpoint, out=args.out, options=options)
     failed = frame[frame["error"] != ""]
     for error in failed["error"]:
         print(f"ldcsf predict: skipped {error}", file=sys.stderr)

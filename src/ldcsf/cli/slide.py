@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..utils.workers import default_num_workers
+from .export import add_runtime_argument
 
 #: Exit status when some slides of a cohort failed and others finished (all failed: 1).
 EXIT_SOME_FAILED = 3
@@ -31,15 +31,17 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap as a fraction of the tile, 0 to <1 (default 0)")
     parser.add_argument("--min-tissue", type=float, default=0.25, help="least tissue fraction for a tile to be predicted (default 0.25)")
     parser.add_argument("--batch-size", type=int, default=64, help="tiles per batch (default 64)")
-    parser.add_argument("--num-workers", type=int, default=default_num_workers(),
-                        help="processes reading tiles (default: up to 4)")
+    parser.add_argument("--num-workers", type=parse_workers, default=None,
+                        help="processes reading tiles, or auto (default): on a CPU the split of cores between "
+                             "readers and model is measured on the first slide; on a GPU up to 4 readers")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for the model (default on CPU: the cores the readers leave free)")
+                        help="CPU threads for the model (default on CPU: as measured, or the cores the readers leave free)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default)")
     parser.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto (default)")
     parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp for several devices (default auto)")
     parser.add_argument("--num-nodes", type=int, default=1, help="machines taking part (default 1)")
     parser.add_argument("--precision", default=None, help="32, bf16 (bf16 autocast) or 16 (default: 32)")
+    add_runtime_argument(parser)
     parser.add_argument("--field-diameter-um", type=float, default=None, help="hotspot field diameter in µm (default 2200)")
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: average each tile over it and its two mirror images (3x time)")
@@ -51,6 +53,17 @@ def add_parser(subparsers) -> None:
                         help="replace results in OUT made from another slide, checkpoint or settings (default: refuse)")
     parser.add_argument("--strict", action="store_true", help="stop at the first slide that fails (exit 1)")
     parser.set_defaults(func=run)
+
+
+def parse_workers(value: str) -> int | None:
+    """'auto' (None: measured) or a count of reader processes."""
+    if str(value).strip().lower() == "auto":
+        return None
+    if not str(value).strip().isdigit():
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a count of processes or auto, got {value!r}")
+    return int(value)
 
 
 def parse_devices(value: str) -> int | str | list[int]:
@@ -85,11 +98,12 @@ def _run_with_threads_set(args) -> int:
 
     settings = SlideSettings(
         mpp=args.mpp, overlap=args.overlap, min_tissue=args.min_tissue, batch_size=args.batch_size,
-        num_workers=args.num_workers, accelerator=args.accelerator, devices=parse_devices(args.devices),
+        num_workers=args.num_workers, threads=args.threads, accelerator=args.accelerator, devices=parse_devices(args.devices),
         strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision,
         field_diameter_um=args.field_diameter_um, limit_tiles=args.limit_tiles, progress=not args.no_progress,
         tta=args.tta, stain_norm=args.stain_norm,
         overwrite=args.overwrite, strict=args.strict,
+        runtime=args.runtime,
     )
     table = run_cohort(args.slides, args.checkpoint, args.out, settings)
     if table.empty:  # a non-zero rank under DDP: rank 0 reports
@@ -124,7 +138,7 @@ def _set_model_threads(args) -> None:
         torch.set_num_threads(args.threads)
         return
     on_cpu = args.accelerator == "cpu" or (args.accelerator == "auto" and not torch.cuda.is_available())
-    if on_cpu and args.num_workers > 0:
+    if on_cpu and args.num_workers:  # None (auto): the measured split sets the threads
         torch.set_num_threads(min(torch.get_num_threads(), model_threads_beside_workers(args.num_workers)))
 
 

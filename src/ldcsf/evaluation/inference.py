@@ -24,6 +24,7 @@ class DeviceOptions:
     batch_size: int = 64
     num_workers: int = field(default_factory=default_num_workers)
     progress: bool = True
+    runtime: str = "torch"  # torch, onnx or openvino (ldcsf.inference.runtimes)
     trainer_kwargs: dict = field(default_factory=dict)
 
 
@@ -41,11 +42,14 @@ def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: DeviceO
     """Run the checkpoint's model over `dataset` (items are dicts with "image" and "index")."""
     import lightning as L
 
+    from ..inference.runtimes import check_runtime_device, runtime_model
     from ..training.module import MultiLabelModule
 
     meta = loaded.meta
-    module = MultiLabelModule(loaded.model, thresholds=meta.thresholds, mpp=meta.mpp, mean=meta.mean, std=meta.std,
-                              interpolation=meta.interpolation, stain_norm=meta.stain_norm)
+    check_runtime_device(options.runtime, options.accelerator)
+    module = MultiLabelModule(runtime_model(loaded, options.runtime), thresholds=meta.thresholds, mpp=meta.mpp,
+                              mean=meta.mean, std=meta.std, interpolation=meta.interpolation,
+                              stain_norm=meta.stain_norm)
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers)
     trainer = L.Trainer(
         accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,

@@ -31,6 +31,8 @@ from .dataset import TileDataset
 from .engine import PredictionStore, predict_tiles
 from .fingerprint import claim_output, result_fingerprint
 from .input_checks import announce_tile_count, check_tile_size, check_tsr_labels, is_greyscale, no_tissue_message
+from .runtimes import check_runtime_device, runtime_model
+from .split import settle_split
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,8 @@ class SlideSettings:
     overlap: float = 0.0
     min_tissue: float = DEFAULT_MIN_TISSUE
     batch_size: int = 64
-    num_workers: int = 0
+    num_workers: int | None = 0  # None: measured on the first slide (ldcsf.inference.split), then kept
+    threads: int | None = None  # model threads the user fixed (a measured split then only picks readers)
     accelerator: str = "auto"
     devices: int | str = "auto"
     strategy: str = "auto"
@@ -64,6 +67,7 @@ class SlideSettings:
     progress: bool = True
     overwrite: bool = False  # replace results made from other inputs instead of refusing
     strict: bool = False  # stop the cohort at the first failed slide
+    runtime: str = "torch"  # torch, onnx or openvino (ldcsf.inference.runtimes)
 
 
 def slide_id_for(path: str | Path) -> str:
@@ -131,6 +135,7 @@ def run_slide(
     if not (slide_path.is_file() or slide_path.is_dir()):  # reading a pipe or device would block forever
         raise ValueError(f"{slide_path}: not a regular file (a pipe or device?); give the slide file itself")
     loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    check_runtime_device(settings.runtime, settings.accelerator)
     meta = loaded.meta
     check_tsr_labels(meta.labels, str(loaded.path))
     fingerprint = result_fingerprint(slide_path, loaded, settings)
@@ -152,6 +157,7 @@ def run_slide(
                                               tissue.fraction, is_greyscale(thumbnail)))
     announce_tile_count(slide_id, len(tiles), spec.tile_size)
 
+    settle_split(settings, loaded, slide_path, tiles[["x", "y", "width", "height"]].to_numpy())
     run_settings = {
         "checkpoint": str(loaded.path),
         "model_name": meta.model_name,
@@ -180,8 +186,8 @@ def run_slide(
 
     if len(store.done_indices()) < len(tiles):
         trainer = predict_tiles(
-            loaded.model, store, make_dataset, batch_size=settings.batch_size, num_workers=settings.num_workers,
-            mean=meta.mean, std=meta.std, tta=settings.tta,
+            runtime_model(loaded, settings.runtime), store, make_dataset, batch_size=settings.batch_size,
+            num_workers=settings.num_workers, mean=meta.mean, std=meta.std, tta=settings.tta,
             accelerator=settings.accelerator, devices=settings.devices, strategy=settings.strategy,
             num_nodes=settings.num_nodes, precision=settings.precision, callbacks=callbacks,
             progress=settings.progress,

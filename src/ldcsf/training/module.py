@@ -68,7 +68,8 @@ class MultiLabelModule(L.LightningModule):
     ):
         super().__init__()
         pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
-        data = model.data_config()  # the backbone's own input statistics unless told otherwise
+        # The backbone's own input statistics unless told otherwise (an exported model is always told).
+        data = model.data_config() if None in (mean, std, interpolation) else {}
         mean = data["mean"] if mean is None else mean
         std = data["std"] if std is None else std
         self.save_hyperparameters(
@@ -123,8 +124,8 @@ class MultiLabelModule(L.LightningModule):
         self._keep(batch, logits)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        probs = self._keep(batch, self._logits_and_areas(batch)[0])
-        return probs
+        # Presence only, through the model's own forward: an exported runtime has no feature map to offer.
+        return self._keep(batch, self.model(batch["image"]).float())
 
     def _keep(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
         probs = torch.sigmoid(logits).detach()

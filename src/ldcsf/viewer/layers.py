@@ -4,6 +4,11 @@ Each layer is one RGBA colour per grid cell (the class map, one probability heat
 and one area-fraction heatmap per label where the tile table has `area_<label>` columns). A layer
 tile is cut from that small array by nearest-neighbour sampling at the Deep Zoom tile's pixel
 centres, so cells stay sharp at every zoom and nothing larger than the grid is ever held.
+
+Where the slide folder has `subtile_maps.npz` (a model with an area head: per tile an (h, w) map of
+area fractions over its own grid cell), the area heatmaps are drawn per sub-cell instead, on a
+(rows*h, cols*w) array, and one more layer, "class map (sub-tile)", colours each sub-cell by its
+label of largest area fraction (as overlay.png does). The hover numbers stay per tile.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..analysis.areas import paint_subtile
 from ..analysis.grid import TileGrid
 from ..export.colors import hex_color, label_colors
 from ..export.geojson import dominant_label_index
@@ -28,7 +34,7 @@ HEATMAP_CMAP = "viridis"
 
 @dataclass(frozen=True)
 class Layer:
-    key: str  # URL-safe name: "classes", "prob-<i>", "area-<i>"
+    key: str  # URL-safe name: "classes", "classes-subtile", "prob-<i>", "area-<i>"
     title: str
     kind: str  # "classes" or "heatmap"
 
@@ -36,7 +42,8 @@ class Layer:
 class TileMaps:
     """The tile table of one slide as grid arrays: layer colours and point look-ups."""
 
-    def __init__(self, tiles: pd.DataFrame, labels: Sequence[str], thresholds: Sequence[float] | None) -> None:
+    def __init__(self, tiles: pd.DataFrame, labels: Sequence[str], thresholds: Sequence[float] | None,
+                 subtile: "SubtileMaps | None" = None) -> None:
         self.labels = list(labels)
         self.tiles = tiles.reset_index(drop=True)
         self.grid = TileGrid.from_tiles(self.tiles) if len(self.tiles) else None
@@ -44,9 +51,15 @@ class TileMaps:
         self._colors = label_colors(self.labels)
         self._thresholds = thresholds
         self._cells: dict[str, np.ndarray] = {}
+        # (tiles, labels, h, w) area maps in table order and self.labels order; NaN where a tile has none
+        self._subtile = subtile.align(self.tiles, self.labels) if subtile is not None and self.grid is not None else None
         self.layers = [Layer("classes", "class map", "classes")]
+        if self._subtile is not None:
+            self.layers.append(Layer("classes-subtile", "class map (sub-tile)", "classes"))
         self.layers += [Layer(f"prob-{i}", f"probability of {n}", "heatmap") for i, n in enumerate(self.labels)]
-        self.layers += [Layer(f"area-{self.labels.index(n)}", f"area fraction of {n}", "heatmap") for n in self.area_labels]
+        suffix = " (sub-tile)" if self._subtile is not None else ""
+        self.layers += [Layer(f"area-{self.labels.index(n)}", f"area fraction of {n}{suffix}", "heatmap")
+                        for n in self.area_labels]
         self._by_key = {layer.key: layer for layer in self.layers}
         if self.grid is not None:
             self._index = self.grid.paint(np.arange(len(self.tiles)), fill=-1, dtype=np.int64)
@@ -64,6 +77,7 @@ class TileMaps:
             "legend": [{"label": n, "color": hex_color(self._colors[n])} for n in self.labels],
             "heatmap_colors": [hex_color(c) for c in _heatmap_lut()[::32, :3]] + [hex_color(_heatmap_lut()[-1, :3])],
             "area_labels": self.area_labels,
+            "subtile": None if self._subtile is None else list(self._subtile.shape[-2:]),
             "grid": grid,
         }
 
@@ -72,12 +86,14 @@ class TileMaps:
 
     # -- layer colours -------------------------------------------------------------------------
     def cell_colors(self, key: str) -> np.ndarray:
-        """(rows, cols, 4) uint8 colours of a layer; alpha 0 where there is no tile."""
+        """(rows, cols, 4) uint8 colours of a layer, (rows*h, cols*w, 4) for a sub-tile one; alpha 0 where there is no tile."""
         if key not in self._cells:
             self._cells[key] = self._paint(key)
         return self._cells[key]
 
     def _paint(self, key: str) -> np.ndarray:
+        if self._subtile is not None and (key == "classes-subtile" or key.startswith("area-")):
+            return self._paint_subtile(key)
         if key == "classes":
             index = dominant_label_index(self.tiles, self.labels, self._thresholds)
             palette = np.array([[*self._colors[n], 255] for n in self.labels] + [[0, 0, 0, 0]], dtype=np.uint8)
@@ -92,20 +108,41 @@ class TileMaps:
         cells[self.grid.rows, self.grid.cols] = per_tile
         return cells
 
+    def _paint_subtile(self, key: str) -> np.ndarray:
+        from ..export.subtile_figures import MIN_DRAWN_AREA, dominant_area_index
+
+        maps = self._subtile
+        if key == "classes-subtile":
+            finite = np.isfinite(maps).all(axis=(1, 2, 3))
+            index = dominant_area_index(np.nan_to_num(maps, nan=0.0), MIN_DRAWN_AREA)
+            index[~finite] = -1
+            canvas = paint_subtile(self.grid, index.astype(float), fill=-1).astype(np.int64)
+            palette = np.array([[*self._colors[n], 255] for n in self.labels] + [[0, 0, 0, 0]], dtype=np.uint8)
+            return palette[canvas]  # -1 picks the transparent last row
+        values = paint_subtile(self.grid, maps[:, int(key.split("-")[1])])
+        cells = _heatmap_lut()[np.clip(np.nan_to_num(values, nan=0.0) * 255, 0, 255).astype(np.int64)]
+        cells[~np.isfinite(values)] = 0
+        return cells
+
     def render(self, key: str, box: tuple[int, int, int, int], size: tuple[int, int]) -> bytes | None:
         """PNG of layer `key` over the level-0 `box` (x, y, w, h) at `size`; None when it is empty."""
         if self.grid is None:
             return None
         x, y, w, h = box
         out_w, out_h = size
-        cols = np.floor((x + (np.arange(out_w) + 0.5) * (w / out_w) - self._left) / self.grid.stride_x).astype(np.int64)
-        rows = np.floor((y + (np.arange(out_h) + 0.5) * (h / out_h) - self._top) / self.grid.stride_y).astype(np.int64)
-        col_ok = (cols >= 0) & (cols < self.grid.shape[1])
-        row_ok = (rows >= 0) & (rows < self.grid.shape[0])
+        n_rows, n_cols = self.grid.shape
+        # a sub-tile layer has h x w cells per grid cell: its array is that many times larger
+        sub_h, sub_w = (self._subtile.shape[-2:] if self._subtile is not None and
+                        (key == "classes-subtile" or key.startswith("area-")) else (1, 1))
+        step_x, step_y = self.grid.stride_x / sub_w, self.grid.stride_y / sub_h
+        cols = np.floor((x + (np.arange(out_w) + 0.5) * (w / out_w) - self._left) / step_x).astype(np.int64)
+        rows = np.floor((y + (np.arange(out_h) + 0.5) * (h / out_h) - self._top) / step_y).astype(np.int64)
+        col_ok = (cols >= 0) & (cols < n_cols * sub_w)
+        row_ok = (rows >= 0) & (rows < n_rows * sub_h)
         if not col_ok.any() or not row_ok.any():
             return None
         cells = self.cell_colors(key)
-        image = cells[np.clip(rows, 0, self.grid.shape[0] - 1)[:, None], np.clip(cols, 0, self.grid.shape[1] - 1)[None, :]]
+        image = cells[np.clip(rows, 0, cells.shape[0] - 1)[:, None], np.clip(cols, 0, cells.shape[1] - 1)[None, :]]
         image[~row_ok, :] = 0
         image[:, ~col_ok] = 0
         if not image[..., 3].any():
@@ -145,6 +182,50 @@ class TileMaps:
                 for n in self.labels
             ],
         }
+
+
+@dataclass(frozen=True)
+class SubtileMaps:
+    """The contents of a slide folder's subtile_maps.npz: per tile_id, a (labels, h, w) map of area fractions."""
+
+    tile_id: np.ndarray  # (N,)
+    labels: list[str]
+    maps: np.ndarray  # (N, L, h, w) float16
+
+    @classmethod
+    def read(cls, folder) -> "SubtileMaps | None":
+        """The folder's subtile_maps.npz, or None when it has none; ValueError when it is not one."""
+        from pathlib import Path
+
+        from ..export.slide_outputs import SUBTILE_MAPS
+
+        path = Path(folder) / SUBTILE_MAPS
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                tile_id, labels, maps = saved["tile_id"], saved["labels"], saved["maps"]
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"{path}: not a sub-tile map file ({err})") from None
+        if maps.ndim != 4 or maps.shape[:2] != (len(tile_id), len(labels)):
+            raise ValueError(f"{path}: maps of shape {maps.shape} for {len(tile_id)} tiles x {len(labels)} labels")
+        return cls(tile_id=np.asarray(tile_id, dtype=np.int64), labels=[str(n) for n in labels], maps=maps)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.maps.shape
+
+    def align(self, tiles: pd.DataFrame, labels: Sequence[str]) -> np.ndarray:
+        """(len(tiles), len(labels), h, w) float32 maps in table and label order; NaN for tiles or labels not saved."""
+        n, _, h, w = self.maps.shape
+        out = np.full((len(tiles), len(labels), h, w), np.nan, dtype=np.float32)
+        where = {int(t): i for i, t in enumerate(self.tile_id)}
+        src = np.array([where.get(int(t), -1) for t in tiles["tile_id"].to_numpy()], dtype=np.int64)
+        have = src >= 0
+        for j, name in enumerate(labels):
+            if name in self.labels:
+                out[have, j] = self.maps[src[have], self.labels.index(name)]
+        return out
 
 
 _LUT: np.ndarray | None = None

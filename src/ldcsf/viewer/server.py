@@ -42,7 +42,7 @@ from ..export.tables import read_tile_table
 from ..wsi.readers import open_slide
 from .cache import ByteLRU
 from .deepzoom import Pyramid, SlideClosed, SlideTiles, TileNotFound
-from .layers import TileMaps
+from .layers import SubtileMaps, TileMaps
 from .outputs import OutputFolder, SlideEntry, read_tsr_json
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,13 @@ class Viewer:
                 self._tables.move_to_end(slide_id)
                 return self._tables[slide_id]
         try:
+            subtile = SubtileMaps.read(view.entry.folder)
+        except ValueError as err:  # the per-tile layers still draw
+            log.warning("%s", err)
+            subtile = None
+        try:
             table = read_tile_table(view.entry.folder / "tiles.parquet")
-            maps = TileMaps(table, view.labels, view.info.get("thresholds"))
+            maps = TileMaps(table, view.labels, view.info.get("thresholds"), subtile)
         except (OSError, ValueError, KeyError) as err:
             raise HTTPProblem(500, f"{view.entry.folder / 'tiles.parquet'}: cannot read the tile table ({err})") from None
         with self._lock:
