@@ -61,6 +61,19 @@ def test_class_folders_unknown_class_is_an_error(tmp_path):
         import_class_folders(tmp_path, "nct_crc_he_100k")
 
 
+def test_folders_and_predict_read_the_same_image_files(shared_data, tmp_path):
+    """A real tile saved as WebP is imported from a class folder and found by `ldcsf predict` alike."""
+    from ldcsf.evaluation.predict import collect_images
+
+    tile = Image.open(shared_data / "nct_crc" / "TUM-AACHEHDV.tif")
+    for cls, suffix in (("TUM", "webp"), ("STR", "png")):
+        (tmp_path / cls).mkdir()
+        tile.save(tmp_path / cls / f"tile.{suffix}")
+    frame = import_class_folders(tmp_path, "nct_crc_he_100k")
+    assert sorted(frame["path"].map(lambda p: p.rsplit(".", 1)[-1])) == ["png", "webp"]
+    assert sorted(p.suffix for p in collect_images([tmp_path])) == [".png", ".webp"]
+
+
 def test_group_pattern():
     from pathlib import Path
 

@@ -20,7 +20,8 @@ from .mapping import apply_mapping, read_mapping
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: File endings read as images wherever a folder is searched for them (importers, `ldcsf predict`).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 #: `[1, 0, 1]` anywhere in a file name.
 FILENAME_LABELS_PATTERN = r"\[([0-9.,\s]*)\]"

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from ..checkpoint import load_checkpoint
 from ..data.dataset import load_rgb, not_he_note
+from ..data.importers import IMAGE_SUFFIXES
 from ..data.transforms import eval_transforms
 from ..utils.atomic import atomic_path
 from .inference import DeviceOptions, predict_dataset
@@ -23,7 +24,6 @@ from .thresholds import apply_thresholds
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:

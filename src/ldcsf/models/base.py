@@ -155,13 +155,3 @@ class MultiLabelClassifier(nn.Module):
         features = self.forward_features(x)
         areas = self.area_logits(features) if self.area_head is not None else None
         return self.forward_head(features), areas
-
-    def reset_classifier(self, labels: Sequence[str]) -> None:
-        """Replace the head for a new label list (e.g. fine-tuning to other labels)."""
-        self.labels = resolve_labels(None, labels)
-        self.num_labels = len(self.labels)
-        self.head = nn.Linear(self.num_features, self.num_labels)
-        if self.area_head is not None:
-            self.enable_area_head()
-        if self.model_cfg:
-            self.model_cfg["kwargs"]["labels"] = list(self.labels)
