@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..utils.atomic import sweep_stale_temporaries, write_json_atomic
 from ..utils.paths import path_inside
+from ..utils.paths import check_output_dir
 from ..utils.signals import stop_at_batch_end_callback
 from ..wsi.readers import SLIDE_EXTENSIONS
 from .fingerprint import OutputMismatchError
 from .input_checks import check_tsr_labels
-from .pipeline import SlideSettings, ensure_writable_dir, run_slide, slide_id_for
+from .pipeline import SlideSettings, run_slide, slide_id_for
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def run_cohort(
     from lightning.pytorch.utilities import rank_zero_only
 
     settings = settings or SlideSettings()
-    out_dir = ensure_writable_dir(out_dir)
+    out_dir = check_output_dir(out_dir)
     sweep_stale_temporaries(out_dir, min_age_s=STALE_TEMPORARY_S)
     paths = collect_slides(slides, exclude=out_dir)
     # Load once for the whole cohort; a bad checkpoint stops here, before any slide.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +22,7 @@ import pandas as pd
 
 from .. import __version__
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
-from ..utils.paths import safe_name
+from ..utils.paths import check_output_dir, safe_name
 from ..wsi.readers import open_slide
 from ..wsi.tiling import DEFAULT_MIN_TISSUE, TileSpec, tile_grid
 from ..wsi.tissue import detect_tissue
@@ -88,18 +87,6 @@ def slide_id_for(path: str | Path) -> str:
     return safe_name(Path(name).stem)
 
 
-def ensure_writable_dir(path: str | Path) -> Path:
-    """Create `path` if needed and prove a file can be written there, or fail in one line."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise PermissionError(f"{path}: cannot write outputs there ({err.strerror or err})") from None
-    return path
-
-
 def is_complete(slide_dir: str | Path) -> bool:
     from ..export.slide_outputs import TSR_JSON
 
@@ -129,7 +116,7 @@ def run_slide(
     settings = settings or SlideSettings()
     slide_path = Path(slide_path)
     slide_id = slide_id or slide_id_for(slide_path)
-    out_dir = ensure_writable_dir(out_dir)
+    out_dir = check_output_dir(out_dir)
     if not slide_path.exists():
         raise FileNotFoundError(f"{slide_path}: slide not found")
     if not (slide_path.is_file() or slide_path.is_dir()):  # reading a pipe or device would block forever
