@@ -24,8 +24,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..utils.atomic import sweep_stale_temporaries, write_json_atomic
-from ..utils.paths import path_inside
-from ..utils.paths import check_output_dir
+from ..utils.paths import check_output_dir, path_inside
 from ..utils.signals import stop_at_batch_end_callback
 from ..wsi.readers import SLIDE_EXTENSIONS
 from .fingerprint import OutputMismatchError
