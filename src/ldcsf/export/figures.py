@@ -85,18 +85,30 @@ def plot_class_overlay(
     alpha: float = 0.45,
 ) -> Figure:
     """Thumbnail with each tile tinted by its most probable positive label, and a legend."""
-    labels = list(labels)
     fig, ax = _figure_for(thumbnail, title)
-    colors = label_colors(labels)
     if len(tiles):
         grid = TileGrid.from_tiles(tiles)
         index = grid.paint(dominant_label_index(tiles, labels, thresholds), fill=-1, dtype=int)
-        palette = np.array([[*(c / 255 for c in colors[n]), alpha] for n in labels] + [[0, 0, 0, 0]])
-        ax.imshow(palette[index], extent=_grid_extent(grid, thumbnail_downsample), interpolation="nearest")
+        draw_label_index(ax, index, grid, thumbnail_downsample, labels, alpha)
+    add_label_legend(fig, ax, labels, hotspot, thumbnail_downsample, "most probable\npositive label")
+    return fig
+
+
+def draw_label_index(ax, index: np.ndarray, grid: TileGrid, thumbnail_downsample: float,
+                     labels: Sequence[str], alpha: float) -> None:
+    """Tint each cell of a label-index array (-1: none) over the grid's own-cell extent."""
+    colors = label_colors(list(labels))
+    palette = np.array([[*(c / 255 for c in colors[n]), alpha] for n in labels] + [[0, 0, 0, 0]])
+    ax.imshow(palette[index], extent=_grid_extent(grid, thumbnail_downsample), interpolation="nearest")
+
+
+def add_label_legend(fig: Figure, ax, labels: Sequence[str], hotspot: Hotspot | None,
+                     thumbnail_downsample: float, title: str) -> None:
+    """The label colours and the hotspot (drawn here) as the figure's legend."""
+    colors = label_colors(list(labels))
     handles = [Patch(facecolor=hex_color(colors[n]), alpha=0.8, label=n) for n in labels]
     handles += draw_hotspot(ax, hotspot, thumbnail_downsample)
-    fig.legend(handles=handles, loc="outside right upper", fontsize=9, title="most probable\npositive label")
-    return fig
+    fig.legend(handles=handles, loc="outside right upper", fontsize=9, title=title)
 
 
 def plot_probability_heatmap(

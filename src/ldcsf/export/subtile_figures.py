@@ -12,14 +12,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from PIL import Image
 
 from ..analysis.areas import paint_subtile
 from ..analysis.grid import TileGrid
 from ..analysis.hotspot import Hotspot
-from .colors import hex_color, label_colors
-from .figures import _figure_for, _grid_extent, draw_hotspot
+from .figures import _figure_for, _grid_extent, add_label_legend, draw_hotspot, draw_label_index
 
 #: A sub-tile cell is coloured only where its largest label area reaches this fraction: below
 #: it the cell is mostly background or of no confident label, and stays uncoloured.
@@ -44,18 +42,13 @@ def plot_subtile_overlay(
     alpha: float = 0.45,
 ) -> Figure:
     """Thumbnail with each sub-tile cell tinted by the label of largest estimated area."""
-    labels = list(labels)
     fig, ax = _figure_for(thumbnail, title)
-    colors = label_colors(labels)
     if len(tiles):
         grid = TileGrid.from_tiles(tiles)
         index = paint_subtile(grid, dominant_area_index(maps).astype(float), fill=-1).astype(int)
-        palette = np.array([[*(c / 255 for c in colors[n]), alpha] for n in labels] + [[0, 0, 0, 0]])
-        ax.imshow(palette[index], extent=_grid_extent(grid, thumbnail_downsample), interpolation="nearest")
-    handles = [Patch(facecolor=hex_color(colors[n]), alpha=0.8, label=n) for n in labels]
-    handles += draw_hotspot(ax, hotspot, thumbnail_downsample)
-    fig.legend(handles=handles, loc="outside right upper", fontsize=9,
-               title=f"largest estimated\narea per sub-tile\n(cells under {MIN_DRAWN_AREA:.0%}: none)")
+        draw_label_index(ax, index, grid, thumbnail_downsample, list(labels), alpha)
+    add_label_legend(fig, ax, list(labels), hotspot, thumbnail_downsample,
+                     f"largest estimated\narea per sub-tile\n(cells under {MIN_DRAWN_AREA:.0%}: none)")
     return fig
 
 
