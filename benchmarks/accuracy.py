@@ -465,7 +465,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from ldcsf.data.pancancer import build_pancancer, summarize
+    from ldcsf.data.manifest import label_counts
+    from ldcsf.data.pancancer import build_pancancer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.paper_scale and device == "cpu" and not args.force:
@@ -531,7 +532,7 @@ def main(argv=None) -> int:
     png = args.out.with_suffix(".png")
     map_plot(png, agg, f"{scale} scale, {len(args.seeds)} seed(s), {budget.split(' =')[0]}")
     markdown = render(agg, header) + f"\n![mAP per model]({png.name})\n\n## Data\n\n" + markdown_table(
-        *_frame_table(summarize(frame)))
+        *_frame_table(label_counts(frame, by="dataset")))
     md_path, js_path = write_results(args.out, markdown, {
         "command": command_line(), "date": now(), "machine": machine.to_dict(), "scale": scale,
         "budget": budget, "seeds": args.seeds, "split_sizes": split_sizes, "models": agg, "runs": results})

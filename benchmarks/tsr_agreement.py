@@ -35,7 +35,7 @@ from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now
 from _recipe import RECIPES, cap_source, feature_cache_dir
 from ldcsf.benchmarking import machine_info
 
-STROMA, TUMOUR = 1, 0  # WSSS4LUAD palette indices
+STROMA, TUMOR = 1, 0  # WSSS4LUAD palette indices
 HIGH_CUTOFF = 0.5
 #: WSSS4LUAD crops carry no resolution. At 1.0 µm/px a mini-model tile (128 px at 0.875 µm/px)
 #: spans 112 image pixels: the tile size the pan-cancer builder cuts from the same images.
@@ -98,8 +98,8 @@ def true_stroma_fraction(mask_path: Path) -> float | None:
     from ldcsf.data.masks import read_mask
 
     mask = read_mask(mask_path)
-    stroma, tumour = int((mask == STROMA).sum()), int((mask == TUMOUR).sum())
-    return stroma / (stroma + tumour) if stroma + tumour else None
+    stroma, tumor = int((mask == STROMA).sum()), int((mask == TUMOR).sum())
+    return stroma / (stroma + tumor) if stroma + tumor else None
 
 
 # -- prediction through the slide pipeline ---------------------------------------------------------

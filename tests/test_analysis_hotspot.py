@@ -9,7 +9,7 @@ import pytest
 
 from ldcsf.analysis import find_hotspot
 from ldcsf.analysis.hotspot import search_hotspot
-from ldcsf.analysis.tile_table import tile_table_from_grids
+from tile_grids import tile_table_from_grids
 
 # 100 px tiles at 1 µm/px: a 500 µm field has radius 2.5 tiles and covers 21 tiles (5x5 minus
 # the corners); its border ring is the 12 tiles around the central 3x3.
@@ -30,18 +30,18 @@ def known_grid() -> np.ndarray:
     return mask
 
 
-def test_most_stroma_rich_field_with_tumour_at_all_borders():
+def test_most_stroma_rich_field_with_tumor_at_all_borders():
     tiles = layout(known_grid())
     hot = find_hotspot(tiles, MPP, field_diameter_um=DIAMETER)
     assert (hot.row, hot.col) == (6, 7)
     assert (hot.x, hot.y) == (750.0, 650.0)
     assert hot.radius_px == pytest.approx(250.0) and hot.diameter_um == DIAMETER
     assert hot.n_tiles == 21 and len(hot.tile_ids) == 21
-    stroma, tumour = 9 * 0.9 + 12 * 0.1, 9 * 0.1 + 12 * 0.9
+    stroma, tumor = 9 * 0.9 + 12 * 0.1, 9 * 0.1 + 12 * 0.9
     area = (TILE * MPP / 1000) ** 2
     assert hot.stroma_area_mm2 == pytest.approx(stroma * area)
     assert hot.stroma_fraction == pytest.approx(stroma / 21)
-    assert hot.tsr == pytest.approx(tumour / stroma)
+    assert hot.tsr == pytest.approx(tumor / stroma)
     assert hot.category == "stroma-low"
 
     decision = find_hotspot(tiles, MPP, field_diameter_um=DIAMETER, weighting="decision")
@@ -56,7 +56,7 @@ def test_overlapping_tiles_give_the_same_field():
     assert (hot.x, hot.y) == (7 * TILE + TILE, 6 * TILE + TILE)
 
 
-def test_no_field_qualifies_when_tumour_is_one_stripe():
+def test_no_field_qualifies_when_tumor_is_one_stripe():
     mask = np.ones((12, 12), dtype=bool)
     mask[6, :] = False  # tumour only along one row: never at north AND south of a field
     tiles = layout(mask)
@@ -65,10 +65,10 @@ def test_no_field_qualifies_when_tumour_is_one_stripe():
     assert search.n_qualifying_fields == 0 and "four borders" in search.reason
 
 
-def test_tumour_probability_rule_and_tissue_coverage():
+def test_tumor_probability_rule_and_tissue_coverage():
     tiles = layout(known_grid())
     # with a border rule stricter than every tumour probability, nothing qualifies
-    assert find_hotspot(tiles, MPP, field_diameter_um=DIAMETER, min_tumour_prob=0.95) is None
+    assert find_hotspot(tiles, MPP, field_diameter_um=DIAMETER, min_tumor_prob=0.95) is None
     # a field must be fully tissue: only centres at least 2 tiles from the edge remain
     hot = find_hotspot(tiles, MPP, field_diameter_um=DIAMETER, min_tissue_coverage=1.0)
     assert (hot.row, hot.col) == (6, 7)
@@ -81,21 +81,21 @@ def test_field_too_small_for_the_grid_is_an_error():
         find_hotspot(layout(known_grid()), 0.0)
 
 
-def reference_search(stroma_area, tumour_area, present, radius_cells):
+def reference_search(stroma_area, tumor_area, present, radius_cells):
     """Loop over every centre and tile: the slow statement of the rule the search vectorises."""
     n_rows, n_cols = stroma_area.shape
     best = None
     for r in range(n_rows):
         for c in range(n_cols):
             inside = lambda rr, cc: (rr - r) ** 2 + (cc - c) ** 2 <= radius_cells**2 * (1 + 1e-9)
-            stroma = tumour = 0.0
+            stroma = tumor = 0.0
             seen = set()
             for rr in range(n_rows):
                 for cc in range(n_cols):
                     if not inside(rr, cc):
                         continue
                     stroma += stroma_area[rr, cc]
-                    tumour += tumour_area[rr, cc]
+                    tumor += tumor_area[rr, cc]
                     on_edge = any(not inside(rr + a, cc + b) for a, b in ((1, 0), (-1, 0), (0, 1), (0, -1)))
                     if on_edge and present[rr, cc]:
                         dx, dy_up = cc - c, r - rr
@@ -107,8 +107,8 @@ def reference_search(stroma_area, tumour_area, present, radius_cells):
                             seen.add("E")
                         if dx < 0 and -dx >= abs(dy_up):
                             seen.add("W")
-            if len(seen) == 4 and stroma + tumour > 0:
-                key = (round(stroma / (stroma + tumour), 9), stroma + tumour)
+            if len(seen) == 4 and stroma + tumor > 0:
+                key = (round(stroma / (stroma + tumor), 9), stroma + tumor)
                 if best is None or key > best[0]:  # strict: the first in reading order wins ties
                     best = (key, r, c)
     return best
@@ -125,9 +125,9 @@ def test_matches_a_loop_over_every_field_on_a_random_slide():
     area = (TILE * MPP / 1000) ** 2 * tissue
     present = np.zeros(shape, dtype=bool)
     present[tiles["row"], tiles["col"]] = tiles["pred_tumor"].to_numpy() == 1
-    tumour = np.zeros(shape)
-    tumour[tiles["row"], tiles["col"]] = tiles["prob_tumor"]
-    key, r, c = reference_search(area * stroma, area * tumour, present, 3.5)
+    tumor = np.zeros(shape)
+    tumor[tiles["row"], tiles["col"]] = tiles["prob_tumor"]
+    key, r, c = reference_search(area * stroma, area * tumor, present, 3.5)
     assert (hot.row, hot.col) == (r, c)
     assert hot.stroma_fraction == pytest.approx(key[0], abs=1e-9)
     assert math.isfinite(hot.tsr)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ldcsf.analysis import compute_tsr
-from ldcsf.analysis.tile_table import tile_table_columns, tile_table_from_grids
+from ldcsf.analysis.tile_table import tile_table_columns
+from tile_grids import tile_table_from_grids
 
 LABELS = ["stroma", "necrosis", "non_tumor", "tumor"]
 
@@ -37,12 +38,12 @@ def test_probability_and_decision_weighting_by_hand():
     ])
     prob = compute_tsr(tiles, LABELS)
     stroma = 0.02 * 0.9 + 0.01 * 0.6 + 0.04 * 0.1
-    tumour = 0.02 * 0.2 + 0.01 * 0.7 + 0.04 * 0.8
+    tumor = 0.02 * 0.2 + 0.01 * 0.7 + 0.04 * 0.8
     assert prob.weighting == "probability"
     assert prob.stroma_area_mm2 == pytest.approx(stroma)
-    assert prob.tumour_area_mm2 == pytest.approx(tumour)
-    assert prob.stroma_fraction == pytest.approx(stroma / (stroma + tumour))
-    assert prob.tsr == pytest.approx(tumour / stroma)
+    assert prob.tumor_area_mm2 == pytest.approx(tumor)
+    assert prob.stroma_fraction == pytest.approx(stroma / (stroma + tumor))
+    assert prob.tsr == pytest.approx(tumor / stroma)
     assert prob.category == "stroma-low"
     assert prob.tissue_area_mm2 == pytest.approx(0.10)
     assert prob.n_tiles == 4
@@ -51,7 +52,7 @@ def test_probability_and_decision_weighting_by_hand():
 
     decision = compute_tsr(tiles, LABELS, weighting="decision")
     assert decision.stroma_area_mm2 == pytest.approx(0.03)  # tiles 0 and 1
-    assert decision.tumour_area_mm2 == pytest.approx(0.05)  # tiles 1 and 2
+    assert decision.tumor_area_mm2 == pytest.approx(0.05)  # tiles 1 and 2
     assert decision.stroma_fraction == pytest.approx(0.03 / 0.08)
     assert decision.tsr == pytest.approx(0.05 / 0.03)
 
@@ -73,7 +74,7 @@ def test_no_stroma_gives_infinite_tsr_and_json_safe_dict():
     assert as_dict["tsr"] is None and as_dict["stroma_fraction"] == 0.0
 
 
-def test_no_stroma_no_tumour_is_undetermined():
+def test_no_stroma_no_tumor_is_undetermined():
     result = compute_tsr(table([{"necrosis": 0.9}]))
     assert result.stroma_fraction is None and result.tsr is None
     assert result.category == "undetermined"

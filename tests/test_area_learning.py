@@ -14,7 +14,8 @@ from PIL import Image
 from ldcsf import create_model
 from ldcsf.analysis.areas import add_area_columns, own_cell_maps, paint_subtile
 from ldcsf.analysis.grid import TileGrid
-from ldcsf.analysis.tile_table import default_weighting, tile_table_from_grids
+from ldcsf.analysis.tile_table import default_weighting
+from tile_grids import tile_table_from_grids
 from ldcsf.analysis.tsr import compute_tsr
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ldcsf.data.area_targets import PairedTransform, cell_fractions

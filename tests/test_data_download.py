@@ -91,7 +91,7 @@ def test_checksum_mismatch_is_an_error_and_leaves_no_file(server, tmp_path):
         download_file(f"{base}/absent.zip", tmp_path / "absent.zip", progress=False)
 
 
-def test_download_dataset_extracts_and_imports(server, tmp_path, monkeypatch):
+def test_download_dataset_extracts_and_imports(server, tmp_path, monkeypatch, caplog):
     _, base = server
     payload = _kather_like_zip()
     spec = DATASETS["kather2016"]
@@ -108,6 +108,8 @@ def test_download_dataset_extracts_and_imports(server, tmp_path, monkeypatch):
     assert sorted(frame["group"].unique()) == ["CRC-Prim-HE-00", "CRC-Prim-HE-01", "CRC-Prim-HE-02"]
     assert frame.groupby("group")["split"].nunique().max() == 1
     assert not frame["path"].str.startswith("/").any()
+    # the 9-image stand-in is not the published 5000: the log says so, naming the source
+    assert "kather2016: 9 images in" in caplog.text and "expected 5000" in caplog.text
 
 
 def test_base_url_from_environment(monkeypatch):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ldcsf.cli.main import main
-from ldcsf.data.manifest import read_manifest
-from ldcsf.data.pancancer import summarize
+from ldcsf.data.manifest import label_counts, read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,7 @@ def test_no_group_spans_two_splits(pancancer):
 
 def test_summary_table(pancancer):
     manifest, _ = pancancer
-    table = summarize(manifest.frame, manifest.labels)
+    table = label_counts(manifest, by="dataset")
     total = table[table.dataset == "all"].iloc[0]
     assert total.images == len(manifest)
     assert table[table.dataset != "all"]["images"].sum() == len(manifest)

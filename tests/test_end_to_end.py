@@ -75,10 +75,10 @@ def test_trained_checkpoint_runs_on_the_real_slide(shared_data, trained_checkpoi
 
     # TSR numbers agree with the tile table they were computed from (probability weighting).
     stroma = (tiles["tissue_area_mm2"] * tiles["prob_stroma"]).sum()
-    tumour = (tiles["tissue_area_mm2"] * tiles["prob_tumor"]).sum()
+    tumor = (tiles["tissue_area_mm2"] * tiles["prob_tumor"]).sum()
     fraction = summary["tsr"]["stroma_fraction"]
     assert summary["tsr"]["n_tiles"] == n
-    assert fraction == pytest.approx(stroma / (stroma + tumour), rel=1e-6)
+    assert fraction == pytest.approx(stroma / (stroma + tumor), rel=1e-6)
     assert cohort.loc[0, "stroma_fraction"] == pytest.approx(fraction, rel=1e-6)
 
     for png in ["overlay.png", *[f"heatmap_{label}.png" for label in LABELS]]:

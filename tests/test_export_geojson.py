@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ldcsf.analysis import find_hotspot
-from ldcsf.analysis.tile_table import tile_table_from_grids
+from tile_grids import tile_table_from_grids
 from ldcsf.export.colors import HOTSPOT_CLASS, label_colors
 from ldcsf.export.geojson import tiles_to_geojson, write_geojson
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ldcsf.analysis import compute_tsr, find_hotspot
-from ldcsf.analysis.tile_table import tile_table_from_grids
+from tile_grids import tile_table_from_grids
 from ldcsf.export import figures
 from ldcsf.export.slide_outputs import cohort_summary_columns, read_cohort_row, write_slide_outputs
 from ldcsf.export.tables import read_tile_table

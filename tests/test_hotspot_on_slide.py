@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ldcsf.analysis.hotspot import find_hotspot, search_hotspot
-from ldcsf.analysis.tile_table import tile_table_from_grids
+from tile_grids import tile_table_from_grids
 
 # 100 px tiles at 1 µm/px; a 580 µm field has a radius of 290 px. The disc takes cells whose
 # centres lie within the radius, so a field centred 250 px from the edge still has cells on its

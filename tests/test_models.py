@@ -92,7 +92,8 @@ def test_ldc_starts_as_identity_and_is_depthwise():
 def test_fr_multiplies_the_map_by_one_weight_per_channel():
     fr = FeatureReconstruction(channels=16, reduction=4).eval()
     x = torch.randn(3, 16, 4, 4)
-    weights = fr.channel_weights(x)
+    # the gate's weights recomputed from timm's SEModule parts: pool, fc1, act, fc2, sigmoid
+    weights = fr.gate(fr.fc2(fr.act(fr.bn(fr.fc1(x.mean((2, 3), keepdim=True))))))
     assert weights.shape == (3, 16, 1, 1) and bool(((weights > 0) & (weights < 1)).all())
     torch.testing.assert_close(fr(x), x * weights)
 

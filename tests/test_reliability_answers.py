@@ -160,7 +160,7 @@ def test_a_malicious_pickle_never_runs_and_torchs_advice_is_not_repeated(tmp_pat
     assert not marker.exists()
 
 
-def test_labels_without_tumour_and_stroma_are_refused_before_predicting(tissue_rgb, tmp_path, caplog):
+def test_labels_without_tumor_and_stroma_are_refused_before_predicting(tissue_rgb, tmp_path, caplog):
     model = create_model("ldcsf_swin_micro", labels=["necrosis", "non_tumor"])
     ckpt = save_checkpoint(tmp_path / "no_tsr.pt", model, CheckpointMeta.for_model(model, mpp=2.0))
     slide = write_pyramidal_tiff(tmp_path / "s.tif", tissue_rgb, mpp=0.5)

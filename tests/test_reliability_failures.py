@@ -51,9 +51,9 @@ def board_rgb(shared_data) -> np.ndarray:
     """512 x 512 px of real stroma and tumour tiles (NCT-CRC), a 2 x 2 tile grid at 256 px."""
     nct = shared_data / "nct_crc"
     stroma = np.asarray(Image.open(nct / "STR-TCGA-HGDYLEWM.png").convert("RGB"))
-    tumour = np.asarray(Image.open(nct / "TUM-TCGA-DRHQMTQA.png").convert("RGB"))
+    tumor = np.asarray(Image.open(nct / "TUM-TCGA-DRHQMTQA.png").convert("RGB"))
     pad = lambda a: np.pad(a, ((0, 32), (0, 32), (0, 0)), mode="reflect")  # noqa: E731 - 224 -> 256 px
-    top = np.concatenate([pad(stroma), pad(tumour)], 1)
+    top = np.concatenate([pad(stroma), pad(tumor)], 1)
     return np.concatenate([top, top[:, ::-1]], 0)
 
 

@@ -82,8 +82,8 @@ def board_slide(shared_data, path, blank=False):
         rgb = np.full((448, 448, 3), 243, np.uint8)
     else:
         stroma = np.asarray(Image.open(shared_data / "nct_crc/STR-TCGA-HGDYLEWM.png").convert("RGB"))
-        tumour = np.asarray(Image.open(shared_data / "nct_crc/TUM-TCGA-DRHQMTQA.png").convert("RGB"))
-        rgb = np.concatenate([np.concatenate([stroma, tumour], 1), np.concatenate([tumour, stroma], 1)], 0)
+        tumor = np.asarray(Image.open(shared_data / "nct_crc/TUM-TCGA-DRHQMTQA.png").convert("RGB"))
+        rgb = np.concatenate([np.concatenate([stroma, tumor], 1), np.concatenate([tumor, stroma], 1)], 0)
     return write_pyramidal_tiff(path, rgb, mpp=0.5, tile_size=128)
 
 

@@ -53,10 +53,10 @@ def slides(shared_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("slides")
     nct = shared_data / "nct_crc"
     stroma = [np.asarray(Image.open(nct / f).convert("RGB")) for f in ("STR-TCGA-HGDYLEWM.png", "STR-TCGA-IAATGHRG.png")]
-    tumour = [np.asarray(Image.open(nct / f).convert("RGB")) for f in ("TUM-TCGA-DRHQMTQA.png", "TUM-TCGA-GALLTCWV.png")]
+    tumor = [np.asarray(Image.open(nct / f).convert("RGB")) for f in ("TUM-TCGA-DRHQMTQA.png", "TUM-TCGA-GALLTCWV.png")]
     paths = []
     for k, name in enumerate(("board_a", "board_b")):
-        rows = [np.concatenate([(stroma if (r + c + k) % 2 == 0 else tumour)[c % 2] for c in range(4)], 1) for r in range(4)]
+        rows = [np.concatenate([(stroma if (r + c + k) % 2 == 0 else tumor)[c % 2] for c in range(4)], 1) for r in range(4)]
         paths.append(write_pyramidal_tiff(folder / f"{name}.tif", np.concatenate(rows, 0), mpp=0.5, tile_size=128))
     return paths
 

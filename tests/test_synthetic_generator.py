@@ -18,7 +18,7 @@ from ldcsf.synthetic import (
     render_he,
     tissue_fractions,
 )
-from ldcsf.synthetic.layout import BACKGROUND, NECROSIS, NORMAL, STROMA, TUMOUR
+from ldcsf.synthetic.layout import BACKGROUND, NECROSIS, NORMAL, STROMA, TUMOR
 from ldcsf.synthetic.render import E_VECTOR, H_VECTOR
 
 
@@ -34,14 +34,14 @@ def test_layout_matches_requested_composition(stroma, necrosis, normal):
     assert (layout != BACKGROUND).mean() == pytest.approx(0.7, abs=0.01)
 
 
-def test_necrosis_lies_inside_tumour_not_at_its_edge():
+def test_necrosis_lies_inside_tumor_not_at_its_edge():
     layout = make_layout(512, 512, seed=3, mpp=1.0, stroma_fraction=0.3, necrosis_fraction=0.05, normal_fraction=0.0)
     necrosis = layout == NECROSIS
     grown = np.zeros_like(necrosis)
     grown[1:-1, 1:-1] = necrosis[:-2, 1:-1] | necrosis[2:, 1:-1] | necrosis[1:-1, :-2] | necrosis[1:-1, 2:]
     neighbours = layout[grown & ~necrosis]
     # Necrosis borders tumour, almost never stroma directly.
-    assert (neighbours == TUMOUR).mean() > 0.9
+    assert (neighbours == TUMOR).mean() > 0.9
 
 
 def test_bad_composition_is_one_clear_error():
@@ -68,10 +68,10 @@ def _stain_density(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def test_tissue_classes_are_separable_by_stain():
     layout = make_layout(512, 512, seed=2, mpp=1.0, stroma_fraction=0.35, necrosis_fraction=0.1, normal_fraction=0.2)
     h, e = _stain_density(render_he(layout, seed=2, mpp=1.0))
-    mean_h = {c: h[layout == c].mean() for c in (BACKGROUND, STROMA, TUMOUR, NECROSIS, NORMAL)}
-    mean_e = {c: e[layout == c].mean() for c in (BACKGROUND, STROMA, TUMOUR, NECROSIS, NORMAL)}
+    mean_h = {c: h[layout == c].mean() for c in (BACKGROUND, STROMA, TUMOR, NECROSIS, NORMAL)}
+    mean_e = {c: e[layout == c].mean() for c in (BACKGROUND, STROMA, TUMOR, NECROSIS, NORMAL)}
     # Crowded hyperchromatic nuclei: most haematoxylin in tumour.
-    assert mean_h[TUMOUR] > 1.5 * max(mean_h[STROMA], mean_h[NECROSIS], mean_h[NORMAL])
+    assert mean_h[TUMOR] > 1.5 * max(mean_h[STROMA], mean_h[NECROSIS], mean_h[NORMAL])
     # Stroma and necrosis are eosin-dominated; background is nearly unstained.
     assert mean_e[STROMA] > mean_h[STROMA] and mean_e[NECROSIS] > mean_h[NECROSIS]
     assert mean_h[BACKGROUND] < 0.1 and mean_e[BACKGROUND] < 0.1
@@ -96,7 +96,7 @@ def test_training_set_labels_agree_with_saved_layout(tmp_path):
     assert len(manifest) == 30 and manifest.labels == ["stroma", "necrosis", "non_tumor", "tumor"]
     assert frame["group"].nunique() >= 3
     assert set(frame["split"]) <= {"train", "val", "test"} and (frame.groupby("group")["split"].nunique() == 1).all()
-    label_of = {"stroma": STROMA, "necrosis": NECROSIS, "non_tumor": NORMAL, "tumor": TUMOUR}
+    label_of = {"stroma": STROMA, "necrosis": NECROSIS, "non_tumor": NORMAL, "tumor": TUMOR}
     for row in frame.itertuples():
         crop = np.asarray(Image.open(manifest_path.parent / row.mask))
         assert np.asarray(Image.open(manifest_path.parent / row.path)).shape == (64, 64, 3)

@@ -411,3 +411,20 @@ def test_subtile_class_map_and_area_heatmaps_have_sub_cell_detail(area_outputs):
         assert richer >= len(tiles) // 3  # more colours inside one grid cell than the per-tile class map has
         # sub-cells of no tile stay transparent
         assert dz_pixels(url, "classes-subtile", [(5, 5)]) == [(0, 0, 0, 0)]
+
+
+def test_tsr_json_of_earlier_versions_still_opens_with_the_renamed_keys(outputs, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(outputs.out / CMU_ID, out / CMU_ID)
+    data = json.loads((out / CMU_ID / "tsr.json").read_text())
+    area = data["tsr"]["tumor_area_mm2"]
+    assert "tumour_area_mm2" not in json.dumps(data)  # written under the current name only
+    data["tsr"]["tumour_area_mm2"] = data["tsr"].pop("tumor_area_mm2")  # as earlier versions wrote it
+    data["hotspot_search"]["tumour_at_borders"] = data["hotspot_search"].pop("tumor_at_borders")
+    (out / CMU_ID / "tsr.json").write_text(json.dumps(data))
+    with running_server(out) as (_, url):
+        info = get_json(f"{url}/api/slide/{CMU_ID}")
+    assert info["tsr_detail"]["tumor_area_mm2"] == pytest.approx(area) and area > 0
+    assert "tumour_area_mm2" not in info["tsr_detail"]

@@ -15,14 +15,14 @@ from ldcsf.wsi.readers import OpenSlideReader, PillowReader, TiffFileReader
 
 CMU = "slides/CMU-1-Small-Region.svs"
 STROMA = ["STR-AACRYYNQ.tif", "STR-TCGA-HGDYLEWM.png"]
-TUMOUR = ["TUM-AACHEHDV.tif", "TUM-TCGA-DRHQMTQA.png"]
+TUMOR = ["TUM-AACHEHDV.tif", "TUM-TCGA-DRHQMTQA.png"]
 
 
 def chessboard(shared_data: Path, n: int = 4) -> tuple[np.ndarray, list[list[np.ndarray]]]:
     """An n x n chessboard of real 224 px stroma/tumour tiles (0.5 µm/px) and the tile of each cell."""
     stroma = [np.asarray(Image.open(shared_data / "nct_crc" / f).convert("RGB")) for f in STROMA]
-    tumour = [np.asarray(Image.open(shared_data / "nct_crc" / f).convert("RGB")) for f in TUMOUR]
-    cells = [[(stroma if (r + c) % 2 == 0 else tumour)[(r * n + c) // 2 % 2] for c in range(n)] for r in range(n)]
+    tumor = [np.asarray(Image.open(shared_data / "nct_crc" / f).convert("RGB")) for f in TUMOR]
+    cells = [[(stroma if (r + c) % 2 == 0 else tumor)[(r * n + c) // 2 % 2] for c in range(n)] for r in range(n)]
     return np.concatenate([np.concatenate(row, axis=1) for row in cells], axis=0), cells
 
 

@@ -55,7 +55,7 @@ class Hotspot:
     tsr: float | None
     category: str
     stroma_area_mm2: float
-    tumour_area_mm2: float
+    tumor_area_mm2: float
     tissue_area_mm2: float
     n_tiles: int
     weighting: str
@@ -104,11 +104,11 @@ def _correlate(grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return signal.fftconvolve(grid, kernel[::-1, ::-1].astype(float), mode="same")
 
 
-def tumour_present(tiles: pd.DataFrame, tumor_label: str, min_tumour_prob: float | None) -> np.ndarray:
-    """Which tiles show tumour for the border rule: pred == 1, or prob >= min_tumour_prob."""
-    if min_tumour_prob is None:
+def tumor_present(tiles: pd.DataFrame, tumor_label: str, min_tumor_prob: float | None) -> np.ndarray:
+    """Which tiles show tumour for the border rule: pred == 1, or prob >= min_tumor_prob."""
+    if min_tumor_prob is None:
         return tiles[f"pred_{tumor_label}"].to_numpy() == 1
-    return tiles[f"prob_{tumor_label}"].to_numpy(dtype=float) >= min_tumour_prob
+    return tiles[f"prob_{tumor_label}"].to_numpy(dtype=float) >= min_tumor_prob
 
 
 def search_hotspot(
@@ -119,7 +119,7 @@ def search_hotspot(
     stroma_label: str = "stroma",
     tumor_label: str = "tumor",
     weighting: str = "probability",
-    min_tumour_prob: float | None = None,
+    min_tumor_prob: float | None = None,
     min_tissue_coverage: float = DEFAULT_MIN_TISSUE_COVERAGE,
     dimensions: tuple[int, int] | None = None,
 ) -> HotspotSearch:
@@ -149,15 +149,15 @@ def search_hotspot(
         )
 
     stroma = grid.paint(label_area_mm2(tiles, stroma_label, weighting), fill=0.0)
-    tumour = grid.paint(label_area_mm2(tiles, tumor_label, weighting), fill=0.0)
+    tumor = grid.paint(label_area_mm2(tiles, tumor_label, weighting), fill=0.0)
     tissue = grid.paint(tiles["tissue_area_mm2"].to_numpy(dtype=float), fill=0.0)
-    present = grid.paint(tumour_present(tiles, tumor_label, min_tumour_prob).astype(float), fill=0.0)
+    present = grid.paint(tumor_present(tiles, tumor_label, min_tumor_prob).astype(float), fill=0.0)
 
     field_stroma = np.clip(_correlate(stroma, disc), 0, None)
-    field_tumour = np.clip(_correlate(tumour, disc), 0, None)
+    field_tumor = np.clip(_correlate(tumor, disc), 0, None)
     cell_area_mm2 = grid.stride_x * grid.stride_y * mpp**2 / 1e6
     coverage = _correlate(tissue, disc) / (disc.sum() * cell_area_mm2)
-    field_total = field_stroma + field_tumour
+    field_total = field_stroma + field_tumor
     # FFT sums carry ~1e-16 relative noise: compare against a tolerance, not exact zero
     eps = 1e-9 * max(float(field_total.max()), 1e-12)
     qualifies = (field_total > eps) & (coverage >= min_tissue_coverage - 1e-9)
@@ -206,15 +206,15 @@ def _hotspot_at(tiles, grid: TileGrid, row: int, col: int, radius_px: float, dia
     inside = dx**2 + dy**2 <= radius_px**2 * (1 + 1e-9)
     covered = tiles[inside]
     stroma = float(label_area_mm2(covered, stroma_label, weighting).sum())
-    tumour = float(label_area_mm2(covered, tumor_label, weighting).sum())
-    fraction, tsr, category, _ = ratio_and_category(stroma, tumour)
+    tumor = float(label_area_mm2(covered, tumor_label, weighting).sum())
+    fraction, tsr, category, _ = ratio_and_category(stroma, tumor)
     x, y = grid.cell_centre(row, col)
     return Hotspot(
         x=float(x), y=float(y),
         row=row + grid.row_offset, col=col + grid.col_offset,
         diameter_um=float(diameter_um), radius_px=float(radius_px),
         stroma_fraction=float(fraction), tsr=tsr, category=category,
-        stroma_area_mm2=stroma, tumour_area_mm2=tumour,
+        stroma_area_mm2=stroma, tumor_area_mm2=tumor,
         tissue_area_mm2=float(covered["tissue_area_mm2"].sum()),
         n_tiles=int(len(covered)), weighting=weighting, n_qualifying_fields=n_qualifying,
         tile_ids=covered["tile_id"].tolist(),
@@ -229,7 +229,7 @@ def find_hotspot(
     stroma_label: str = "stroma",
     tumor_label: str = "tumor",
     weighting: str = "probability",
-    min_tumour_prob: float | None = None,
+    min_tumor_prob: float | None = None,
     min_tissue_coverage: float = DEFAULT_MIN_TISSUE_COVERAGE,
     dimensions: tuple[int, int] | None = None,
 ) -> Hotspot | None:
@@ -241,7 +241,7 @@ def find_hotspot(
         field_diameter_um: the field's diameter (default 2200 µm, a 10x objective field).
         stroma_label, tumor_label: which labels are stroma and tumour.
         weighting: "probability" or "decision", as in `compute_tsr`.
-        min_tumour_prob: a border tile shows tumour when prob_<tumour> >= this; None (default)
+        min_tumor_prob: a border tile shows tumour when prob_<tumour> >= this; None (default)
             uses the thresholded decision pred_<tumour> == 1.
         min_tissue_coverage: least fraction of the field's grid cells that must be tissue.
         dimensions: the slide's level-0 (width, height); only fields wholly on the slide qualify.
@@ -249,6 +249,6 @@ def find_hotspot(
     """
     return search_hotspot(
         tiles, mpp, field_diameter_um=field_diameter_um, stroma_label=stroma_label, tumor_label=tumor_label,
-        weighting=weighting, min_tumour_prob=min_tumour_prob, min_tissue_coverage=min_tissue_coverage,
+        weighting=weighting, min_tumor_prob=min_tumor_prob, min_tissue_coverage=min_tissue_coverage,
         dimensions=dimensions,
     ).hotspot

@@ -28,20 +28,20 @@ CATEGORY_LOW = "stroma-low"
 CATEGORY_UNDETERMINED = "undetermined"
 
 
-def ratio_and_category(stroma_area: float, tumour_area: float) -> tuple[float | None, float | None, str, str]:
+def ratio_and_category(stroma_area: float, tumor_area: float) -> tuple[float | None, float | None, str, str]:
     """(stroma_fraction, tsr, category, note) for two areas; shared by slide and hotspot.
 
     tsr is math.inf when there is tumour but no stroma and None when there is neither;
     `note` says why in words ("" when both numbers are defined).
     """
-    total = stroma_area + tumour_area
+    total = stroma_area + tumor_area
     if total <= 0:
         return None, None, CATEGORY_UNDETERMINED, "no stroma and no tumour"
     fraction = stroma_area / total
     category = CATEGORY_HIGH if fraction > STROMA_HIGH_CUTOFF else CATEGORY_LOW
     if stroma_area <= 0:
         return fraction, math.inf, category, "no stroma: tumour/stroma is infinite"
-    return fraction, tumour_area / stroma_area, category, ""
+    return fraction, tumor_area / stroma_area, category, ""
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -57,7 +57,7 @@ class TSRResult:
     stroma_label: str
     tumor_label: str
     stroma_area_mm2: float
-    tumour_area_mm2: float
+    tumor_area_mm2: float
     stroma_fraction: float | None
     tsr: float | None
     category: str
@@ -97,14 +97,14 @@ def compute_tsr(
     labels = validate_tile_table(tiles, labels)
     require_labels(labels, stroma_label, tumor_label)
     area_by_label = {name: float(label_area_mm2(tiles, name, weighting).sum()) for name in labels}
-    stroma, tumour = area_by_label[stroma_label], area_by_label[tumor_label]
-    fraction, tsr, category, note = ratio_and_category(stroma, tumour)
+    stroma, tumor = area_by_label[stroma_label], area_by_label[tumor_label]
+    fraction, tsr, category, note = ratio_and_category(stroma, tumor)
     return TSRResult(
         weighting=weighting,
         stroma_label=stroma_label,
         tumor_label=tumor_label,
         stroma_area_mm2=stroma,
-        tumour_area_mm2=tumour,
+        tumor_area_mm2=tumor,
         stroma_fraction=fraction,
         tsr=tsr,
         category=category,

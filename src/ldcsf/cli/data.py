@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run_pancancer)
 
     p = commands.add_parser("download", help="download a public data set and import it")
-    p.add_argument("name", choices=["kather2016", "nct-crc-he-100k"])
+    p.add_argument("name", help="a downloadable source listed by `ldcsf data sources` (kather2016, nct-crc-he-100k)")
     p.add_argument("--out", required=True, help="folder for the archive, its images and manifest.csv")
     p.add_argument("--base-url", help="mirror to download from (or set LDCSF_DOWNLOAD_BASE_URL)")
     p.add_argument("--seed", type=int, default=0, help="seed of the grouped train/val/test split")
@@ -63,6 +63,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--labels", help="comma-separated label columns (default: inferred)")
     p.add_argument("--no-images", action="store_true", help="skip decoding every image")
     p.set_defaults(func=run_check)
+
+    p = commands.add_parser("sources", help="list the known data sources: images, mapping, licence, citation")
+    p.set_defaults(func=run_sources)
 
     p = commands.add_parser("mappings", help="list the shipped mapping tables, or show one")
     p.add_argument("name", nargs="?")
@@ -135,8 +138,8 @@ def run_import_filenames(args) -> int:
 
 
 def run_pancancer(args) -> int:
-    from ..data.manifest import read_manifest
-    from ..data.pancancer import build_pancancer, summarize
+    from ..data.manifest import label_counts, read_manifest
+    from ..data.pancancer import build_pancancer
     from .common import format_table
 
     caps = {}
@@ -148,7 +151,7 @@ def run_pancancer(args) -> int:
     path = build_pancancer(args.shared, args.out, seed=args.seed, tile_size=args.tile_size, caps=caps)
     manifest = read_manifest(path)
     print(f"wrote {path} ({len(manifest)} images; cells: positives/annotated)")
-    table = summarize(manifest.frame, manifest.labels)
+    table = label_counts(manifest, by="dataset")
     print(format_table(list(table.columns), table.astype(str).values.tolist()))
     return 0
 
@@ -183,6 +186,16 @@ def run_check(args) -> int:
     return 0
 
 
+def run_sources(args) -> int:
+    from ..data.sources import source_rows
+    from .common import format_table
+
+    rows = source_rows()
+    print(format_table(list(rows[0]), [[str(v) for v in row.values()] for row in rows]))
+    print("images: as the source publishes them (for wsss4luad_masks: the images with a pixel mask, before tiling)")
+    return 0
+
+
 def run_mappings(args) -> int:
     from ..data.mapping import mapping_path, shipped_mappings
 
@@ -198,4 +211,4 @@ def _print_counts(manifest) -> None:
     from .common import format_table
 
     table = label_counts(manifest)
-    print(format_table(["split", *table.columns], [[str(i), *map(str, r)] for i, r in zip(table.index, table.values)]))
+    print(format_table(list(table.columns), table.astype(str).values.tolist()))

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .importers import import_class_folders, list_images
 from .manifest import relative_paths, write_manifest
+from .sources import check_count
 from .splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class RemoteDataset:
     group_pattern: str | None  # regex on file names giving the slide/patient id
     licence: str
     citation: str
+    expected_images: int | None = None  # images in the archive; the import is checked against it
+    organ: str | None = None
 
     def url(self, base_url: str | None = None) -> str:
         base = base_url or os.environ.get(BASE_URL_ENV) or self.base_url
@@ -62,6 +65,8 @@ DATASETS = {
         group_pattern=r"(?P<group>CRC-Prim-HE-\d+)",
         licence="CC-BY-4.0",
         citation="Kather et al. 2016, Sci Rep 6:27988, doi:10.5281/zenodo.53169",
+        expected_images=5000,
+        organ="colorectal",
     ),
     "nct-crc-he-100k": RemoteDataset(
         name="nct-crc-he-100k",
@@ -73,6 +78,8 @@ DATASETS = {
         group_pattern=None,  # names are random ids: no patient or slide recoverable
         licence="CC-BY-4.0",
         citation="Kather et al. 2019, PLoS Med 16:e1002730, doi:10.5281/zenodo.1214456",
+        expected_images=100_000,
+        organ="colorectal",
     ),
 }
 
@@ -164,6 +171,7 @@ def download_dataset(name: str, out_dir: str | Path, base_url: str | None = None
     archive = download_file(spec.url(base_url), out_dir / spec.filename, md5=spec.md5, size=spec.size, progress=progress)
     root = find_class_root(extract_zip(archive, out_dir, progress=progress))
     frame = import_class_folders(root, spec.mapping, group_pattern=spec.group_pattern, dataset=spec.name)
+    check_count(spec.name, root, len(frame), spec.expected_images)
     frame = assign_splits(frame, group_col="group", seed=seed)
     manifest = write_manifest(relative_paths(frame, out_dir), out_dir / "manifest.csv")
     log.info("%s: %d images from %s (%s; cite %s)", manifest, len(frame), spec.filename, spec.licence, spec.citation)

@@ -124,17 +124,35 @@ def relative_paths(frame: pd.DataFrame, base: str | Path, columns: Sequence[str]
     return out
 
 
-def label_counts(manifest: Manifest) -> pd.DataFrame:
-    """Per split (or "all"), per label: positives / annotated, for summaries."""
-    frame = manifest.frame.assign(split=manifest.frame.get("split", "all")).fillna({"split": "none"})
-    rows = {}
-    for split, part in frame.groupby("split", sort=True):
-        targets = part[manifest.labels].to_numpy(dtype=np.float32, na_value=np.nan)
-        rows[split] = {"images": len(part)} | {
-            lab: f"{int(np.nansum(targets[:, i]))}/{int(np.isfinite(targets[:, i]).sum())}"
-            for i, lab in enumerate(manifest.labels)
-        }
-    return pd.DataFrame.from_dict(rows, orient="index")
+def label_counts(manifest: Manifest | pd.DataFrame, labels: Sequence[str] | None = None,
+                 by: str | None = None) -> pd.DataFrame:
+    """Images, groups and positives/annotated per label, one row per split (per `by` x split).
+
+    Cells read "positives/annotated", "-" where no image of the row annotates the label. A manifest
+    without a `split` column counts as split "all"; a blank split as "none". With more than one
+    row a last row "all" totals the whole manifest. `by` is another column to break the counts
+    down by, e.g. "dataset" (the pan-cancer summary).
+    """
+    if isinstance(manifest, Manifest):
+        frame, labels = manifest.frame, labels or manifest.labels
+    else:
+        frame, labels = manifest, labels or [lab for lab in default_labels() if lab in manifest.columns]
+    frame = frame.assign(split=frame.get("split", "all")).fillna({"split": "none"})
+    keys = [by, "split"] if by else ["split"]
+    parts = [(key if isinstance(key, tuple) else (key,), part) for key, part in frame.groupby(keys, sort=True)]
+    if len(parts) > 1:
+        parts.append((("all",) * len(keys), frame))
+    rows = []
+    for key, part in parts:
+        targets = part[list(labels)].to_numpy(dtype=np.float32, na_value=np.nan)
+        row = dict(zip(keys, key)) | {"images": len(part)}
+        if "group" in part:
+            row["groups"] = part["group"].nunique()
+        for i, lab in enumerate(labels):
+            annotated = int(np.isfinite(targets[:, i]).sum())
+            row[lab] = f"{int(np.nansum(targets[:, i]))}/{annotated}" if annotated else "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _resolve(root: Path, value: str) -> Path:

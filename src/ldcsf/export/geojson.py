@@ -141,7 +141,7 @@ def hotspot_feature(hotspot: Hotspot, *, slide_id: str = "", dimensions: tuple[i
         "tsr": hotspot.tsr,
         "diameter_um": hotspot.diameter_um,
         "stroma_area_mm2": hotspot.stroma_area_mm2,
-        "tumour_area_mm2": hotspot.tumour_area_mm2,
+        "tumor_area_mm2": hotspot.tumor_area_mm2,
         "n_tiles": hotspot.n_tiles,
     }
     return {

@@ -78,7 +78,7 @@ def render_report(
         ("Tumour / stroma (TSR)", _ratio(tsr.tsr)),
         ("Category (cut-off 50 % stroma)", tsr.category),
         ("Stroma area", f"{tsr.stroma_area_mm2:.2f} mm²"),
-        ("Tumour area", f"{tsr.tumour_area_mm2:.2f} mm²"),
+        ("Tumour area", f"{tsr.tumor_area_mm2:.2f} mm²"),
         ("Tissue area", f"{tsr.tissue_area_mm2:.2f} mm²"),
         ("Tiles", str(tsr.n_tiles)),
         ("Weighting", tsr.weighting),

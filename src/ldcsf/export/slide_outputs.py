@@ -191,7 +191,7 @@ def write_slide_outputs(
         "hotspot_search": {
             "field_diameter_um": float(field_diameter_um),
             "min_tissue_coverage": DEFAULT_MIN_TISSUE_COVERAGE,
-            "tumour_at_borders": "pred == 1 in each of the N/E/S/W border sectors",
+            "tumor_at_borders": "pred == 1 in each of the N/E/S/W border sectors",
             "n_candidate_fields": search.n_candidate_fields,
             "n_qualifying_fields": search.n_qualifying_fields,
             "note": search.reason,

@@ -66,12 +66,6 @@ class FeatureReconstruction(SEModule):
     def __init__(self, channels: int, reduction: int = 4):
         super().__init__(channels, rd_ratio=1.0 / reduction, rd_divisor=1)
 
-    def channel_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """The (N, C, 1, 1) weights in [0, 1] that `forward` multiplies the map with."""
-        x_se = x.mean((2, 3), keepdim=True)
-        x_se = self.fc2(self.act(self.bn(self.fc1(x_se))))
-        return self.gate(x_se)
-
 
 def resnet_stage(in_channels: int, planes: int, blocks: int) -> nn.Sequential:
     """Bottleneck residual blocks (timm's) at stride 1: the map keeps its resolution."""

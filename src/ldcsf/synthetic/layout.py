@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from .noise import smooth_noise
 
-BACKGROUND, STROMA, TUMOUR, NECROSIS, NORMAL = 0, 1, 2, 3, 4
+BACKGROUND, STROMA, TUMOR, NECROSIS, NORMAL = 0, 1, 2, 3, 4
 #: Class names as the manifest's frac_<class> columns spell them (same as the WSSS4LUAD mask scheme).
 CLASSES: tuple[str, ...] = ("background", "stroma", "tumor", "necrosis", "normal")
 
@@ -60,15 +60,15 @@ def make_layout(
     # Tumour (with its necrosis): nests at ~40 µm scale, clustered by a ~200 µm "tumour bed" field.
     remaining = tissue & ~normal
     nest_field = smooth_noise(shape, 40 * um, rng) + 0.8 * smooth_noise(shape, 200 * um, rng)
-    tumour_share = (1.0 - stroma_fraction - normal_fraction) / max(1.0 - normal_fraction, 1e-9)
-    tumour = _top_fraction(nest_field, remaining, tumour_share)
-    layout[tumour] = TUMOUR
+    tumor_share = (1.0 - stroma_fraction - normal_fraction) / max(1.0 - normal_fraction, 1e-9)
+    tumor = _top_fraction(nest_field, remaining, tumor_share)
+    layout[tumor] = TUMOR
 
     # Necrosis: deepest inside tumour (distance to its edge), with a ragged border.
     necrosis_share = necrosis_fraction / max(1.0 - stroma_fraction - normal_fraction, 1e-9)
-    if necrosis_share > 0 and tumour.any():
-        depth_um = inside_distance(tumour, step=max(int(2 * um), 1)) * mpp
-        necrosis = _top_fraction(depth_um + 12.0 * smooth_noise(shape, 30 * um, rng), tumour, necrosis_share)
+    if necrosis_share > 0 and tumor.any():
+        depth_um = inside_distance(tumor, step=max(int(2 * um), 1)) * mpp
+        necrosis = _top_fraction(depth_um + 12.0 * smooth_noise(shape, 30 * um, rng), tumor, necrosis_share)
         layout[necrosis] = NECROSIS
     return layout
 

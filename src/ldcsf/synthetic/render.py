@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.color import rgb_from_hed
 
-from .layout import NECROSIS, NORMAL, STROMA, TUMOUR, inside_distance
+from .layout import NECROSIS, NORMAL, STROMA, TUMOR, inside_distance
 from .noise import jittered_lattice, oriented_fibres, smooth_noise
 
 #: Ruifrok & Johnston (2001) stain OD vectors as scikit-image ships them, nudged towards the hues
@@ -63,7 +63,7 @@ class _Nuclei:
     rim: float = 0.0  # extra H at the nuclear membrane (vesicular nuclei)
 
 
-_TUMOUR_NUCLEI = _Nuclei(9.0, 0.95, 0.4, (3.0, 6.5), (0.55, 0.95), (0.7, 1.4), rim=0.4)
+_TUMOR_NUCLEI = _Nuclei(9.0, 0.95, 0.4, (3.0, 6.5), (0.55, 0.95), (0.7, 1.4), rim=0.4)
 _NORMAL_NUCLEI = _Nuclei(18.0, 0.92, 0.12, (3.2, 3.7), (0.85, 1.0), (0.75, 0.95), rim=0.3)
 _SPINDLE_NUCLEI = _Nuclei(22.0, 0.45, 0.45, (4.5, 7.5), (0.18, 0.3), (0.9, 1.3))
 _LYMPHOCYTES = _Nuclei(30.0, 0.15, 0.5, (2.2, 2.8), (0.85, 1.0), (1.6, 2.0))
@@ -83,17 +83,17 @@ def render_he(layout: np.ndarray, seed: int = 0, mpp: float = 0.5) -> np.ndarray
     shape = layout.shape
     style = StainStyle.sample(rng)
 
-    masks = {c: layout == c for c in (STROMA, TUMOUR, NECROSIS, NORMAL)}
+    masks = {c: layout == c for c in (STROMA, TUMOR, NECROSIS, NORMAL)}
     # Fibre direction drifts over ~150 µm; spindle nuclei follow it.
     angle = 0.6 * np.pi * smooth_noise(shape, 400 * um, rng)
     # Glandular lumens: small empty spaces, only well inside tumour (not at the nest edge).
-    lumen = masks[TUMOUR] & (smooth_noise(shape, 6 * um, rng) > 2.0)
-    lumen &= inside_distance(masks[TUMOUR], step=max(int(2 * um), 1)) > 12 * um
+    lumen = masks[TUMOR] & (smooth_noise(shape, 6 * um, rng) > 2.0)
+    lumen &= inside_distance(masks[TUMOR], step=max(int(2 * um), 1)) > 12 * um
     hepatic_sinusoid = masks[NORMAL] & (np.abs(smooth_noise(shape, 9 * um, rng)) < 0.07)
 
     h_map, e_map = _ground_substance(masks, lumen, hepatic_sinusoid, angle, um, rng)
     nuclei_h = np.zeros(shape, np.float32)
-    _stamp_class(nuclei_h, layout == TUMOUR, ~lumen, _TUMOUR_NUCLEI, None, um, rng)
+    _stamp_class(nuclei_h, layout == TUMOR, ~lumen, _TUMOR_NUCLEI, None, um, rng)
     _stamp_class(nuclei_h, masks[NORMAL], ~hepatic_sinusoid, _NORMAL_NUCLEI, None, um, rng)
     _stamp_class(nuclei_h, masks[STROMA], None, _SPINDLE_NUCLEI, angle, um, rng)
     _stamp_class(nuclei_h, masks[STROMA], None, _LYMPHOCYTES, None, um, rng)
@@ -137,10 +137,10 @@ def _ground_substance(masks, lumen, sinusoid, angle, um, rng) -> tuple[np.ndarra
         h_map[stroma] = 0.03
 
     # Tumour: scant, amphophilic (slightly purple) cytoplasm; glandular lumens are empty.
-    tumour = masks[TUMOUR]
+    tumor = masks[TUMOR]
     mottle = smooth_noise(shape, 3 * um, rng)
-    e_map[tumour] = (0.6 + 0.1 * mottle)[tumour]
-    h_map[tumour] = (0.35 + 0.06 * mottle)[tumour]
+    e_map[tumor] = (0.6 + 0.1 * mottle)[tumor]
+    h_map[tumor] = (0.35 + 0.06 * mottle)[tumor]
     e_map[lumen] = 0.03
     h_map[lumen] = 0.0
 

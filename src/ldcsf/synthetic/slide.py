@@ -63,8 +63,8 @@ def make_slide(
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         raise ValueError(f"{path}: a synthetic slide is a pyramidal TIFF; use a .tif or .tiff name")
-    tumour_and_stroma = 1.0 - necrosis_fraction - normal_fraction
-    layout = make_layout(height, width, seed=seed, mpp=mpp, stroma_fraction=stroma_fraction * tumour_and_stroma,
+    tumor_and_stroma = 1.0 - necrosis_fraction - normal_fraction
+    layout = make_layout(height, width, seed=seed, mpp=mpp, stroma_fraction=stroma_fraction * tumor_and_stroma,
                          necrosis_fraction=necrosis_fraction, normal_fraction=normal_fraction)
     rgb = render_he(layout, seed=seed, mpp=mpp)
     write_pyramidal_tiff(path, rgb, mpp=mpp)
@@ -74,11 +74,11 @@ def make_slide(
     _save_png(layout_path, layout)
     _save_png(path.with_name(f"{stem}.layout_colour.png"), colour_layout(layout))
     counts = class_pixel_counts(layout)
-    stroma, tumour = counts["stroma"], counts["tumor"]
+    stroma, tumor = counts["stroma"], counts["tumor"]
     slide = SyntheticSlide(
         path=path, mpp=float(mpp), layout=layout, layout_path=layout_path,
-        stroma_fraction=stroma / (stroma + tumour) if stroma + tumour else float("nan"),
-        tsr=tumour / stroma if stroma else float("inf"), class_pixels=counts,
+        stroma_fraction=stroma / (stroma + tumor) if stroma + tumor else float("nan"),
+        tsr=tumor / stroma if stroma else float("inf"), class_pixels=counts,
     )
     write_json_atomic(path.with_name(f"{stem}.truth.json"), slide.truth())
     return slide

@@ -140,9 +140,9 @@ class OutputFolder:
                 "pass --slides FOLDER to say where it is now"
             )
 
-    def allowed_files(self) -> set[Path]:
-        """Every file the server may read: the slide files the outputs name (resolved)."""
-        return {e.slide_file for e in self.entries.values() if e.slide_file is not None}
+
+#: Keys earlier versions wrote to tsr.json, and their names now: old outputs still open.
+RENAMED_KEYS = {"tumour_area_mm2": "tumor_area_mm2", "tumour_at_borders": "tumor_at_borders"}
 
 
 def read_tsr_json(folder: Path) -> dict:
@@ -153,6 +153,9 @@ def read_tsr_json(folder: Path) -> dict:
         raise ValueError(f"{path}: not a tsr.json written by ldcsf ({err})") from None
     if not isinstance(info, dict) or "labels" not in info or "dimensions" not in info:
         raise ValueError(f"{path}: not a tsr.json written by ldcsf (no labels or dimensions)")
+    for part in ("tsr", "hotspot", "hotspot_search"):
+        if isinstance(info.get(part), dict):
+            info[part] = {RENAMED_KEYS.get(k, k): v for k, v in info[part].items()}
     return info
 
 

@@ -43,7 +43,7 @@ function renderTsr(info) {
     ["TSR (tumour / stroma)", fmt.num(whole.tsr ?? info.tsr), fmt.num(hot.tsr)],
     ["category", fmt.text(whole.category ?? info.category), fmt.text(hot.category)],
     ["stroma mm²", fmt.num(whole.stroma_area_mm2), fmt.num(hot.stroma_area_mm2)],
-    ["tumour mm²", fmt.num(whole.tumour_area_mm2), fmt.num(hot.tumour_area_mm2)],
+    ["tumour mm²", fmt.num(whole.tumor_area_mm2), fmt.num(hot.tumor_area_mm2)],
     ["tissue mm²", fmt.num(whole.tissue_area_mm2 ?? info.tissue_area_mm2), fmt.num(hot.tissue_area_mm2)],
     ["tiles", fmt.int(whole.n_tiles ?? info.n_tiles), fmt.int(hot.n_tiles)],
   ];
