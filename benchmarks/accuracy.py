@@ -111,7 +111,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_one(entry: Entry, seed: int, manifest: Path, args, device: str) -> dict:
     """Train, then evaluate on the test split; return (and save) the result."""
     from ldcsf.evaluation.evaluate import evaluate
-    from ldcsf.evaluation.inference import DeviceOptions
+    from ldcsf.options import PredictOptions
     from ldcsf.training.train import TrainConfig, train
 
     slug = entry.name.replace(" ", "_").replace("/", "")
@@ -134,8 +134,8 @@ def run_one(entry: Entry, seed: int, manifest: Path, args, device: str) -> dict:
             check_budget(run_dir / "config.json", budget_of(args, manifest), run_budget(run_dir / "config.json"))
         model_file = train(config).model_file
     train_s = time.perf_counter() - start
-    options = DeviceOptions(accelerator="gpu" if device == "cuda" else "cpu", devices=1, batch_size=64,
-                            num_workers=args.workers, progress=False)
+    options = PredictOptions(accelerator="gpu" if device == "cuda" else "cpu", devices=1, batch_size=64,
+                             num_workers=args.workers, progress=False)
     report = evaluate(model_file, manifest, run_dir / "test", split="test", options=options).report
     result = {"name": entry.name, "variant": entry.variant, "kwargs": entry.kwargs, "role": entry.role,
               "seed": seed, "budget": budget_of(args, manifest), "train_seconds": train_s,

@@ -19,13 +19,13 @@ from ldcsf.data.dataset import ManifestDataset
 from ldcsf.data.manifest import read_manifest
 from ldcsf.data.transforms import build_transforms
 from ldcsf.evaluation.evaluate import evaluate
-from ldcsf.evaluation.inference import DeviceOptions
+from ldcsf.options import PredictOptions
 from ldcsf.evaluation.predict import predict_images
 from ldcsf.training import TrainConfig, train
 
 LABELS = ["stroma", "necrosis", "non_tumor", "tumor"]
 PER_SOURCE = {"nct_crc": 24, "oral": 18, "osteosarcoma": 18}
-CPU = DeviceOptions(accelerator="cpu", devices=1, num_workers=0, batch_size=32, progress=False)
+CPU = PredictOptions(accelerator="cpu", devices=1, num_workers=0, batch_size=32, progress=False)
 
 
 def make_manifest(shared_data: Path, out: Path, broken: Path | None = None) -> Path:

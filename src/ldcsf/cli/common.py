@@ -7,29 +7,35 @@ from __future__ import annotations
 
 import math
 
-from ..utils.workers import default_num_workers
+from ..options import PredictOptions
+from .dataclass_args import add_field_argument, field_default, from_args
 
 
-def add_device_arguments(parser) -> None:
-    """Lightning's device options, shared by train, evaluate and predict."""
+def add_device_arguments(parser, options=PredictOptions) -> None:
+    """Lightning's device options, shared by train, evaluate and predict; defaults from `options`' fields.
+
+    `--devices` stays None when not given (`devices_or_default`): its default is the command's.
+    """
     group = parser.add_argument_group("devices")
-    group.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: auto)")
-    group.add_argument("--devices", default=None, help="number of devices, a list like 0,1, or auto")
-    group.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, fsdp, ... (default: auto)")
-    group.add_argument("--num-nodes", type=int, default=1, help="machines in a multi-node run (default: 1)")
-    group.add_argument("--precision", default="32-true", help="32-true, 16-mixed or bf16-mixed (default: 32-true)")
-    group.add_argument("--num-workers", type=int, default=default_num_workers(),
-                       help="data loading processes per device (default: up to 4, one core left to the model)")
-    group.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    add_field_argument(group, options, "--accelerator", help="cpu, gpu, mps or auto")
+    group.add_argument("--devices", default=None, help="number of devices, a list like 0,1, or auto "
+                                                       f"(default: {field_default(options, 'devices')})")
+    add_field_argument(group, options, "--strategy", help="auto, ddp, ddp_spawn, fsdp, ...")
+    add_field_argument(group, options, "--num-nodes", type=int, help="machines in a multi-node run")
+    add_field_argument(group, options, "--precision", help="32-true, 16-mixed or bf16-mixed (or 32, 16, bf16)")
+    add_field_argument(group, options, "--num-workers", type=int,
+                       help="data loading processes per device (default here: %(default)s; up to 4, one core left to the model)")
+    add_field_argument(group, options, "--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
 
-def device_options(args):
-    """The prediction `DeviceOptions` of parsed evaluate/predict arguments."""
-    from ..evaluation.inference import DeviceOptions
+def devices_or_default(args, options) -> object:
+    """`--devices` as given, else the default of the command's options (train: auto, evaluate/predict: 1)."""
+    return args.devices or field_default(options, "devices")
 
-    return DeviceOptions(accelerator=args.accelerator, devices=args.devices or 1, strategy=args.strategy,
-                         num_nodes=args.num_nodes, precision=args.precision, batch_size=args.batch_size,
-                         num_workers=args.num_workers, progress=args.progress)
+
+def device_options(args) -> PredictOptions:
+    """The `PredictOptions` of parsed evaluate/predict arguments (fields by name)."""
+    return from_args(PredictOptions, args, devices=devices_or_default(args, PredictOptions))
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

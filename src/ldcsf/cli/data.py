@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..options import SPLIT_FRACTIONS
+
 log = logging.getLogger(__name__)
 
 
@@ -73,8 +75,8 @@ def add_parser(subparsers) -> None:
 
 
 def _split_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--splits", default="0.7,0.15,0.15",
-                   help="train,val,test fractions for grouped splits, or 'none' (default 0.7,0.15,0.15)")
+    p.add_argument("--splits", default=",".join(map(str, SPLIT_FRACTIONS)),
+                   help="train,val,test fractions for grouped splits, or 'none' (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the grouped split")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..options import PredictOptions
 from .common import add_device_arguments, device_options, print_report
+from .dataclass_args import add_field_argument
 
 
 def add_parser(subparsers) -> None:
@@ -12,7 +14,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data", required=True, help="manifest CSV")
     parser.add_argument("--split", default="test", help="split to score, or 'all' for every row (default: test)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--batch-size", type=int, default=64)
+    add_field_argument(parser, PredictOptions, "--batch-size", type=int, help="images per batch")
     parser.add_argument("--strict", action="store_true", help="stop on an unreadable image instead of skipping it")
     add_device_arguments(parser)
     parser.set_defaults(func=run)

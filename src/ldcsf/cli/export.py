@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..options import PredictOptions
 
 #: ldcsf.inference.runtimes.RUNTIMES, repeated here: building the parser must not import torch.
 RUNTIME_CHOICES = ("torch", "onnx", "openvino")
@@ -9,7 +10,7 @@ RUNTIME_CHOICES = ("torch", "onnx", "openvino")
 
 def add_runtime_argument(parser) -> None:
     """`--runtime`, shared by `slide` and `predict`."""
-    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="torch",
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default=PredictOptions.runtime,
                         help="what runs the model: torch (default; any device), or on the CPU the exported ONNX "
                              "file on onnx (ONNX Runtime) or openvino; exported beside the checkpoint on first use")
 

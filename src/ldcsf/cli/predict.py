@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..options import PredictOptions
 from .common import add_device_arguments, device_options
+from .dataclass_args import add_field_argument
 from .export import add_runtime_argument
 
 
@@ -12,7 +14,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     parser.add_argument("--checkpoint", required=True, help="model.pt or a .ckpt from `ldcsf train`")
     parser.add_argument("--out", required=True, help="output CSV")
-    parser.add_argument("--batch-size", type=int, default=64)
+    add_field_argument(parser, PredictOptions, "--batch-size", type=int, help="images per batch")
     add_device_arguments(parser)
     add_runtime_argument(parser)
     parser.set_defaults(func=run)
@@ -25,8 +27,7 @@ def run(args) -> int:
     from ..utils.paths import check_output_file
 
     check_output_file(args.out)  # before any image is scored
-    options = device_options(args)
-    options.runtime = args.runtime
+    options = device_options(args)  # --runtime included
     frame = predict_images(args.inputs, args.checkpoint, out=args.out, options=options)
     failed = frame[frame["error"] != ""]
     for error in failed["error"]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ..options import SlideSettings
+from .dataclass_args import add_field_argument, from_args
 from .export import add_runtime_argument
 
 #: Exit status when some slides of a cohort failed and others finished (all failed: 1).
@@ -28,31 +30,39 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--mpp", type=float, default=None,
                         help="µm per pixel at full resolution; overrides the files' metadata (needed when they have none)")
-    parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap as a fraction of the tile, 0 to <1 (default 0)")
-    parser.add_argument("--min-tissue", type=float, default=0.25, help="least tissue fraction for a tile to be predicted (default 0.25)")
-    parser.add_argument("--batch-size", type=int, default=64, help="tiles per batch (default 64)")
+    option = _slide_option(parser)
+    option("--overlap", type=float, help="tile overlap as a fraction of the tile, 0 to <1")
+    option("--min-tissue", type=float, help="least tissue fraction for a tile to be predicted")
+    option("--batch-size", type=int, help="tiles per batch")
+    # The command measures the reader count by default (None); library calls read in-process (SlideSettings: 0).
     parser.add_argument("--num-workers", type=parse_workers, default=None,
                         help="processes reading tiles, or auto (default): on a CPU the split of cores between "
                              "readers and model is measured on the first slide; on a GPU up to 4 readers")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for the model (default on CPU: as measured, or the cores the readers leave free)")
-    parser.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default)")
-    parser.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto (default)")
-    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp for several devices (default auto)")
-    parser.add_argument("--num-nodes", type=int, default=1, help="machines taking part (default 1)")
-    parser.add_argument("--precision", default=None, help="32, bf16 (bf16 autocast) or 16 (default: 32)")
+    option("--accelerator", help="cpu, gpu, mps or auto")
+    option("--devices", help="number of devices, a list like 0,1, or auto")
+    option("--strategy", help="Lightning strategy, e.g. ddp for several devices")
+    option("--num-nodes", type=int, help="machines taking part")
+    option("--precision", show_default=False,
+           help="32, bf16 (bf16 autocast) or 16, or Lightning's names like bf16-mixed (default: 32)")
     add_runtime_argument(parser)
     parser.add_argument("--field-diameter-um", type=float, default=None, help="hotspot field diameter in µm (default 2200)")
-    parser.add_argument("--tta", action="store_true",
-                        help="flip test-time augmentation: average each tile over it and its two mirror images (3x time)")
+    option("--tta", action="store_true",
+           help="flip test-time augmentation: average each tile over it and its two mirror images (3x time)")
     parser.add_argument("--stain-norm", choices=["macenko", "none"], default=None,
                         help="stain normalisation of the tiles (default: what the checkpoint was trained with)")
     parser.add_argument("--limit-tiles", type=int, default=None, help="predict only the first N tissue tiles (a quick look)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace results in OUT made from another slide, checkpoint or settings (default: refuse)")
-    parser.add_argument("--strict", action="store_true", help="stop at the first slide that fails (exit 1)")
+    option("--overwrite", action="store_true",
+           help="replace results in OUT made from another slide, checkpoint or settings (default: refuse)")
+    option("--strict", action="store_true", help="stop at the first slide that fails (exit 1)")
     parser.set_defaults(func=run)
+
+
+def _slide_option(parser):
+    """`add_argument` for a flag whose default is SlideSettings' field of its name."""
+    return lambda flag, **kwargs: add_field_argument(parser, SlideSettings, flag, **kwargs)
 
 
 def parse_workers(value: str) -> int | None:
@@ -76,6 +86,11 @@ def parse_devices(value: str) -> int | str | list[int]:
     return value
 
 
+def slide_settings(args) -> SlideSettings:
+    """The SlideSettings of parsed `ldcsf slide` arguments: fields by name, and the two flags that are not one to one."""
+    return from_args(SlideSettings, args, devices=parse_devices(args.devices), progress=not args.no_progress)
+
+
 def run(args) -> int:
     import torch
 
@@ -93,19 +108,10 @@ def run(args) -> int:
 def _run_with_threads_set(args) -> int:
     from pathlib import Path
 
-    from ..inference import SlideSettings, run_cohort
+    from ..inference import run_cohort
     from .common import format_table
 
-    settings = SlideSettings(
-        mpp=args.mpp, overlap=args.overlap, min_tissue=args.min_tissue, batch_size=args.batch_size,
-        num_workers=args.num_workers, threads=args.threads, accelerator=args.accelerator, devices=parse_devices(args.devices),
-        strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision,
-        field_diameter_um=args.field_diameter_um, limit_tiles=args.limit_tiles, progress=not args.no_progress,
-        tta=args.tta, stain_norm=args.stain_norm,
-        overwrite=args.overwrite, strict=args.strict,
-        runtime=args.runtime,
-    )
-    table = run_cohort(args.slides, args.checkpoint, args.out, settings)
+    table = run_cohort(args.slides, args.checkpoint, args.out, slide_settings(args))
     if table.empty:  # a non-zero rank under DDP: rank 0 reports
         return 0
     failed = int((table["status"] == "failed").sum())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .common import add_device_arguments, print_report
+from ..options import TrainConfig
+from .common import add_device_arguments, devices_or_default, print_report
+from .dataclass_args import add_field_argument, from_args
 
 
 def add_parser(subparsers) -> None:
@@ -19,17 +21,18 @@ def add_parser(subparsers) -> None:
                              "(true, 3, 0.5, [2,2]) or else strings")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--labels", help="comma-separated label columns (default: stroma,necrosis,non_tumor,tumor)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate (default: 3e-4)")
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up, then cosine decay (default: 1)")
-    parser.add_argument("--loss", choices=["bce", "asl"], default="bce", help="masked BCE or asymmetric loss (default: bce)")
-    parser.add_argument("--pos-weight", action="store_true", help="weight positives per label by negatives/positives")
-    parser.add_argument("--max-pos-weight", type=float, default=10.0, help="clip of --pos-weight (default: 10)")
-    parser.add_argument("--balanced", action="store_true", help="sample training images by their rarest positive label")
-    parser.add_argument("--pretrained", action="store_true",
-                        help="pretrained backbone weights: from an installed package where one ships them, else the model hub")
+    option = _train_option(parser)
+    option("--epochs", type=int, help="training epochs")
+    option("--batch-size", type=int, help="images per batch and device")
+    option("--lr", type=float, help="peak AdamW learning rate")
+    option("--weight-decay", type=float, help="AdamW weight decay, not on biases and norms")
+    option("--warmup-epochs", type=float, help="linear warm-up, then cosine decay")
+    option("--loss", choices=["bce", "asl"], help="masked BCE or asymmetric loss")
+    option("--pos-weight", action="store_true", help="weight positives per label by negatives/positives")
+    option("--max-pos-weight", type=float, help="clip of --pos-weight")
+    option("--balanced", action="store_true", help="sample training images by their rarest positive label")
+    option("--pretrained", action="store_true",
+           help="pretrained backbone weights: from an installed package where one ships them, else the model hub")
     parser.add_argument("--pretrained-file", help="backbone weights from a local .safetensors/.pth file")
     parser.add_argument("--mpp", type=float, help="µm/px of the model's input (overrides --tile-mpp)")
     parser.add_argument("--tile-mpp", type=float, help="µm/px of the tiles in the manifest; the input's mpp is "
@@ -41,23 +44,28 @@ def add_parser(subparsers) -> None:
     area.add_argument("--area-head", action="store_true",
                       help="add a per-position area head, trained on the manifest's pixel masks (`mask` column) "
                            "and on presence labels elsewhere; slides then get area_<label> columns and sub-tile maps")
-    area.add_argument("--area-weight", type=float, default=1.0, help="weight of the area loss (default: 1)")
-    area.add_argument("--freeze-backbone", action="store_true",
-                      help="train only what follows the backbone, on its maps computed once per image and view "
-                           "(fast on a CPU; use with pretrained weights)")
-    area.add_argument("--feature-views", type=int, default=4,
-                      help="with --freeze-backbone: augmented views cached per training image (default: 4)")
+    area_option = _train_option(area)
+    area_option("--area-weight", type=float, help="weight of the area loss")
+    area_option("--freeze-backbone", action="store_true",
+                help="train only what follows the backbone, on its maps computed once per image and view "
+                     "(fast on a CPU; use with pretrained weights)")
+    area_option("--feature-views", type=int, help="with --freeze-backbone: augmented views cached per training image")
     area.add_argument("--feature-cache", help="with --freeze-backbone: folder of cached maps (default: RUN_DIR/feature_cache)")
-    parser.add_argument("--threshold-method", choices=["f1", "youden"], default="f1", help="per-label threshold tuning on val")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--patience", type=int, default=10, help="epochs without val mAP gain before stopping (0: never)")
-    parser.add_argument("--strict", action="store_true", help="stop on an unreadable image instead of skipping it")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
-    parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimiser steps")
+    option("--threshold-method", choices=["f1", "youden"], help="per-label threshold tuning on val")
+    option("--seed", type=int, help="seed of the split, the initialisation and the augmentation")
+    option("--patience", type=int, help="epochs without val mAP gain before stopping (0: never)")
+    option("--strict", action="store_true", help="stop on an unreadable image instead of skipping it")
+    option("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
+    option("--max-steps", type=int, help="stop after this many optimiser steps (-1: no limit)")
     parser.add_argument("--limit-train-batches", type=_fraction_or_count, help="batches per epoch (count or fraction)")
     parser.add_argument("--limit-val-batches", type=_fraction_or_count, help="validation batches (count or fraction)")
-    add_device_arguments(parser)
+    add_device_arguments(parser, TrainConfig)
     parser.set_defaults(func=run)
+
+
+def _train_option(parser):
+    """`add_argument` for a flag whose default is TrainConfig's field of its name."""
+    return lambda flag, **kwargs: add_field_argument(parser, TrainConfig, flag, **kwargs)
 
 
 def _fraction_or_count(text: str) -> float | int:
@@ -100,30 +108,24 @@ def model_and_kwargs(args) -> tuple[str, dict]:
     return model, {"backbone": args.backbone, **kwargs}
 
 
+def train_config(args) -> TrainConfig:
+    """The TrainConfig of parsed `ldcsf train` arguments: fields by name, and the flags that are not one to one."""
+    model, model_kwargs = model_and_kwargs(args)
+    if args.area_head:
+        model_kwargs["area_head"] = True
+    return from_args(
+        TrainConfig, args, model=model, model_kwargs=model_kwargs,
+        labels=[s.strip() for s in args.labels.split(",")] if args.labels else None,
+        devices=devices_or_default(args, TrainConfig),
+    )
+
+
 def run(args) -> int:
-    from ..training.train import TrainConfig, train
+    from ..training.train import train
     from ..utils.paths import check_output_dir
 
     check_output_dir(args.out)  # before any epoch
-    model, model_kwargs = model_and_kwargs(args)
-    config = TrainConfig(
-        data=args.data, model=model, out=args.out, model_kwargs=model_kwargs,
-        stain_norm=args.stain_norm, stain_reference=args.stain_reference,
-        labels=[s.strip() for s in args.labels.split(",")] if args.labels else None,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs, loss=args.loss, pos_weight=args.pos_weight,
-        max_pos_weight=args.max_pos_weight, balanced=args.balanced, pretrained=args.pretrained,
-        pretrained_file=args.pretrained_file, mpp=args.mpp, tile_mpp=args.tile_mpp,
-        threshold_method=args.threshold_method, seed=args.seed, patience=args.patience, strict=args.strict,
-        resume=args.resume, accelerator=args.accelerator, devices=args.devices or "auto", strategy=args.strategy,
-        num_nodes=args.num_nodes, precision=args.precision, num_workers=args.num_workers, max_steps=args.max_steps,
-        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches, progress=args.progress,
-        area_weight=args.area_weight, freeze_backbone=args.freeze_backbone, feature_views=args.feature_views,
-        feature_cache=args.feature_cache,
-    )
-    if args.area_head:
-        config.model_kwargs["area_head"] = True
-    result = train(config)
+    result = train(train_config(args))
     if result.is_global_zero:
         from ..evaluation.metrics import MetricsReport
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..options import SPLIT_FRACTIONS
 from .importers import derive_groups, import_filename_labels, list_images
 from .manifest import default_labels, relative_paths, write_manifest
 from .mapping import apply_mapping, read_mapping
@@ -32,7 +33,7 @@ def build_pancancer(
     shared_dir: str | Path,
     out_dir: str | Path,
     seed: int = 0,
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    fractions: tuple[float, float, float] = SPLIT_FRACTIONS,
     tile_size: int = MASK_TILE_SIZE,
     progress: bool = True,
     caps: dict[str, int] | None = None,

@@ -7,12 +7,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..options import SPLIT_FRACTIONS
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
 def assign_splits(
     frame: pd.DataFrame,
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    fractions: Sequence[float] = SPLIT_FRACTIONS,
     group_col: str = "group",
     seed: int = 0,
     stratify_col: str | None = None,

@@ -19,8 +19,9 @@ from ..checkpoint import load_checkpoint
 from ..data.dataset import ManifestDataset
 from ..data.manifest import Manifest, read_manifest
 from ..data.transforms import eval_transforms
+from ..options import PredictOptions
 from ..utils.atomic import atomic_path, write_json_atomic
-from .inference import DeviceOptions, predict_dataset
+from .inference import predict_dataset
 from .metrics import LABEL_METRICS, MetricsReport, compute_metrics
 from .thresholds import apply_thresholds
 
@@ -58,11 +59,11 @@ def select_split(manifest: Manifest, split: str) -> Manifest:
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, out_dir: str | Path, split: str = "test",
-             strict: bool = False, options: DeviceOptions | None = None) -> EvaluationResult:
+             strict: bool = False, options: PredictOptions | None = None) -> EvaluationResult:
     """Score `checkpoint` on the `split` rows of manifest `data` (thresholds from the checkpoint)."""
     from ..training.datamodule import IndexedDataset, drop_unreadable_images
 
-    options = options or DeviceOptions()
+    options = options or PredictOptions()
     out_dir = Path(out_dir)
     loaded = load_checkpoint(checkpoint)
     meta = loaded.meta

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from ..checkpoint import LoadedCheckpoint
-from ..utils.workers import default_num_workers
-
-
-@dataclass
-class DeviceOptions:
-    """Where to run: the usual Lightning Trainer settings."""
-
-    accelerator: str = "auto"
-    devices: Any = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    batch_size: int = 64
-    num_workers: int = field(default_factory=default_num_workers)
-    progress: bool = True
-    runtime: str = "torch"  # torch, onnx or openvino (ldcsf.inference.runtimes)
-    trainer_kwargs: dict = field(default_factory=dict)
+from ..options import PredictOptions
 
 
 @dataclass
@@ -38,7 +21,7 @@ class Predictions:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: DeviceOptions) -> Predictions:
+def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: PredictOptions) -> Predictions:
     """Run the checkpoint's model over `dataset` (items are dicts with "image" and "index")."""
     import lightning as L
 
@@ -52,8 +35,7 @@ def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: DeviceO
                               stain_norm=meta.stain_norm)
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers)
     trainer = L.Trainer(
-        accelerator=options.accelerator, devices=options.devices, strategy=options.strategy,
-        num_nodes=options.num_nodes, precision=options.precision, logger=False, enable_checkpointing=False,
+        **options.lightning_kwargs(), logger=False, enable_checkpointing=False,
         enable_progress_bar=options.progress, enable_model_summary=False, **options.trainer_kwargs,
     )
     # Outputs are gathered across processes inside the module; Lightning's per-process list is not needed.

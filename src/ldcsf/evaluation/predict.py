@@ -18,8 +18,9 @@ from ..checkpoint import load_checkpoint
 from ..data.dataset import load_rgb, not_he_note
 from ..data.importers import IMAGE_SUFFIXES
 from ..data.transforms import eval_transforms
+from ..options import PredictOptions
 from ..utils.atomic import atomic_path
-from .inference import DeviceOptions, predict_dataset
+from .inference import predict_dataset
 from .thresholds import apply_thresholds
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,13 @@ class ImageFileDataset(Dataset):
 
 
 def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path, out: str | Path | None = None,
-                   options: DeviceOptions | None = None) -> pd.DataFrame:
+                   options: PredictOptions | None = None) -> pd.DataFrame:
     """Score every image of `inputs`; columns: path, error, `<label>_prob`, `<label>_pred`.
 
     Decisions use the checkpoint's per-label thresholds. With `out`, the table is written as CSV
     (atomically, by the first process only).
     """
-    options = options or DeviceOptions()
+    options = options or PredictOptions()
     paths = collect_images(inputs)
     loaded = load_checkpoint(checkpoint)
     meta = loaded.meta

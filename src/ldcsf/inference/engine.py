@@ -20,11 +20,9 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
+from ..options import lightning_precision
 from ..utils.atomic import atomic_path, write_json_atomic
 from .dataset import TileDataset
-
-#: `--precision` shorthands people type, mapped to Lightning's names.
-PRECISION_ALIASES = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "fp16": "16-mixed"}
 
 
 class TilePredictor(L.LightningModule):
@@ -205,13 +203,12 @@ def make_trainer(
     progress: bool = True,
 ) -> L.Trainer:
     """A Trainer for prediction only: no logger, no checkpoints, the part writer first."""
-    precision = PRECISION_ALIASES.get(str(precision), precision) if precision is not None else None
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
         num_nodes=num_nodes,
-        precision=precision,
+        precision=lightning_precision(precision),
         callbacks=[PartWriter(store), *callbacks],
         logger=False,
         enable_checkpointing=False,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -22,9 +22,10 @@ import pandas as pd
 
 from .. import __version__
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
+from ..options import SlideSettings
 from ..utils.paths import check_output_dir, safe_name
 from ..wsi.readers import open_slide
-from ..wsi.tiling import DEFAULT_MIN_TISSUE, TileSpec, tile_grid
+from ..wsi.tiling import TileSpec, tile_grid
 from ..wsi.tissue import detect_tissue
 from .dataset import TileDataset
 from .engine import PredictionStore, predict_tiles
@@ -42,31 +43,6 @@ THUMBNAIL_SIZE = 2048
 
 class NoTissueError(ValueError):
     """The slide has no tile with enough tissue to predict."""
-
-
-@dataclass
-class SlideSettings:
-    """How slides are tiled and predicted (the CLI's options; recorded with every result)."""
-
-    mpp: float | None = None  # slide µm/px override
-    overlap: float = 0.0
-    min_tissue: float = DEFAULT_MIN_TISSUE
-    batch_size: int = 64
-    num_workers: int | None = 0  # None: measured on the first slide (ldcsf.inference.split), then kept
-    threads: int | None = None  # model threads the user fixed (a measured split then only picks readers)
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str | None = None
-    field_diameter_um: float | None = None  # None: the export's default
-    limit_tiles: int | None = None  # predict only the first N tissue tiles (quick looks, tests)
-    tta: bool = False  # average each tile's probabilities over its two mirror images
-    stain_norm: str | None = None  # "macenko" or "none" overrides the checkpoint's stain normalisation
-    progress: bool = True
-    overwrite: bool = False  # replace results made from other inputs instead of refusing
-    strict: bool = False  # stop the cohort at the first failed slide
-    runtime: str = "torch"  # torch, onnx or openvino (ldcsf.inference.runtimes)
 
 
 def slide_id_for(path: str | Path) -> str:

@@ -19,12 +19,13 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.dataset import ManifestDataset, drop_unreadable
 from ..data.manifest import Manifest
 from ..data.transforms import build_transforms
+from ..options import SPLIT_FRACTIONS
 from .sampling import balanced_sampler
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+DEFAULT_FRACTIONS = SPLIT_FRACTIONS
 BAD_IMAGES_LOG = "bad_images.log"
 
 

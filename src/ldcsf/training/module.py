@@ -22,6 +22,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from ..checkpoint import DEFAULT_MPP, CheckpointMeta
 from ..evaluation.metrics import mean_average_precision
 from ..models import MultiLabelClassifier
+from ..options import TrainConfig
 from .losses import build_loss
 from .schedule import warmup_cosine_schedule
 
@@ -52,11 +53,11 @@ class MultiLabelModule(L.LightningModule):
     def __init__(
         self,
         model: MultiLabelClassifier,
-        loss: str = "bce",
+        loss: str = TrainConfig.loss,
         pos_weight: Sequence[float] | None = None,
-        lr: float = 3e-4,
-        weight_decay: float = 0.05,
-        warmup_epochs: float = 1.0,
+        lr: float = TrainConfig.lr,
+        weight_decay: float = TrainConfig.weight_decay,
+        warmup_epochs: float = TrainConfig.warmup_epochs,
         thresholds: Sequence[float] | None = None,
         mpp: float = DEFAULT_MPP,
         mean: Sequence[float] | None = None,
@@ -64,7 +65,7 @@ class MultiLabelModule(L.LightningModule):
         extra: dict[str, Any] | None = None,
         interpolation: str | None = None,
         stain_norm: dict[str, Any] | None = None,
-        area_weight: float = 1.0,
+        area_weight: float = TrainConfig.area_weight,
     ):
         super().__init__()
         pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]

@@ -13,12 +13,12 @@ A run folder holds:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..checkpoint import DEFAULT_MPP
-from ..utils.workers import default_num_workers
+from ..options import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,59 +26,6 @@ log = logging.getLogger(__name__)
 #: convention of NCT-CRC-HE and the paper), resized to the model's input.
 DEFAULT_TILE_PX = 224
 DEFAULT_TILE_MPP = DEFAULT_MPP
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; saved as config.json in the run folder."""
-
-    data: str
-    model: str
-    out: str
-    labels: list[str] | None = None
-    #: Keyword arguments of the model variant, e.g. {"use_ldc": False} or {"img_size": 128};
-    #: recorded in the checkpoint, so `load_checkpoint` rebuilds the same architecture.
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-4
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    loss: str = "bce"
-    pos_weight: bool = False
-    max_pos_weight: float = 10.0
-    balanced: bool = False
-    pretrained: bool = False
-    pretrained_file: str | None = None
-    #: "macenko" normalises every tile's stains (to `stain_reference`, else torchstain's reference)
-    stain_norm: str | None = None
-    stain_reference: str | None = None
-    mpp: float | None = None
-    tile_mpp: float | None = None
-    seed: int = 0
-    patience: int = 10
-    threshold_method: str = "f1"
-    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    strict: bool = False
-    resume: bool = False
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    num_workers: int = field(default_factory=default_num_workers)
-    max_steps: int = -1
-    limit_train_batches: float | int | None = None
-    limit_val_batches: float | int | None = None
-    progress: bool = True
-    #: Weight of the area head's loss (models built with area_head=True; see ldcsf.training.area_loss).
-    area_weight: float = 1.0
-    #: Train only what follows the backbone, on backbone maps computed once per image and view.
-    freeze_backbone: bool = False
-    #: Frozen backbone: fixed augmentation draws per training image (view 0 is the plain tile).
-    feature_views: int = 4
-    #: Frozen backbone: where the maps are kept (default: RUN_DIR/feature_cache); runs may share one.
-    feature_cache: str | None = None
 
 
 @dataclass
@@ -230,8 +177,7 @@ def train(config: TrainConfig) -> TrainResult:
     trainer = L.Trainer(
         **_validate_before_max_steps(config, datamodule.split_sizes()["train"]),
         default_root_dir=run_dir, max_epochs=config.epochs, max_steps=config.max_steps,
-        accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
-        num_nodes=config.num_nodes, precision=config.precision, callbacks=callbacks,
+        **config.lightning_kwargs(), callbacks=callbacks,
         logger=CSVLogger(run_dir, name="logs", version=""), plugins=[AtomicCheckpointIO()],
         limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
         log_every_n_steps=1, enable_progress_bar=config.progress, enable_model_summary=config.progress,

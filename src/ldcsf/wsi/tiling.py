@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..options import MIN_TISSUE
 from .tissue import TissueMask
 
 #: Tile table columns the grid fills, in the order of the tile table contract.
 GRID_COLUMNS = ["tile_id", "row", "col", "x", "y", "width", "height", "tissue_fraction", "tissue_area_mm2"]
-DEFAULT_MIN_TISSUE = 0.25
+DEFAULT_MIN_TISSUE = MIN_TISSUE
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,141 @@
+"""Run options: every default a run takes, stated once.
+
+    DeviceOptions     where a run computes and at what precision (Lightning's Trainer settings)
+    PredictOptions    `evaluate` and `predict`: DeviceOptions + batches, loaders, runtime
+    TrainConfig       `train`: DeviceOptions + data, model, optimiser and schedule
+    SlideSettings     `slide`: DeviceOptions + tiling, batches, readers, outputs
+
+The three run shapes are DeviceOptions subclasses, so their device fields are one definition
+and their records (config.json of a run, the settings in a slide's tsr.json) keep flat keys. The
+command line reads its defaults from these classes (`ldcsf.cli.dataclass_args`).
+
+This module imports nothing heavy: the CLI reads it while building its parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .utils.workers import default_num_workers
+
+#: Least tissue fraction of a tile for it to be predicted (`ldcsf.wsi.tiling.tile_grid`).
+MIN_TISSUE = 0.25
+#: Train, validation and test fractions of grouped splits (manifests, the training run, the pan-cancer set).
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
+
+#: `--precision` shorthands people type, mapped to Lightning's names.
+PRECISION_ALIASES = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "fp16": "16-mixed"}
+
+
+def lightning_precision(precision: str | int | None) -> str | int | None:
+    """Lightning's name for a precision ("bf16" -> "bf16-mixed"); None stays None (Lightning's 32-true)."""
+    if precision is None:
+        return None
+    return PRECISION_ALIASES.get(str(precision), precision)
+
+
+@dataclass(kw_only=True)
+class DeviceOptions:
+    """Where to run: Lightning's accelerator, devices, strategy, nodes and precision."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"  # a count, a list of device indices, or "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str | None = "32-true"  # Lightning's names or a PRECISION_ALIASES shorthand
+
+    def lightning_kwargs(self) -> dict[str, Any]:
+        """The device fields as `lightning.Trainer` keyword arguments, the precision under Lightning's name."""
+        return {name: getattr(self, name) for name in DEVICE_FIELDS} | {"precision": lightning_precision(self.precision)}
+
+
+#: The names of DeviceOptions' fields, in order.
+DEVICE_FIELDS = tuple(DeviceOptions.__dataclass_fields__)
+
+
+@dataclass(kw_only=True)
+class PredictOptions(DeviceOptions):
+    """How `evaluate` and `predict` run a checkpoint over images."""
+
+    # One device unless asked (train and slide: "auto"): "auto" would take every GPU and start a
+    # DDP process group, which `evaluate` and `predict` have never done unasked.
+    devices: Any = 1
+    batch_size: int = 64
+    num_workers: int = field(default_factory=default_num_workers)
+    progress: bool = True
+    runtime: str = "torch"  # torch, onnx or openvino (ldcsf.inference.runtimes)
+    trainer_kwargs: dict = field(default_factory=dict)  # more `lightning.Trainer` arguments
+
+
+@dataclass
+class TrainConfig(DeviceOptions):
+    """Everything a run depends on; saved as config.json in the run folder."""
+
+    data: str
+    model: str
+    out: str
+    labels: list[str] | None = None
+    #: Keyword arguments of the model variant, e.g. {"use_ldc": False} or {"img_size": 128};
+    #: recorded in the checkpoint, so `load_checkpoint` rebuilds the same architecture.
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-4  # peak AdamW learning rate
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay
+    loss: str = "bce"
+    pos_weight: bool = False
+    max_pos_weight: float = 10.0
+    balanced: bool = False
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    #: "macenko" normalises every tile's stains (to `stain_reference`, else torchstain's reference)
+    stain_norm: str | None = None
+    stain_reference: str | None = None
+    mpp: float | None = None
+    tile_mpp: float | None = None
+    seed: int = 0
+    patience: int = 10
+    threshold_method: str = "f1"
+    split_fractions: list[float] = field(default_factory=lambda: list(SPLIT_FRACTIONS))
+    strict: bool = False
+    resume: bool = False
+    num_workers: int = field(default_factory=default_num_workers)
+    max_steps: int = -1
+    limit_train_batches: float | int | None = None
+    limit_val_batches: float | int | None = None
+    progress: bool = True
+    #: Weight of the area head's loss (models built with area_head=True; see ldcsf.training.area_loss).
+    area_weight: float = 1.0
+    #: Train only what follows the backbone, on backbone maps computed once per image and view.
+    freeze_backbone: bool = False
+    #: Frozen backbone: fixed augmentation draws per training image (view 0 is the plain tile).
+    feature_views: int = 4
+    #: Frozen backbone: where the maps are kept (default: RUN_DIR/feature_cache); runs may share one.
+    feature_cache: str | None = None
+
+
+@dataclass(kw_only=True)
+class SlideSettings(DeviceOptions):
+    """How slides are tiled and predicted (the CLI's options; recorded with every result)."""
+
+    # None, not "32-true": the same computation (Lightning's default), and it is what every
+    # slide's tsr.json has recorded, so earlier results keep matching their settings.
+    precision: str | None = None
+    mpp: float | None = None  # slide µm/px override
+    overlap: float = 0.0
+    min_tissue: float = MIN_TISSUE
+    batch_size: int = PredictOptions.batch_size
+    # 0 (read tiles in the calling process) for library calls; `ldcsf slide` asks for None:
+    # measured on the first slide (ldcsf.inference.split), then kept
+    num_workers: int | None = 0
+    threads: int | None = None  # model threads the user fixed (a measured split then only picks readers)
+    field_diameter_um: float | None = None  # None: the export's default
+    limit_tiles: int | None = None  # predict only the first N tissue tiles (quick looks, tests)
+    tta: bool = False  # average each tile's probabilities over its two mirror images
+    stain_norm: str | None = None  # "macenko" or "none" overrides the checkpoint's stain normalisation
+    progress: bool = True
+    overwrite: bool = False  # replace results made from other inputs instead of refusing
+    strict: bool = False  # stop the cohort at the first failed slide
+    runtime: str = PredictOptions.runtime  # torch, onnx or openvino (ldcsf.inference.runtimes)
