@@ -51,7 +51,7 @@ FLAGS = {
         "--freeze-backbone": ("freeze_backbone", False, SWITCH, True),
         "--feature-views": ("feature_views", 4, "2", 2),
         "--feature-cache": ("feature_cache", None, "cache", "cache"),
-        "--threshold-method": ("threshold_method", "f1", "youden", "youden"),
+        "--threshold-method": ("threshold_method", "youden", "f1", "f1"),
         "--seed": ("seed", 0, "3", 3),
         "--patience": ("patience", 10, "0", 0),
         "--strict": ("strict", False, SWITCH, True),
