@@ -25,6 +25,10 @@ RECIPES: dict[str, dict] = {
     # ... plus the area head, trained on pixel masks where they exist (the recommended recipe).
     "lite0_area": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
                        freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    # ... the same, the backbone fine-tuned with the head instead of frozen (augmentation drawn afresh
+    # every epoch rather than from cached views).
+    "lite0_area_finetune": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
+                                epochs=6, lr=3e-4),
     # LDCSF ablations on the pretrained backbone (with the area head).
     "lite0_area_wo_LDC": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_ldc": False},
                               pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
