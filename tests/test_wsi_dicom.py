@@ -51,8 +51,8 @@ def test_a_dicom_series_reads_as_the_original_slide(shared_data, dicom_folder):
         assert dicom.mpp == pytest.approx(original.mpp, rel=1e-6) and dicom.mpp == pytest.approx(0.499)
         assert dicom.level_dimensions == original.level_dimensions
         for x, y in ((0, 0), (900, 1400), (2000, 2800)):
-            a = original.read_region(x, y, 200, 150).astype(int)
-            b = dicom.read_region(x, y, 200, 150).astype(int)
+            a = original.read_region((x, y), 0, (200, 150)).astype(int)
+            b = dicom.read_region((x, y), 0, (200, 150)).astype(int)
             assert np.abs(a - b).mean() < 1.0  # the same JPEG tiles, not re-encoded
         thumb_dicom, _ = dicom.thumbnail(512)
         thumb_original, _ = original.thumbnail(512)

@@ -33,15 +33,15 @@ def test_cmu_svs_through_openslide(shared_data):
         assert slide.dimensions == (2220, 2967)
         assert slide.mpp == pytest.approx(0.499)
         assert slide.level_count == 1 and slide.level_downsamples == (1.0,)
-        region = slide.read_region(1000, 1500, 120, 80)
+        region = slide.read_region((1000, 1500), 0, (120, 80))
         assert region.shape == (80, 120, 3) and region.dtype == np.uint8
         expected = np.asarray(openslide.OpenSlide(str(path)).read_region((1000, 1500), 0, (120, 80)).convert("RGB"))
         np.testing.assert_array_equal(region, expected)
         # Outside the slide is glass (white), inside the tissue is not.
-        edge = slide.read_region(2200, 2950, 40, 40)
+        edge = slide.read_region((2200, 2950), 0, (40, 40))
         assert (edge[20:, :] == 255).all() and (edge[:, 20:] == 255).all()
-        assert slide.read_region(1000, 1500, 120, 80).mean() < 220
-        rect = slide.read_rect(1000, 1500, 256, 256, 64)
+        assert slide.read_region((1000, 1500), 0, (120, 80)).mean() < 220
+        rect = slide.read_box((1000, 1500, 256, 256), 64)
         assert rect.shape == (64, 64, 3)
         thumb, downsample = slide.thumbnail(512)
         assert max(thumb.size) == 512 and downsample == pytest.approx(2967 / 512, rel=0.01)
@@ -75,7 +75,7 @@ def test_tile_coordinates_map_back_to_the_source_tiles(shared_data, tmp_path, ti
     sources = [cells[r][c] for r in range(4) for c in range(4)]
     with open_slide(path) as slide:
         for tile in tiles.itertuples():
-            read = slide.read_rect(tile.x, tile.y, tile.width, tile.height, input_size).astype(float)
+            read = slide.read_box((tile.x, tile.y, tile.width, tile.height), input_size).astype(float)
             errors = [
                 np.abs(read - np.asarray(Image.fromarray(s).resize((input_size,) * 2, Image.Resampling.BOX))).mean()
                 for s in sources
@@ -100,11 +100,11 @@ def test_tiled_tiff_levels_read_as_openslide_reads_them(shared_data, tmp_path):
                 w, h = (int(v) for v in rng.integers(1, 300, 2))
                 lx, ly = (int(v) for v in rng.integers(-50, max(width, height), 2))
                 x, y = round(lx * downsample), round(ly * downsample)
-                got = slide.read_region(x, y, w, h, level)
+                got = slide.read_region((x, y), level, (w, h))
                 expected = np.asarray(native.read_region((x, y), level, (w, h)).convert("RGB")).copy()
                 expected[np.asarray(native.read_region((x, y), level, (w, h)))[..., 3] == 0] = 255  # off-slide: glass
                 np.testing.assert_array_equal(got, expected)
-                np.testing.assert_array_equal(slide.read_region(x, y, w, h, level), got)  # from the tile cache
+                np.testing.assert_array_equal(slide.read_region((x, y), level, (w, h)), got)  # from the tile cache
 
 
 def test_ome_tiff_and_plain_tiff_through_tifffile(shared_data, tmp_path):
@@ -114,13 +114,13 @@ def test_ome_tiff_and_plain_tiff_through_tifffile(shared_data, tmp_path):
                      metadata={"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm"})
     with open_slide(ome) as slide:
         assert isinstance(slide, TiffFileReader) and slide.mpp == pytest.approx(0.25)
-        np.testing.assert_array_equal(slide.read_region(100, 200, 50, 30), board[200:230, 100:150])
+        np.testing.assert_array_equal(slide.read_region((100, 200), 0, (50, 30)), board[200:230, 100:150])
     # Untiled (striped) TIFF, which OpenSlide rejects; resolution in pixels per inch.
     plain = tmp_path / "striped.tif"
     tifffile.imwrite(plain, board, photometric="rgb", resolution=(25400 / 0.5, 25400 / 0.5), resolutionunit="INCH")
     with open_slide(plain) as slide:
         assert isinstance(slide, TiffFileReader) and slide.mpp == pytest.approx(0.5)
-        np.testing.assert_array_equal(slide.read_region(300, 10, 64, 64), board[10:74, 300:364])
+        np.testing.assert_array_equal(slide.read_region((300, 10), 0, (64, 64)), board[10:74, 300:364])
         thumb, downsample = slide.thumbnail(112)
         assert thumb.size == (112, 112) and downsample == pytest.approx(4.0)
 

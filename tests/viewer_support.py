@@ -37,7 +37,7 @@ def build_outputs(shared_data: Path, root: Path) -> ViewerOutputs:
     slides = root / "slides"
     slides.mkdir()
     with open_slide(shared_data / CMU) as slide:
-        crop = slide.read_region(600, 1000, 1024, 1024)
+        crop = slide.read_region((600, 1000), 0, (1024, 1024))
     write_pyramidal_tiff(slides / f"{MOVED_ID}.tif", crop, mpp=0.499, tile_size=256)
     write_pyramidal_tiff(slides / f"{FAILED_ID}.tif", np.full((512, 512, 3), 243, np.uint8), mpp=0.5, tile_size=256)
     out = root / "out"

@@ -12,6 +12,22 @@ from torch.utils.data import Dataset
 from ..wsi.readers import SlideReader, open_slide
 
 
+def resize_as_training(rgb: np.ndarray, width: int, height: int, interpolation: str = "bilinear") -> np.ndarray:
+    """RGB uint8 resized with torch's antialiased uint8 kernel, as training's `v2.Resize` does.
+
+    Slide tiles then look like training tiles, and this kernel is about 3x faster than Pillow's
+    (the readers' own resizer, which keeps torch out of `wsi/`), which matters once per tile.
+    """
+    from torch.nn.functional import interpolate
+
+    rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:  # e.g. an array viewing a PIL image; torch wants writable memory
+        rgb = rgb.copy()
+    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+    resized = interpolate(image, size=(height, width), mode=interpolation, antialias=True)
+    return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
+
+
 class TileDataset(Dataset):
     """`(image, tile_index)` for each tile box; the image is RGB uint8 (size, size, 3).
 
@@ -63,12 +79,17 @@ class TileDataset(Dataset):
     def reader(self) -> SlideReader:
         if self._reader is None:
             self._reader = open_slide(self.slide_path, mpp=self.mpp)
+            self._reader.resizer = resize_as_training
         return self._reader
 
     def read_tile(self, i: int) -> np.ndarray:
-        """RGB uint8 (out_size, out_size, 3) of tile `i`."""
-        x, y, w, h = (int(v) for v in self.boxes[i])
-        tile = self.reader.read_rect(x, y, w, h, self.out_size, self.interpolation)
+        """RGB uint8 (out_size, out_size, 3) of tile `i`.
+
+        Read by its level-0 box, the tile table's geometry: the grid cut it at the model's µm/px
+        with the readers' own rule (`SlideReader.level0_extent`), so this equals
+        `read_at_mpp((x, y), out_size, model_mpp)`, and what is read is always the tile's row.
+        """
+        tile = self.reader.read_box(self.boxes[i], self.out_size, self.interpolation)
         return tile if self.stain_normalizer is None else self.stain_normalizer.normalize_array(tile)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:

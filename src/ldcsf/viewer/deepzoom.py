@@ -50,7 +50,7 @@ class ReaderAsOpenSlide:
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> Image.Image:
         w, h = (max(1, int(v)) for v in size)
-        rgb = self._reader.read_region(int(location[0]), int(location[1]), w, h, level)
+        rgb = self._reader.read_region(location, level, (w, h))
         return Image.fromarray(rgb).convert("RGBA")
 
 

@@ -1,6 +1,7 @@
 """Whole-slide images: readers with one interface, tissue detection, tiling, pyramidal TIFF writing."""
 
 from .readers import SLIDE_EXTENSIONS, OpenSlideReader, PillowReader, SlideReader, TiffFileReader, open_slide
+from .resize import pillow_resize
 from .tiling import TileSpec, tile_grid
 from .tissue import TissueMask, detect_tissue
 from .writer import write_pyramidal_tiff
@@ -15,6 +16,7 @@ __all__ = [
     "TissueMask",
     "detect_tissue",
     "open_slide",
+    "pillow_resize",
     "tile_grid",
     "write_pyramidal_tiff",
 ]

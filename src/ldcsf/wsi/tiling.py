@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..options import MIN_TISSUE
+from .slide_reader import level0_pixels
 from .tissue import TissueMask
 
 #: Tile table columns the grid fills, in the order of the tile table contract.
@@ -34,7 +35,7 @@ class TileSpec:
     def for_model(cls, input_size: int, model_mpp: float, slide_mpp: float, overlap: float = 0.0) -> "TileSpec":
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap is a fraction of the tile in [0, 1), got {overlap}")
-        tile = max(1, round(input_size * model_mpp / slide_mpp))
+        tile = level0_pixels(input_size, model_mpp, slide_mpp)  # the readers' `level0_extent` rule
         stride = max(1, round(tile * (1.0 - overlap)))
         return cls(tile_size=tile, stride=stride, slide_mpp=slide_mpp)
 
