@@ -31,7 +31,7 @@ def test_prediction_follows_the_slower_side():
 
 
 def test_split_measured_on_a_real_slide(shared_data, tmp_path):
-    from ldcsf.inference import TileDataset, TilePredictor
+    from ldcsf.inference import Predictor, TileDataset
     from ldcsf.inference.split import choose_split
 
     model = create_model("ldcsf_swin_micro")
@@ -43,7 +43,7 @@ def test_split_measured_on_a_real_slide(shared_data, tmp_path):
     data = TileDataset(shared_data / CMU, boxes[:8], range(8), 64)
     before = torch.get_num_threads()
     try:
-        split = choose_split(data.read_tile, len(data), lambda t: loaded.model, TilePredictor(loaded.model).normalise,
+        split = choose_split(data.read_tile, len(data), lambda t: loaded.model, Predictor(loaded.model).normalise,
                              cores=2)
         assert (split.workers, split.threads) in candidate_splits(2)
         assert split.read_s_per_tile > 0 and set(split.model_s_per_tile) == {1, 2}

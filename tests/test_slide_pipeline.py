@@ -145,11 +145,11 @@ def test_collect_slides_from_folders_and_lists(tmp_path):
 
 
 def test_tiles_stay_uint8_until_the_batch_is_normalised(shared_data, checkpoint):
-    """TileDataset hands out uint8 tiles; TilePredictor normalises a whole batch with the checkpoint's mean/std."""
+    """TileDataset hands out uint8 tiles; Predictor normalises a whole batch with the checkpoint's mean/std."""
     from torch.utils.data import default_collate
 
     from ldcsf.checkpoint import load_checkpoint
-    from ldcsf.inference import TileDataset, TilePredictor
+    from ldcsf.inference import Predictor, TileDataset
 
     loaded = load_checkpoint(checkpoint)
     boxes = np.array([[1000, 1500, 160, 160], [0, 0, 160, 160], [2180, 2900, 160, 160]])  # tissue, corner, off the edge
@@ -161,7 +161,7 @@ def test_tiles_stay_uint8_until_the_batch_is_normalised(shared_data, checkpoint)
     mean, std = torch.tensor(loaded.meta.mean).view(1, 3, 1, 1), torch.tensor(loaded.meta.std).view(1, 3, 1, 1)
     expected = (batch.permute(0, 3, 1, 2).float() / 255 - mean) / std
     for channels_last in (False, True):
-        predictor = TilePredictor(loaded.model, loaded.meta.mean, loaded.meta.std, channels_last=channels_last)
+        predictor = Predictor(loaded.model, loaded.meta.mean, loaded.meta.std, channels_last=channels_last)
         images = predictor.normalise(batch)
         torch.testing.assert_close(images, expected)
         layout = torch.channels_last if channels_last else torch.contiguous_format

@@ -14,7 +14,7 @@ from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
 from ldcsf.data.transforms import MacenkoNormalizer
 from ldcsf.inference import SlideSettings, run_cohort
 from ldcsf.inference.dataset import TileDataset
-from ldcsf.inference.engine import TilePredictor
+from ldcsf.inference.predictor import Predictor
 
 CMU = "slides/CMU-1-Small-Region.svs"
 
@@ -38,7 +38,7 @@ def test_flip_tta_averages_the_tile_and_its_mirror_images():
     model = create_model("ldcsf_swin_micro").eval()
     images = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)
     index = torch.arange(3)
-    plain, tta = TilePredictor(model, (0.5,) * 3, (0.25,) * 3), TilePredictor(model, (0.5,) * 3, (0.25,) * 3, tta=True)
+    plain, tta = Predictor(model, (0.5,) * 3, (0.25,) * 3), Predictor(model, (0.5,) * 3, (0.25,) * 3, tta=True)
     with torch.no_grad():
         x = plain.normalise(images.clone())
         expected = torch.stack([model(v).sigmoid() for v in (x, x.flip(-1), x.flip(-2))]).mean(0)

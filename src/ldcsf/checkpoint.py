@@ -23,8 +23,9 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .models import MultiLabelClassifier, create_model
-from .checkpoint_safety import torch_load_refusal, validate_meta, verify_digest, weights_digest
+from .checkpoint_safety import validate_meta, verify_digest, weights_digest
 from .utils.atomic import atomic_path
+from .utils.weight_files import torch_load_refusal
 
 CHECKPOINT_FORMAT = "ldcsf-checkpoint"
 FORMAT_VERSION = 1

@@ -189,7 +189,7 @@ def run_check(args) -> int:
 
 
 def run_sources(args) -> int:
-    from ..data.sources import source_rows
+    from ..data.catalogue import source_rows
     from .common import format_table
 
     rows = source_rows()

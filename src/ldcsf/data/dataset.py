@@ -1,10 +1,16 @@
-"""Reading manifest images as (image, target) pairs for training and evaluation."""
+"""Reading images for training, evaluation and prediction.
+
+`ManifestDataset` gives (image, target) pairs; `IndexedDataset` and `ImageFileDataset` give dicts
+carrying each item's row index, so outputs gathered from several processes can be de-duplicated.
+Unreadable images are found and dropped up front (`drop_unreadable_images`), or, for loose image
+files, flagged per item (`ImageFileDataset`).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +22,9 @@ from ..utils.atomic import write_text_atomic
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
+
+#: Where a run folder lists the images it skipped as unreadable.
+BAD_IMAGES_LOG = "bad_images.log"
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -128,3 +137,40 @@ def drop_unreadable(manifest: Manifest, strict: bool = False, progress: bool = T
     keep = [p not in bad_paths for p in manifest.image_paths()]
     return Manifest(frame=manifest.frame[keep].reset_index(drop=True), root=manifest.root,
                     labels=list(manifest.labels), source=manifest.source)
+
+
+def drop_unreadable_images(manifest: Manifest, run_dir: Path | None, strict: bool = False, progress: bool = True) -> Manifest:
+    """Decode every image; drop the unreadable ones (listed in RUN_DIR/bad_images.log), or raise when `strict`."""
+    list_file = Path(run_dir) / BAD_IMAGES_LOG if run_dir is not None else None
+    return drop_unreadable(manifest, strict=strict, progress=progress, list_file=list_file)
+
+
+class IndexedDataset(Dataset):
+    """Items as dicts {"image", "target", "index"}: the index lets gathered outputs be de-duplicated."""
+
+    def __init__(self, dataset: ManifestDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, target = self.dataset[index]
+        return {"image": image, "target": target, "index": index}
+
+
+class ImageFileDataset(Dataset):
+    """{"image", "index", "ok"} per file; an unreadable file gives a blank image and ok=False."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable, input_size: int):
+        self.paths, self.transform, self.input_size = list(paths), transform, input_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            image, ok = self.transform(load_rgb(self.paths[index])), True
+        except (ValueError, FileNotFoundError):
+            image, ok = torch.zeros(3, self.input_size, self.input_size), False
+        return {"image": image, "index": index, "ok": ok}

@@ -1,4 +1,5 @@
-"""Checks of a manifest's rows: empty tables, and one image listed more than once.
+"""Checks of a manifest's rows: empty tables, one image listed more than once, and labels that
+differ from a checkpoint's.
 
 The same image in two splits lets the model be tested on what it was trained on (a leak), and
 the same image with two different label rows teaches it both answers; both are errors. An image
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -33,3 +35,12 @@ def check_manifest_rows(source: Path, frame: pd.DataFrame, labels: list[str], im
             raise ValueError(f"{source}: {image} is listed {len(rows)} times with different labels; keep one row")
     log.warning("%s: %d images are listed more than once with the same labels (they weigh double in training)",
                 source, int(repeated.nunique()))
+
+
+def check_labels(checkpoint_labels: Sequence[str], data_labels: Sequence[str], where: str, data: str = "the data") -> None:
+    """One clear error when a checkpoint was trained on other labels than the data has."""
+    if list(checkpoint_labels) != list(data_labels):
+        raise ValueError(
+            f"{where}: checkpoint labels {list(checkpoint_labels)} differ from the labels of {data} "
+            f"{list(data_labels)} (same names in the same order are required)"
+        )

@@ -101,19 +101,3 @@ def check_count(name: str, where: object, found: int, expected: int | None) -> N
     log.warning("%s: %d images in %s, expected %d (%s); counts and splits will differ from the documented ones",
                 name, found, where, expected, "some are missing" if found < expected else "more than the source has")
 
-
-def source_rows() -> list[dict[str, object]]:
-    """One row per known source (shared, then downloadable), for `ldcsf data sources`."""
-    from .download import DATASETS
-
-    rows: list[dict[str, object]] = [
-        {"source": s.name, "from": f"shared: {s.folder}/", "images": s.expected_images,
-         "organ": s.organ or "(per class)", "mapping": s.mapping or ("pixel masks" if s.layout == "pixel_masks"
-                                                                       else "names: " + ",".join(s.label_order)),
-         "licence": s.licence, "citation": s.citation}
-        for s in SHARED_SOURCES
-    ]
-    rows += [{"source": d.name, "from": f"download: {d.filename}", "images": d.expected_images,
-              "organ": d.organ, "mapping": d.mapping, "licence": d.licence, "citation": d.citation}
-             for d in DATASETS.values()]
-    return rows

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from ..checkpoint import load_checkpoint
-from ..data.dataset import ManifestDataset
+from ..data.dataset import IndexedDataset, ManifestDataset, drop_unreadable_images
 from ..data.manifest import Manifest, read_manifest
+from ..data.manifest_checks import check_labels
 from ..data.transforms import eval_transforms
+from ..inference.dataset_prediction import predict_dataset
 from ..options import PredictOptions
 from ..utils.atomic import atomic_path, write_json_atomic
-from .inference import predict_dataset
 from .metrics import LABEL_METRICS, MetricsReport, compute_metrics
 from .thresholds import apply_thresholds
 
@@ -41,8 +42,6 @@ def read_manifest_for_checkpoint(data: str | Path, labels: list[str], checkpoint
     """Read `data` with the checkpoint's labels; a manifest lacking them is one clear error."""
     columns = pd.read_csv(data, nrows=0).columns if Path(data).is_file() else None
     if columns is not None and not all(label in columns for label in labels):
-        from ..training.module import check_labels
-
         check_labels(labels, [c for c in columns if c in labels] or ["(none)"], where=str(checkpoint), data=str(data))
     return read_manifest(data, labels=labels)
 
@@ -61,8 +60,6 @@ def select_split(manifest: Manifest, split: str) -> Manifest:
 def evaluate(checkpoint: str | Path, data: str | Path, out_dir: str | Path, split: str = "test",
              strict: bool = False, options: PredictOptions | None = None) -> EvaluationResult:
     """Score `checkpoint` on the `split` rows of manifest `data` (thresholds from the checkpoint)."""
-    from ..training.datamodule import IndexedDataset, drop_unreadable_images
-
     options = options or PredictOptions()
     out_dir = Path(out_dir)
     loaded = load_checkpoint(checkpoint)

@@ -7,24 +7,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import Dataset
 
 from ..checkpoint import load_checkpoint
-from ..data.dataset import load_rgb, not_he_note
+from ..data.dataset import ImageFileDataset, load_rgb, not_he_note
 from ..data.importers import IMAGE_SUFFIXES
 from ..data.transforms import eval_transforms
+from ..inference.dataset_prediction import predict_dataset
 from ..options import PredictOptions
 from ..utils.atomic import atomic_path
-from .inference import predict_dataset
 from .thresholds import apply_thresholds
 
 log = logging.getLogger(__name__)
-
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -40,23 +37,6 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     if not paths:
         raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, inputs))}")
     return paths
-
-
-class ImageFileDataset(Dataset):
-    """{"image", "index", "ok"} per file; an unreadable file gives a blank image and ok=False."""
-
-    def __init__(self, paths: Sequence[Path], transform: Callable, input_size: int):
-        self.paths, self.transform, self.input_size = list(paths), transform, input_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        try:
-            image, ok = self.transform(load_rgb(self.paths[index])), True
-        except (ValueError, FileNotFoundError):
-            image, ok = torch.zeros(3, self.input_size, self.input_size), False
-        return {"image": image, "index": index, "ok": ok}
 
 
 def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path, out: str | Path | None = None,

@@ -1,13 +1,15 @@
-"""Batched tile prediction over whole slides, one slide or a cohort at a time."""
+"""Prediction: the one `Predictor` (image data sets, whole slides), one slide or a cohort at a time."""
 
 from .cohort import collect_slides, run_cohort
 from .dataset import TileDataset
 from .engine import PredictionStore, TilePredictor, predict_tiles
 from .pipeline import NoTissueError, SlideSettings, run_slide, slide_id_for
+from .predictor import Predictor
 
 __all__ = [
     "NoTissueError",
     "PredictionStore",
+    "Predictor",
     "SlideSettings",
     "TileDataset",
     "TilePredictor",

@@ -32,7 +32,7 @@ class TileDataset(Dataset):
     """`(image, tile_index)` for each tile box; the image is RGB uint8 (size, size, 3).
 
     Tiles stay uint8 and channels-last until they reach the model: normalisation is one tensor
-    operation per batch on the model's device (`TilePredictor`), not one per tile here, and a
+    operation per batch on the model's device (`Predictor`), not one per tile here, and a
     uint8 batch is a quarter of the bytes to pass from a loader worker or to a GPU.
 
     The slide is opened lazily, inside whichever process reads first: every DataLoader worker

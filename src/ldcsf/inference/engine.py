@@ -1,8 +1,8 @@
-"""Batched tile prediction with Lightning, written to disk batch by batch so it can resume.
+"""Batched tile prediction of a slide, written to disk batch by batch so it can resume.
 
-`Trainer.predict` does the device work: placement, mixed precision, several devices or nodes
-(each gets a share of the tiles through Lightning's distributed sampler). A
-`BasePredictionWriter` saves every finished batch as one small file in a parts folder; a rerun
+`Trainer.predict` runs the one `Predictor` (`predictor.py`) and does the device work: placement,
+mixed precision, several devices or nodes (each gets a share of the tiles through Lightning's
+distributed sampler). A `BasePredictionWriter` saves every finished batch as one small file in a parts folder; a rerun
 predicts only the tiles no part file holds yet. Nothing is kept in memory per slide beyond one
 batch, so memory stays flat however large the slide.
 """
@@ -20,65 +20,12 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
-from ..options import lightning_precision
 from ..utils.atomic import atomic_path, write_json_atomic
 from .dataset import TileDataset
+from .predictor import Predictor, prediction_trainer
 
-
-class TilePredictor(L.LightningModule):
-    """Wraps a loaded classifier for `Trainer.predict`: uint8 tiles in, sigmoid probabilities out.
-
-    Batches arrive as uint8 (N, H, W, 3), as `TileDataset` makes them; they are turned into the
-    model's normalised float input here, in one operation per batch on the model's device.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        mean: Sequence[float] = (0.0, 0.0, 0.0),
-        std: Sequence[float] = (1.0, 1.0, 1.0),
-        channels_last: bool | None = None,
-        tta: bool = False,
-    ) -> None:
-        super().__init__()
-        self.model = model
-        #: flip test-time augmentation: average the probabilities of the tile and its two mirror images
-        self.tta = tta
-        # Normalisation of 0-255 values: (x / 255 - mean) / std = (x - 255 mean) / (255 std).
-        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
-        #: None = decide on the device: channels_last speeds up convolutions on GPUs only.
-        self.channels_last = channels_last
-
-    def on_predict_start(self) -> None:
-        if self.channels_last is None:
-            self.channels_last = self.device.type == "cuda"
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W), channels-last in memory when wanted."""
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        # A permuted NHWC batch already is channels-last NCHW: on GPUs the float copy keeps it.
-        images = images.permute(0, 3, 1, 2).to(dtype=torch.float32, memory_format=layout)
-        images = images.sub_(self.pixel_mean).div_(self.pixel_std)
-        # Under a "-true" precision the weights are bf16/fp16: the input must match them.
-        weight = next(self.model.parameters(), None)
-        return images if weight is None or not weight.is_floating_point() else images.to(weight.dtype)
-
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        images, index = batch
-        images = self.normalise(images)
-        views = [images, images.flip(-1), images.flip(-2)] if self.tta else [images]
-        if getattr(self.model, "has_area_head", False):  # one pass gives presence and the sub-tile area map
-            outputs = [self.model.forward_with_areas(view) for view in views]
-            probs = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs]).mean(0)
-            # Each mirrored map is flipped back before averaging, so cells stay where they are.
-            unflip = [lambda m: m, lambda m: m.flip(-1), lambda m: m.flip(-2)]
-            areas = torch.stack([undo(torch.sigmoid(a.float())) for undo, (_, a) in zip(unflip, outputs)]).mean(0)
-            return {"index": index, "probs": probs, "areas": areas}
-        probs = torch.stack([torch.sigmoid(self.model(view).float()) for view in views]).mean(0)
-        return {"index": index, "probs": probs}
+#: The predictor's former name, kept for code that imports it from here.
+TilePredictor = Predictor
 
 
 class PredictionStore:
@@ -192,29 +139,9 @@ class RemainingTiles(L.LightningDataModule):
         )
 
 
-def make_trainer(
-    store: PredictionStore,
-    accelerator: str = "auto",
-    devices: int | str | Sequence[int] = "auto",
-    strategy: str = "auto",
-    num_nodes: int = 1,
-    precision: str | None = None,
-    callbacks: Sequence[L.Callback] = (),
-    progress: bool = True,
-) -> L.Trainer:
-    """A Trainer for prediction only: no logger, no checkpoints, the part writer first."""
-    return L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        precision=lightning_precision(precision),
-        callbacks=[PartWriter(store), *callbacks],
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-    )
+def make_trainer(store: PredictionStore, callbacks: Sequence[L.Callback] = (), **trainer_kwargs) -> L.Trainer:
+    """A prediction Trainer (`predictor.prediction_trainer`) with the part writer first."""
+    return prediction_trainer(callbacks=[PartWriter(store), *callbacks], **trainer_kwargs)
 
 
 def predict_tiles(
@@ -223,7 +150,6 @@ def predict_tiles(
     make_dataset,
     batch_size: int = 64,
     num_workers: int = 0,
-    trainer: L.Trainer | None = None,
     mean: Sequence[float] = (0.0, 0.0, 0.0),
     std: Sequence[float] = (1.0, 1.0, 1.0),
     tta: bool = False,
@@ -234,9 +160,9 @@ def predict_tiles(
     `make_dataset(done_indices)` builds the TileDataset of the tiles still to predict; `mean` and
     `std` normalise its [0, 1] RGB for the model (the checkpoint's).
     """
-    trainer = trainer or make_trainer(store, **trainer_kwargs)
+    trainer = make_trainer(store, **trainer_kwargs)
     data = RemainingTiles(store, make_dataset, batch_size=batch_size, num_workers=num_workers)
-    trainer.predict(TilePredictor(model, mean, std, tta=tta), datamodule=data, return_predictions=False)
+    trainer.predict(Predictor(model, mean, std, tta=tta), datamodule=data, return_predictions=False)
     trainer.strategy.barrier("ldcsf-predicted")
     if data.dataset is not None:
         data.dataset.close()

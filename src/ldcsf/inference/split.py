@@ -118,13 +118,13 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
         settings.num_workers = default_num_workers(MAX_WORKERS)
         return
     from .dataset import TileDataset
-    from .engine import TilePredictor
+    from .predictor import Predictor
     from .runtimes import runtime_model
 
     meta = loaded.meta
     boxes = np.asarray(boxes)[:sample]
     data = TileDataset(slide_path, boxes, np.arange(len(boxes)), meta.input_size, mpp=settings.mpp)
-    to_input = TilePredictor(loaded.model, meta.mean, meta.std).normalise
+    to_input = Predictor(loaded.model, meta.mean, meta.std).normalise
     try:
         split = choose_split(data.read_tile, len(data), lambda t: runtime_model(loaded, settings.runtime, t), to_input,
                              fixed_threads=getattr(settings, "threads", None), sample=sample)

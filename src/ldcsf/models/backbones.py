@@ -44,7 +44,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         import pickle
 
         if isinstance(err, pickle.UnpicklingError):  # torch's message would advise running the file's code
-            from ..checkpoint_safety import torch_load_refusal
+            from ..utils.weight_files import torch_load_refusal
 
             raise torch_load_refusal(path, err, "weights file") from err
         raise ValueError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from err

@@ -235,6 +235,3 @@ class CachedFeatureDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.dataset import ManifestDataset, drop_unreadable
+from ..data.dataset import IndexedDataset, ManifestDataset, drop_unreadable_images
 from ..data.manifest import Manifest
 from ..data.transforms import build_transforms
 from ..options import SPLIT_FRACTIONS
@@ -26,21 +26,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = SPLIT_FRACTIONS
-BAD_IMAGES_LOG = "bad_images.log"
-
-
-class IndexedDataset(Dataset):
-    """Items as dicts {"image", "target", "index"}: the index lets gathered outputs be de-duplicated."""
-
-    def __init__(self, dataset: ManifestDataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, target = self.dataset[index]
-        return {"image": image, "target": target, "index": index}
 
 
 def split_manifest(manifest: Manifest, seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, Manifest]:
@@ -54,12 +39,6 @@ def split_manifest(manifest: Manifest, seed: int = 0, fractions: Sequence[float]
     if unknown:
         raise ValueError(f"{manifest.source or manifest.root}: unknown split name(s) {unknown} (use {', '.join(SPLITS)})")
     return {name: manifest.subset(name) for name in SPLITS}
-
-
-def drop_unreadable_images(manifest: Manifest, run_dir: Path | None, strict: bool = False, progress: bool = True) -> Manifest:
-    """Decode every image; drop the unreadable ones (listed in RUN_DIR/bad_images.log), or raise when `strict`."""
-    list_file = Path(run_dir) / BAD_IMAGES_LOG if run_dir is not None else None
-    return drop_unreadable(manifest, strict=strict, progress=progress, list_file=list_file)
 
 
 class ManifestDataModule(L.LightningDataModule):
@@ -130,6 +109,3 @@ class ManifestDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("test"))
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()

@@ -1,10 +1,10 @@
 """The LightningModule: a classifier from `ldcsf.models`, a masked loss, AdamW and a schedule.
 
 Batches are dicts: "image" (N, 3, H, W), "index" (N,) the row of each image in its data set,
-and, when labelled, "target" (N, L) with NaN = not annotated. Validation and prediction outputs
-are gathered from all processes and de-duplicated by "index", so metrics and thresholds are
-computed on every image exactly once, also under DDP (whose sampler repeats a few images to give
-each process the same number).
+and "target" (N, L) with NaN = not annotated. Validation outputs are gathered from all processes
+and de-duplicated by "index" (`ldcsf.inference.gather`), so metrics and thresholds are computed
+on every image exactly once, also under DDP. Prediction is `ldcsf.inference.Predictor`'s job;
+validation shares its forward (`model_outputs`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
-import torch.distributed as dist
 from timm.optim import create_optimizer_v2
-from torchmetrics.utilities.distributed import gather_all_tensors
 
 from ..checkpoint import DEFAULT_MPP, CheckpointMeta
+from ..data.manifest_checks import check_labels
 from ..evaluation.metrics import mean_average_precision
+from ..inference.gather import gather_by_index, per_image
+from ..inference.predictor import model_outputs
 from ..models import MultiLabelClassifier
 from ..options import TrainConfig
 from .losses import build_loss
@@ -31,7 +32,7 @@ META_KEY = "ldcsf"
 
 
 class MultiLabelModule(L.LightningModule):
-    """Trains and scores a `MultiLabelClassifier`.
+    """Trains and validates a `MultiLabelClassifier`.
 
     Args:
         model: a classifier built by `ldcsf.create_model` (its weights are saved as "model.*").
@@ -84,9 +85,8 @@ class MultiLabelModule(L.LightningModule):
         self.loss_fn = build_loss(loss, None if pos_weight is None else torch.tensor(pos_weight))
         self.thresholds = [0.5] * model.num_labels if thresholds is None else [float(t) for t in thresholds]
         self._outputs: list[dict[str, torch.Tensor]] = []
-        #: Gathered outputs of the last validation / prediction epoch (numpy, in data set order).
+        #: Gathered outputs of the last validation epoch (numpy, in data set order).
         self.val_results: dict[str, np.ndarray] = {}
-        self.predict_results: dict[str, np.ndarray] = {}
 
     # -- steps ---------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -94,10 +94,11 @@ class MultiLabelModule(L.LightningModule):
 
     def _logits_and_areas(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Presence logits and, with an area head, the area logit map; from images or cached backbone maps."""
-        if "features" in batch:  # frozen backbone: its maps were computed once (ldcsf.training.area_data)
-            features = self.model.forward_neck(batch["features"])
-        else:
-            features = self.model.forward_features(batch["image"])
+        if "features" not in batch:  # images: the predictor's forward
+            logits, areas = model_outputs(self.model, batch["image"])
+            return logits.float(), areas
+        # Frozen backbone: its maps were computed once (ldcsf.training.area_data).
+        features = self.model.forward_neck(batch["features"])
         areas = self.model.area_logits(features) if self.model.has_area_head else None
         return self.model.forward_head(features).float(), areas
 
@@ -124,50 +125,21 @@ class MultiLabelModule(L.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch["target"]))
         self._keep(batch, logits)
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        # Presence only, through the model's own forward: an exported runtime has no feature map to offer.
-        return self._keep(batch, self.model(batch["image"]).float())
-
-    def _keep(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
-        probs = torch.sigmoid(logits).detach()
-        # Everything per image but the pixels travels along: "index", "target", flags such as "ok".
-        kept = {k: v.to(torch.uint8) if v.dtype == torch.bool else v  # gloo cannot gather bools
-                for k, v in batch.items()
-                if k not in ("image", "features", "area") and isinstance(v, torch.Tensor)}
-        self._outputs.append(kept | {"probs": probs})
-        return probs
+    def _keep(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> None:
+        # Everything per image but the pixels travels along: "index", "target".
+        kept = {k: v for k, v in batch.items() if k not in ("image", "features", "area")}
+        self._outputs.append(per_image(kept | {"probs": torch.sigmoid(logits)}))
 
     # -- epoch ends: gather every process's outputs ----------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._outputs = []
 
     def on_validation_epoch_end(self) -> None:
-        self.val_results = self._gather_outputs()
+        self.val_results = gather_by_index(self._outputs, self.model.num_labels, self.device)
+        self._outputs = []
         score = mean_average_precision(self.val_results["probs"], self.val_results["target"])
         # Every process computed the same value from the same gathered outputs.
         self.log("val/mAP", score if math.isfinite(score) else 0.0, prog_bar=True, sync_dist=True)
-
-    def on_predict_epoch_start(self) -> None:
-        self._outputs = []
-
-    def on_predict_epoch_end(self) -> None:
-        self.predict_results = self._gather_outputs()
-
-    def _gather_outputs(self) -> dict[str, np.ndarray]:
-        keys = list(self._outputs[0]) if self._outputs else ["probs", "index"]
-        num_labels = self.model.num_labels
-        local = {
-            k: torch.cat([o[k] for o in self._outputs]) if self._outputs
-            else torch.empty((0,) if k == "index" else (0, num_labels), device=self.device)
-            for k in keys
-        }
-        self._outputs = []
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # torchmetrics' gather pads and trims, so processes may hold different counts.
-            local = {k: torch.cat(gather_all_tensors(v.contiguous())) for k, v in local.items()}
-        index = local["index"].cpu().numpy()
-        _, first = np.unique(index, return_index=True)  # sorted by index, duplicates dropped
-        return {k: v.cpu().numpy()[first] for k, v in local.items()}
 
     # -- optimiser -------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -204,11 +176,3 @@ class MultiLabelModule(L.LightningModule):
             check_labels(meta["labels"], self.model.labels, where="checkpoint")
             self.thresholds = [float(t) for t in meta["thresholds"]]
 
-
-def check_labels(checkpoint_labels: Sequence[str], data_labels: Sequence[str], where: str, data: str = "the data") -> None:
-    """One clear error when a checkpoint was trained on other labels than the data has."""
-    if list(checkpoint_labels) != list(data_labels):
-        raise ValueError(
-            f"{where}: checkpoint labels {list(checkpoint_labels)} differ from the labels of {data} "
-            f"{list(data_labels)} (same names in the same order are required)"
-        )

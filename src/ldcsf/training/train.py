@@ -112,11 +112,12 @@ def train(config: TrainConfig) -> TrainResult:
 
     from ..checkpoint import read_checkpoint_payload
     from ..data.manifest import read_manifest
+    from ..data.manifest_checks import check_labels
     from ..utils.atomic import write_json_atomic
     from .checkpoint_io import AtomicCheckpointIO
     from .datamodule import ManifestDataModule
     from .losses import positive_weights
-    from .module import MultiLabelModule, check_labels
+    from .module import MultiLabelModule
 
     run_dir = Path(config.out)
     last_path = run_dir / "checkpoints" / "last.ckpt"

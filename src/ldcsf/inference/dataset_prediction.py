@@ -1,4 +1,4 @@
-"""Probabilities for a data set through Lightning's `Trainer.predict` (one or many devices)."""
+"""Probabilities for a data set of images (`ldcsf evaluate`, `ldcsf predict`), on one or many devices."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..checkpoint import LoadedCheckpoint
 from ..options import PredictOptions
+from .gather import GatheredOutputs
+from .predictor import Predictor, prediction_trainer
+from .runtimes import check_runtime_device, runtime_model
 
 
 @dataclass
@@ -22,25 +25,19 @@ class Predictions:
 
 
 def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: PredictOptions) -> Predictions:
-    """Run the checkpoint's model over `dataset` (items are dicts with "image" and "index")."""
-    import lightning as L
+    """Run the checkpoint's model over `dataset` (items are dicts with a normalised "image" and "index").
 
-    from ..inference.runtimes import check_runtime_device, runtime_model
-    from ..training.module import MultiLabelModule
-
-    meta = loaded.meta
+    Every process ends with all items' outputs (gathered across processes), so each can go on alike.
+    """
     check_runtime_device(options.runtime, options.accelerator)
-    module = MultiLabelModule(runtime_model(loaded, options.runtime), thresholds=meta.thresholds, mpp=meta.mpp,
-                              mean=meta.mean, std=meta.std, interpolation=meta.interpolation,
-                              stain_norm=meta.stain_norm)
+    # The data set's transforms already normalised the images (mean/std apply to uint8 tiles only).
+    predictor = Predictor(runtime_model(loaded, options.runtime), loaded.meta.mean, loaded.meta.std)
+    gathered = GatheredOutputs(len(loaded.meta.labels))
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers)
-    trainer = L.Trainer(
-        **options.lightning_kwargs(), logger=False, enable_checkpointing=False,
-        enable_progress_bar=options.progress, enable_model_summary=False, **options.trainer_kwargs,
-    )
-    # Outputs are gathered across processes inside the module; Lightning's per-process list is not needed.
-    trainer.predict(module, dataloaders=loader, return_predictions=False)
-    results = module.predict_results
+    trainer = prediction_trainer(**options.lightning_kwargs(), callbacks=[gathered], progress=options.progress,
+                                 **options.trainer_kwargs)
+    trainer.predict(predictor, dataloaders=loader, return_predictions=False)
+    results = gathered.results
     if len(results["index"]) != len(dataset):
         raise RuntimeError(f"predicted {len(results['index'])} of {len(dataset)} images")
     extra = {k: v for k, v in results.items() if k not in ("probs", "index")}
