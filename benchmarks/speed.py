@@ -377,7 +377,7 @@ def slide_worker(ckpt: str, slide: str, batch: str, device: str, workers: str, t
     # A fresh output folder: the pipeline skips a slide whose folder is already complete.
     with tempfile.TemporaryDirectory(prefix="ldcsf-speed-") as out_dir:
         start = time.perf_counter()
-        row = run_slide(slide, ckpt, Path(out_dir) / "slide", settings, callbacks=[timer])
+        row = run_slide(slide, ckpt, Path(out_dir) / "slide", settings, callbacks=[timer]).row
         seconds = time.perf_counter() - start
         tiles = _count_tiles(row, Path(out_dir) / "slide")
     after = model_alone_img_s(ckpt, int(batch), device)

@@ -1,4 +1,4 @@
-"""write_slide_outputs on a synthetic slide: every file, its contents, and crash safety."""
+"""analyse_slide + write_slide_outputs on a synthetic slide: every file, its contents, and crash safety."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from ldcsf.analysis import compute_tsr, find_hotspot
+from ldcsf.analysis.slide_analysis import analyse_slide
 from tile_grids import tile_table_from_grids
 from ldcsf.export import figures
 from ldcsf.export.slide_outputs import cohort_summary_columns, read_cohort_row, write_slide_outputs
@@ -48,12 +49,14 @@ def synthetic_slide():
 
 
 def write(out_dir, tiles, dimensions, thumbnail):
+    """The analyse step, then the write step, as the slide pipeline runs them."""
+    analysis = analyse_slide(tiles, LABELS, THRESHOLDS, MPP, dimensions, field_diameter_um=1100.0,
+                             slide_id="case<01>&b")
     return write_slide_outputs(
-        out_dir, slide_id="case<01>&b", slide_path="/slides/case01.svs", mpp=MPP, dimensions=dimensions,
-        tiles=tiles, labels=LABELS, thresholds=THRESHOLDS, thumbnail=thumbnail, thumbnail_downsample=DOWNSAMPLE,
+        out_dir, analysis, slide_id="case<01>&b", slide_path="/slides/case01.svs", thumbnail=thumbnail,
+        thumbnail_downsample=DOWNSAMPLE,
         settings={"model": "ldcsf_swin_micro", "checkpoint": "/ckpt/best.safetensors", "tile_size": TILE, "mpp": MPP,
                   "thresholds": THRESHOLDS, "version": "0.1.0"},
-        field_diameter_um=1100.0,
     )
 
 

@@ -1,4 +1,7 @@
-"""Everything written for one predicted slide, and the slide's row of cohort.csv.
+"""Everything written for one analysed slide, and the slide's row of cohort.csv.
+
+The writer is given the analysis (`ldcsf.analysis.slide_analysis.analyse_slide`) and computes
+no number of its own: it draws, tabulates and records.
 
 Files in the slide's output folder (each written atomically):
     tiles.parquet, tiles.csv   the tile table as given
@@ -17,16 +20,13 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from .. import __version__
-from ..analysis.hotspot import DEFAULT_FIELD_DIAMETER_UM, DEFAULT_MIN_TISSUE_COVERAGE, search_hotspot
-from ..analysis.tile_table import default_weighting, label_area_mm2, validate_tile_table
-from ..analysis.tsr import compute_tsr, finite_or_none
+from ..analysis.slide_analysis import SlideAnalysis
+from ..analysis.tsr import finite_or_none
 from ..utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 from . import figures
 from .geojson import tiles_to_geojson, write_geojson
@@ -57,75 +57,32 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
     return path
 
 
-def label_summary(tiles: pd.DataFrame, labels: Sequence[str], thresholds: Sequence[float]) -> list[dict]:
-    """Per label: threshold, positive tiles, probability-weighted and decision areas, mean probability."""
-    return [
-        {
-            "label": name,
-            "threshold": float(threshold),
-            "n_positive": int((tiles[f"pred_{name}"] == 1).sum()),
-            "area_mm2": float(label_area_mm2(tiles, name, "probability").sum()),
-            "decision_area_mm2": float(label_area_mm2(tiles, name, "decision").sum()),
-            "mean_prob": float(tiles[f"prob_{name}"].mean()) if len(tiles) else None,
-        }
-        for name, threshold in zip(labels, thresholds)
-    ]
-
-
 def write_slide_outputs(
     out_dir: Path,
+    analysis: SlideAnalysis,
     *,
     slide_id: str,
     slide_path: str,
-    mpp: float,
-    dimensions: tuple[int, int],
-    tiles: pd.DataFrame,
-    labels: list[str],
-    thresholds: list[float],
     thumbnail: Image.Image,
     thumbnail_downsample: float,
     settings: dict,
-    field_diameter_um: float = DEFAULT_FIELD_DIAMETER_UM,
-    weighting: str | None = None,
-    stroma_label: str = "stroma",
-    tumor_label: str = "tumor",
-    area_maps: np.ndarray | None = None,
 ) -> dict:
-    """Compute TSR and hotspot for one slide, write all its outputs, return its cohort row.
+    """Write all outputs of one analysed slide (`ldcsf.analysis.slide_analysis`); return its cohort row.
 
     Args:
         out_dir: the slide's output folder (created).
+        analysis: the slide's tile table, TSR, hotspot and label summary, as `analyse_slide` gives them.
         slide_id, slide_path: how the slide is named in outputs.
-        mpp: µm per level-0 pixel; dimensions: level-0 (width, height).
-        tiles: the tile table; labels/thresholds: the model's labels and decision thresholds.
         thumbnail: the slide's thumbnail; thumbnail_downsample: level-0 pixels per thumbnail pixel.
         settings: what produced the predictions (checkpoint, model, tile size, ...): copied
             into tsr.json and the report.
-        field_diameter_um: hotspot field diameter (default 2200 µm, a 10x objective field).
-        weighting: how TSR and hotspot read label areas; None: "estimated_area" when the table has
-            area_<label> columns, else "probability" (`tile_table.default_weighting`).
-        area_maps: (tiles, labels, h, w) sub-tile area fractions of the tiles' own cells (a model
-            with an area head): saved, and drawn instead of one colour per tile.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # An old marker would claim this folder is complete while its files are being replaced.
     (out_dir / TSR_JSON).unlink(missing_ok=True)
-    labels = list(labels)
-    thresholds = [float(t) for t in thresholds]
-    weighting = weighting or default_weighting(tiles, labels)
-    try:
-        validate_tile_table(tiles, labels)
-        if len(thresholds) != len(labels):
-            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels {labels}")
-        tsr = compute_tsr(tiles, labels, stroma_label=stroma_label, tumor_label=tumor_label, weighting=weighting)
-        search = search_hotspot(
-            tiles, mpp, field_diameter_um=field_diameter_um, stroma_label=stroma_label,
-            tumor_label=tumor_label, weighting=weighting, dimensions=tuple(dimensions),
-        )
-    except ValueError as err:
-        raise ValueError(f"{slide_id}: {err}") from err
-    hotspot = search.hotspot
+    tiles, labels, thresholds = analysis.tiles, analysis.labels, analysis.thresholds
+    tsr, hotspot, search, area_maps = analysis.tsr, analysis.hotspot, analysis.hotspot_search, analysis.area_maps
     thumbnail = thumbnail.convert("RGB")
 
     write_tile_table(tiles, out_dir)
@@ -134,6 +91,59 @@ def write_slide_outputs(
             np.savez_compressed(handle, tile_id=tiles["tile_id"].to_numpy(), labels=np.array(labels),
                                 maps=area_maps.astype(np.float16))
 
+    images = write_pictures(out_dir, analysis, slide_id, thumbnail, thumbnail_downsample)
+
+    collection = tiles_to_geojson(tiles, labels, thresholds, hotspot, slide_id=slide_id,
+                                  dimensions=analysis.dimensions)
+    write_geojson(out_dir / GEOJSON, collection)
+
+    write_text_atomic(out_dir / REPORT_HTML, render_report(
+        slide_id=slide_id, slide_path=str(slide_path), mpp=analysis.mpp, dimensions=analysis.dimensions, tsr=tsr,
+        hotspot=hotspot, hotspot_note=search.reason, labels=labels, thresholds=thresholds,
+        label_table=analysis.label_summary, images=images, settings=settings,
+        version=__version__,
+    ))
+
+    row = cohort_row(slide_id, slide_path, tsr, hotspot)
+    write_json_atomic(out_dir / TSR_JSON, tsr_record(analysis, slide_id, slide_path, settings, row))
+    return row
+
+
+def tsr_record(analysis: SlideAnalysis, slide_id: str, slide_path: str, settings: dict, row: dict) -> dict:
+    """The content of tsr.json: every number of the analysis, the settings and the cohort row."""
+    labels, hotspot, search = analysis.labels, analysis.hotspot, analysis.hotspot_search
+    return {
+        "slide_id": slide_id,
+        "slide_path": str(slide_path),
+        "mpp": float(analysis.mpp),
+        "dimensions": [int(d) for d in analysis.dimensions],
+        "labels": labels,
+        "thresholds": analysis.thresholds,
+        "tsr": analysis.tsr.to_dict(),
+        "hotspot": hotspot.to_dict() if hotspot is not None else None,
+        "hotspot_search": {
+            "field_diameter_um": float(analysis.field_diameter_um),
+            "min_tissue_coverage": analysis.min_tissue_coverage,
+            "tumor_at_borders": "pred == 1 in each of the N/E/S/W border sectors",
+            "n_candidate_fields": search.n_candidate_fields,
+            "n_qualifying_fields": search.n_qualifying_fields,
+            "note": search.reason,
+        },
+        "label_summary": analysis.label_summary,
+        "settings": settings,
+        "cohort_row": row,
+        "files": [TSR_JSON, "tiles.parquet", "tiles.csv", OVERLAY_PNG, *map(heatmap_filename, labels), GEOJSON,
+                  REPORT_HTML, *([SUBTILE_MAPS] if analysis.area_maps is not None else [])],
+        "ldcsf_version": __version__,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_pictures(out_dir: Path, analysis: SlideAnalysis, slide_id: str, thumbnail: Image.Image,
+                   thumbnail_downsample: float) -> list[tuple[str, bytes]]:
+    """overlay.png and heatmap_<label>.png; returns (caption, png) of each, overlay first, for the report."""
+    tiles, labels, tsr, hotspot, area_maps = (analysis.tiles, analysis.labels, analysis.tsr, analysis.hotspot,
+                                              analysis.area_maps)
     stroma_text = "–" if tsr.stroma_fraction is None else f"{tsr.stroma_fraction:.0%}"
     overlay_title = f"{slide_id}: stroma {stroma_text} ({tsr.category})"
     if hotspot is not None:
@@ -141,7 +151,7 @@ def write_slide_outputs(
     images: list[tuple[str, bytes]] = []
     if area_maps is None:
         png = figures.figure_to_png(figures.plot_class_overlay(
-            thumbnail, thumbnail_downsample, tiles, labels, thresholds, hotspot, title=overlay_title))
+            thumbnail, thumbnail_downsample, tiles, labels, analysis.thresholds, hotspot, title=overlay_title))
         images.append(("Most probable positive label per tile, hotspot outlined", png))
     else:
         from .subtile_figures import plot_subtile_overlay
@@ -166,45 +176,7 @@ def write_slide_outputs(
                 title=f"{slide_id}: estimated area of {name} (mean {mean:.2f})"))
             images.append((f"Estimated area fraction of {name}", png))
         write_bytes_atomic(out_dir / heatmap_filename(name), png)
-
-    collection = tiles_to_geojson(tiles, labels, thresholds, hotspot, slide_id=slide_id, dimensions=tuple(dimensions))
-    write_geojson(out_dir / GEOJSON, collection)
-
-    labels_table = label_summary(tiles, labels, thresholds)
-    write_text_atomic(out_dir / REPORT_HTML, render_report(
-        slide_id=slide_id, slide_path=str(slide_path), mpp=mpp, dimensions=tuple(dimensions), tsr=tsr,
-        hotspot=hotspot, hotspot_note=search.reason, labels=labels, thresholds=thresholds,
-        label_table=labels_table, images=images, settings=settings,
-        version=__version__,
-    ))
-
-    row = cohort_row(slide_id, slide_path, tsr, hotspot)
-    write_json_atomic(out_dir / TSR_JSON, {
-        "slide_id": slide_id,
-        "slide_path": str(slide_path),
-        "mpp": float(mpp),
-        "dimensions": [int(d) for d in dimensions],
-        "labels": labels,
-        "thresholds": thresholds,
-        "tsr": tsr.to_dict(),
-        "hotspot": hotspot.to_dict() if hotspot is not None else None,
-        "hotspot_search": {
-            "field_diameter_um": float(field_diameter_um),
-            "min_tissue_coverage": DEFAULT_MIN_TISSUE_COVERAGE,
-            "tumor_at_borders": "pred == 1 in each of the N/E/S/W border sectors",
-            "n_candidate_fields": search.n_candidate_fields,
-            "n_qualifying_fields": search.n_qualifying_fields,
-            "note": search.reason,
-        },
-        "label_summary": labels_table,
-        "settings": settings,
-        "cohort_row": row,
-        "files": [TSR_JSON, "tiles.parquet", "tiles.csv", OVERLAY_PNG, *map(heatmap_filename, labels), GEOJSON,
-                  REPORT_HTML, *([SUBTILE_MAPS] if area_maps is not None else [])],
-        "ldcsf_version": __version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
-    return row
+    return images
 
 
 def cohort_row(slide_id: str, slide_path: str, tsr, hotspot) -> dict:

@@ -3,13 +3,14 @@
 from .cohort import collect_slides, run_cohort
 from .dataset import TileDataset
 from .engine import PredictionStore, TilePredictor, predict_tiles
-from .pipeline import NoTissueError, SlideSettings, run_slide, slide_id_for
+from .pipeline import NoTissueError, SlideResult, SlideSettings, run_slide, slide_id_for
 from .predictor import Predictor
 
 __all__ = [
     "NoTissueError",
     "PredictionStore",
     "Predictor",
+    "SlideResult",
     "SlideSettings",
     "TileDataset",
     "TilePredictor",

@@ -118,7 +118,7 @@ def run_cohort(
             slide_dir = path_inside(out_dir, slide_id)
             with slide_folder_lock(slide_dir):
                 sweep_stale_temporaries(slide_dir)  # ours alone while the lock is held
-                row = run_slide(path, loaded, slide_dir, settings, slide_id=slide_id, callbacks=callbacks)
+                row = run_slide(path, loaded, slide_dir, settings, slide_id=slide_id, callbacks=callbacks).row
                 if row:
                     (slide_dir / FAILED_JSON).unlink(missing_ok=True)
         except Exception as err:  # noqa: BLE001 - one bad slide must not stop the cohort

@@ -101,7 +101,7 @@ def run_demo(
     prediction_dir = out_dir / "prediction" / slide_id_for(slide)
     log.info("predicting %s", slide)
     row = run_slide(slide, checkpoint, prediction_dir,
-                    SlideSettings(num_workers=0, accelerator="cpu", progress=progress))
+                    SlideSettings(num_workers=0, accelerator="cpu", progress=progress)).row
     return DemoResult(out_dir=out_dir, checkpoint=Path(checkpoint), slide_path=Path(slide),
                       prediction_dir=prediction_dir, report=prediction_dir / "report.html", predicted=row, truth=truth)
 

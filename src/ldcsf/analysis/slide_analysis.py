@@ -1,0 +1,103 @@
+"""The analyse step of a slide run: every number reported for one slide, from its tile table.
+
+    analysis = analyse_slide(tiles, labels, thresholds, mpp=0.5, dimensions=(46000, 32914))
+    analysis.tsr.stroma_fraction, analysis.hotspot, analysis.label_summary
+
+The result is all `ldcsf.export.slide_outputs` needs besides the slide's name and thumbnail:
+the writer draws and records it, and computes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .hotspot import DEFAULT_FIELD_DIAMETER_UM, DEFAULT_MIN_TISSUE_COVERAGE, Hotspot, HotspotSearch, search_hotspot
+from .tile_table import default_weighting, label_area_mm2, validate_tile_table
+from .tsr import TSRResult, compute_tsr
+
+
+@dataclass(frozen=True)
+class SlideAnalysis:
+    """A slide's tile table and what was computed from it."""
+
+    tiles: pd.DataFrame
+    labels: list[str]
+    thresholds: list[float]
+    mpp: float  # µm per level-0 pixel
+    dimensions: tuple[int, int]  # level-0 (width, height): the hotspot field must lie on the slide
+    tsr: TSRResult
+    hotspot_search: HotspotSearch
+    field_diameter_um: float
+    min_tissue_coverage: float
+    label_summary: list[dict]  # per label: threshold, positive tiles, areas, mean probability
+    area_maps: np.ndarray | None = None  # (tiles, labels, h, w) sub-tile area fractions of the own cells
+
+    @property
+    def hotspot(self) -> Hotspot | None:
+        return self.hotspot_search.hotspot
+
+
+def analyse_slide(
+    tiles: pd.DataFrame,
+    labels: Sequence[str],
+    thresholds: Sequence[float],
+    mpp: float,
+    dimensions: tuple[int, int],
+    *,
+    field_diameter_um: float = DEFAULT_FIELD_DIAMETER_UM,
+    weighting: str | None = None,
+    stroma_label: str = "stroma",
+    tumor_label: str = "tumor",
+    area_maps: np.ndarray | None = None,
+    slide_id: str | None = None,
+) -> SlideAnalysis:
+    """The slide's TSR, hotspot and per-label summary.
+
+    Args:
+        tiles: the tile table; labels/thresholds: the model's labels and decision thresholds.
+        mpp: µm per level-0 pixel; dimensions: level-0 (width, height).
+        field_diameter_um: hotspot field diameter (default 2200 µm, a 10x objective field).
+        weighting: how TSR and hotspot read label areas; None: "estimated_area" when the table has
+            area_<label> columns, else "probability" (`tile_table.default_weighting`).
+        area_maps: the sub-tile maps of a model with an area head, carried to the writer.
+        slide_id: named at the start of a ValueError for a bad table.
+    """
+    labels = list(labels)
+    thresholds = [float(t) for t in thresholds]
+    weighting = weighting or default_weighting(tiles, labels)
+    try:
+        validate_tile_table(tiles, labels)
+        if len(thresholds) != len(labels):
+            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels {labels}")
+        tsr = compute_tsr(tiles, labels, stroma_label=stroma_label, tumor_label=tumor_label, weighting=weighting)
+        search = search_hotspot(
+            tiles, mpp, field_diameter_um=field_diameter_um, stroma_label=stroma_label, tumor_label=tumor_label,
+            weighting=weighting, min_tissue_coverage=DEFAULT_MIN_TISSUE_COVERAGE, dimensions=tuple(dimensions),
+        )
+    except ValueError as err:
+        raise ValueError(f"{slide_id}: {err}" if slide_id is not None else str(err)) from err
+    return SlideAnalysis(
+        tiles=tiles, labels=labels, thresholds=thresholds, mpp=float(mpp), dimensions=tuple(dimensions), tsr=tsr,
+        hotspot_search=search, field_diameter_um=float(field_diameter_um),
+        min_tissue_coverage=DEFAULT_MIN_TISSUE_COVERAGE, label_summary=label_summary(tiles, labels, thresholds),
+        area_maps=area_maps,
+    )
+
+
+def label_summary(tiles: pd.DataFrame, labels: Sequence[str], thresholds: Sequence[float]) -> list[dict]:
+    """Per label: threshold, positive tiles, probability-weighted and decision areas, mean probability."""
+    return [
+        {
+            "label": name,
+            "threshold": float(threshold),
+            "n_positive": int((tiles[f"pred_{name}"] == 1).sum()),
+            "area_mm2": float(label_area_mm2(tiles, name, "probability").sum()),
+            "decision_area_mm2": float(label_area_mm2(tiles, name, "decision").sum()),
+            "mean_prob": float(tiles[f"prob_{name}"].mean()) if len(tiles) else None,
+        }
+        for name, threshold in zip(labels, thresholds)
+    ]
