@@ -107,24 +107,17 @@ def build_stain_normalizer(config: TrainConfig):
 def train(config: TrainConfig) -> TrainResult:
     """Run (or continue) one training run; see the module docstring for what it writes."""
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from ..checkpoint import read_checkpoint_payload
     from ..data.manifest import read_manifest
     from ..data.manifest_checks import check_labels
     from ..utils.atomic import write_json_atomic
-    from .checkpoint_io import AtomicCheckpointIO
     from .datamodule import ManifestDataModule
     from .losses import positive_weights
     from .module import MultiLabelModule
 
     run_dir = Path(config.out)
-    last_path = run_dir / "checkpoints" / "last.ckpt"
-    if config.resume and not last_path.is_file():
-        raise FileNotFoundError(f"{last_path}: nothing to resume (no last checkpoint in {run_dir})")
-    if not config.resume and last_path.is_file():
-        raise ValueError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    last_path = _check_run_dir(config, run_dir)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     manifest = read_manifest(config.data, labels=config.labels)
@@ -166,6 +159,33 @@ def train(config: TrainConfig) -> TrainResult:
                               interpolation=data_config["interpolation"],
                               stain_norm=stain_normalizer.state() if stain_normalizer is not None else None,
                               area_weight=config.area_weight)
+    trainer, best_cb = build_trainer(config, run_dir, datamodule.split_sizes()["train"])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last_path if config.resume else None)
+
+    best_path = Path(best_cb.best_model_path) if best_cb.best_model_path else last_path
+    if not best_path.is_file():
+        raise ValueError(f"{run_dir}: training ended before any validation; no checkpoint was written")
+    return _finish(trainer, module, datamodule, config, run_dir, best_path, last_path, best_cb.best_model_score)
+
+
+def _check_run_dir(config: TrainConfig, run_dir: Path) -> Path:
+    """The run's last checkpoint path, after checking that --resume matches what the folder holds."""
+    last_path = run_dir / "checkpoints" / "last.ckpt"
+    if config.resume and not last_path.is_file():
+        raise FileNotFoundError(f"{last_path}: nothing to resume (no last checkpoint in {run_dir})")
+    if not config.resume and last_path.is_file():
+        raise ValueError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out")
+    return last_path
+
+
+def build_trainer(config: TrainConfig, run_dir: Path, n_train: int):
+    """The Lightning Trainer of a run and its best-checkpoint callback (best.ckpt by validation mAP)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from .checkpoint_io import AtomicCheckpointIO
+
     best_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mAP", mode="max",
                               save_top_k=1, auto_insert_metric_name=False)
     # A second, unmonitored callback writes last.ckpt after every validation: Lightning's own
@@ -176,7 +196,7 @@ def train(config: TrainConfig) -> TrainResult:
     if config.patience > 0:
         callbacks.append(EarlyStopping(monitor="val/mAP", mode="max", patience=config.patience))
     trainer = L.Trainer(
-        **_validate_before_max_steps(config, datamodule.split_sizes()["train"]),
+        **_validate_before_max_steps(config, n_train),
         default_root_dir=run_dir, max_epochs=config.epochs, max_steps=config.max_steps,
         **config.lightning_kwargs(), callbacks=callbacks,
         logger=CSVLogger(run_dir, name="logs", version=""), plugins=[AtomicCheckpointIO()],
@@ -184,12 +204,7 @@ def train(config: TrainConfig) -> TrainResult:
         log_every_n_steps=1, enable_progress_bar=config.progress, enable_model_summary=config.progress,
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last_path if config.resume else None)
-
-    best_path = Path(best_cb.best_model_path) if best_cb.best_model_path else last_path
-    if not best_path.is_file():
-        raise ValueError(f"{run_dir}: training ended before any validation; no checkpoint was written")
-    return _finish(trainer, module, datamodule, config, run_dir, best_path, last_path, best_cb.best_model_score)
+    return trainer, best_cb
 
 
 def frozen_backbone_data(config: TrainConfig, model, datamodule, run_dir: Path, mean, std):
