@@ -32,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("work", nargs="+", type=Path, help="loso.py --work folders (RECIPE/SOURCE/run/model.pt)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--manifest", type=Path, default=RESULTS / "tsr_work" / "pancancer" / "manifest_capped.csv",
+                   help="the pan-cancer manifest the folds were cut from (loso.py's)")
+    p.add_argument("--quick", action="store_true", help="folds of `loso.py --quick` (their own map cache)")
     p.add_argument("--out", type=Path, default=RESULTS / "threshold_rules", help="results stem (.md, .json)")
     return p.parse_args(argv)
 
@@ -64,7 +67,7 @@ def score_fold(fold: Path, source: str, full, args) -> list[dict]:
 
     model_file = fold / "run" / "model.pt"
     labels = list(read_checkpoint_payload(model_file)[0].labels)
-    loso_args = argparse.Namespace(quick=False, work=fold.parent.parent)
+    loso_args = argparse.Namespace(quick=args.quick, work=fold.parent.parent)
     validation = pd.read_csv(fold / "manifest.csv").query("split == 'val'")
     held = full[full["dataset"].eq(source)]
     val_probs = predict(model_file, validation, True, loso_args)
@@ -114,7 +117,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    full = pd.read_csv(RESULTS / "tsr_work" / "pancancer" / "manifest_capped.csv")
+    full = pd.read_csv(args.manifest)
     results = []
     for work in args.work:
         for recipe, source, fold in fold_models(work):

@@ -178,6 +178,36 @@ def test_loso_quick_trains_without_the_source_and_scores_only_it(tmp_path, share
     assert 0 <= per_label["necrosis"]["accuracy"] <= 1 and 0 <= row["called_stroma"] <= 1
     assert "| nct_crc | lite0_area |" in out.with_suffix(".md").read_text()
 
+    # The same fold model, its thresholds re-tuned by each rule on its validation split.
+    rules = tmp_path / "rules"
+    run_script("threshold_rules.py", str(work), "--quick", "--manifest", str(work / "pancancer" / "manifest_quick.csv"),
+               "--out", str(rules))
+    scored = json.loads(rules.with_suffix(".json").read_text())["results"]
+    assert [r["rule"] for r in scored] == ["f1", "youden", "fixed 0.5"]
+    assert all(r["source"] == "nct_crc" and 0 <= r["called_stroma"] <= 1 for r in scored)
+    assert scored[2]["thresholds"] == [0.5] * 4 and set(scored[0]["accuracy"]) <= set(per_label)
+
+
+def test_revisions_times_ldcsf_slide_from_an_earlier_revision(tmp_path, shared_data):
+    import torch
+
+    from ldcsf import create_model
+    from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
+
+    if subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("revisions.py compares git revisions: this checkout is not a git repository")
+    torch.manual_seed(0)
+    model = create_model("ldcsf_swin_micro", img_size=64)
+    checkpoint = save_checkpoint(tmp_path / "m.pt", model, CheckpointMeta.for_model(model, mpp=2.0))
+    out = tmp_path / "revisions"
+    run_script("revisions.py", "HEAD", "--slide", str(shared_data / "slides" / "CMU-1-Small-Region.svs"),
+               "--checkpoint", str(checkpoint), "--repeats", "1", "--out", str(out), timeout=400)
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert set(result["times"]) == {"HEAD", "this checkout"}
+    assert all(len(t) == 1 and t[0] > 0 for t in result["times"].values()) and result["speed_ratio"] > 0
+    worktrees = subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True).stdout
+    assert "ldcsf-revision-" not in worktrees  # the temporary checkout is removed
+
 
 def test_peers_quick_without_tiatoolbox_says_so(tmp_path, shared_data):
     out = tmp_path / "peers"
