@@ -122,17 +122,25 @@ def plot_probability_heatmap(
     cmap: str = "magma",
 ) -> Figure:
     """Per-tile probability of `label` over a faded thumbnail, with a 0..1 colour bar."""
+    return plot_fraction_heatmap(thumbnail, thumbnail_downsample, tiles,
+                                 lambda grid: grid.paint(tiles[f"prob_{label}"].to_numpy(dtype=float)),
+                                 f"probability of {label}", hotspot, title=title, cmap=cmap)
+
+
+def plot_fraction_heatmap(thumbnail: Image.Image, thumbnail_downsample: float, tiles: pd.DataFrame, paint,
+                          colorbar_label: str, hotspot: Hotspot | None = None, *, title: str = "",
+                          cmap: str = "magma") -> Figure:
+    """Values in 0..1 painted on the tiles' grid (`paint(grid)` -> 2-D array) over a faded thumbnail."""
     faded = Image.blend(thumbnail.convert("L").convert("RGB"), Image.new("RGB", thumbnail.size, "white"), 0.5)
     fig, ax = _figure_for(faded, title)
-    values = np.zeros((1, 1)) * np.nan
-    extent = (0, 1, 1, 0)
+    values, extent = np.full((1, 1), np.nan), (0, 1, 1, 0)
     if len(tiles):
         grid = TileGrid.from_tiles(tiles)
-        values = grid.paint(tiles[f"prob_{label}"].to_numpy(dtype=float))
+        values = paint(grid)
         extent = _grid_extent(grid, thumbnail_downsample)
     image = ax.imshow(np.ma.masked_invalid(values), extent=extent, cmap=cmap, vmin=0.0, vmax=1.0,
                       alpha=0.85, interpolation="nearest")
-    fig.colorbar(image, ax=ax, shrink=0.8, label=f"probability of {label}")
+    fig.colorbar(image, ax=ax, shrink=0.8, label=colorbar_label)
     handles = draw_hotspot(ax, hotspot, thumbnail_downsample)
     if handles:
         ax.legend(handles=handles, loc="lower left", fontsize=9, framealpha=0.8)

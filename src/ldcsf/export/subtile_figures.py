@@ -17,7 +17,7 @@ from PIL import Image
 from ..analysis.areas import paint_subtile
 from ..analysis.grid import TileGrid
 from ..analysis.hotspot import Hotspot
-from .figures import _figure_for, _grid_extent, add_label_legend, draw_hotspot, draw_label_index
+from .figures import _figure_for, add_label_legend, draw_label_index, plot_fraction_heatmap
 
 #: A sub-tile cell is coloured only where its largest label area reaches this fraction: below
 #: it the cell is mostly background or of no confident label, and stays uncoloured.
@@ -64,17 +64,5 @@ def plot_area_heatmap(
     cmap: str = "magma",
 ) -> Figure:
     """Estimated area fraction of `label` per sub-tile cell, over a faded thumbnail, with a colour bar."""
-    faded = Image.blend(thumbnail.convert("L").convert("RGB"), Image.new("RGB", thumbnail.size, "white"), 0.5)
-    fig, ax = _figure_for(faded, title)
-    values, extent = np.full((1, 1), np.nan), (0, 1, 1, 0)
-    if len(tiles):
-        grid = TileGrid.from_tiles(tiles)
-        values = paint_subtile(grid, maps)
-        extent = _grid_extent(grid, thumbnail_downsample)
-    image = ax.imshow(np.ma.masked_invalid(values), extent=extent, cmap=cmap, vmin=0.0, vmax=1.0,
-                      alpha=0.85, interpolation="nearest")
-    fig.colorbar(image, ax=ax, shrink=0.8, label=f"estimated area fraction of {label}")
-    handles = draw_hotspot(ax, hotspot, thumbnail_downsample)
-    if handles:
-        ax.legend(handles=handles, loc="lower left", fontsize=9, framealpha=0.8)
-    return fig
+    return plot_fraction_heatmap(thumbnail, thumbnail_downsample, tiles, lambda grid: paint_subtile(grid, maps),
+                                 f"estimated area fraction of {label}", hotspot, title=title, cmap=cmap)
