@@ -8,6 +8,8 @@ ldcsf gains no dependency. Routes (slide ids are URL-encoded path segments):
     /slide/<id>                         slide page
     /static/<file>                      scripts, styles and OpenSeadragon (shipped in the package)
     /api/cohort                         one row per slide (JSON)
+    /api/study                          the cohort's agreement/survival results, where written (JSON)
+    /study/<file>                       a study output of the cohort folder (study.html, km.png, ...)
     /api/slide/<id>                     the slide's numbers, layers, hotspot and errors (JSON)
     /api/slide/<id>/tile?x=&y=          the tile under level-0 point (x, y) (JSON)
     /api/slide/<id>/thumbnail.jpg       a small picture of the slide
@@ -38,6 +40,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from PIL import Image
 
 from ..export.tables import read_tile_table
+from ..study.files import AGREEMENT_JSON, STUDY_FILES, SURVIVAL_JSON
 from ..wsi.readers import open_slide
 from .cache import ByteLRU
 from .deepzoom import Pyramid, SlideClosed, SlideTiles, TileNotFound
@@ -164,6 +167,19 @@ class Viewer:
     # -- answers -------------------------------------------------------------------------------
     def cohort(self) -> list[dict]:
         return [view.entry.summary() | {"slide_error": view.open_error} for view in self.slides.values()]
+
+    def study(self) -> dict:
+        """The study results of `ldcsf agreement` / `ldcsf survival` in the folder (None where not run)."""
+        out: dict = {"files": [name for name in STUDY_FILES if (self.output.root / name).is_file()]}
+        for key, name in (("agreement", AGREEMENT_JSON), ("survival", SURVIVAL_JSON)):
+            out[key] = json.loads((self.output.root / name).read_text(encoding="utf-8")) if name in out["files"] else None
+        return out
+
+    def study_file(self, name: str) -> bytes:
+        # Only the fixed names the study commands write: nothing in the address becomes a path.
+        if name not in STUDY_FILES or not (self.output.root / name).is_file():
+            raise HTTPProblem(404, f"no such study file: {name} (run `ldcsf agreement` or `ldcsf survival`)")
+        return (self.output.root / name).read_bytes()
 
     def slide_info(self, slide_id: str) -> dict:
         view = self.slide(slide_id)
@@ -317,12 +333,16 @@ class Handler(BaseHTTPRequestHandler):
             query = parse_qs(url.query)
             if parts[1:] == ["cohort"]:
                 return _json(viewer.cohort()), "application/json", False
+            if parts[1:] == ["study"]:
+                return _json(viewer.study()), "application/json", False
             if len(parts) == 3 and parts[1] == "slide":
                 return _json(viewer.slide_info(parts[2])), "application/json", False
             if len(parts) == 4 and parts[1] == "slide" and parts[3] == "tile":
                 return _json(viewer.tile_numbers(parts[2], query)), "application/json", False
             if len(parts) == 4 and parts[1] == "slide" and parts[3] == "thumbnail.jpg":
                 return viewer.thumbnail(parts[2]), "image/jpeg", True
+        if head == "study" and len(parts) == 2:
+            return viewer.study_file(parts[1]), _mime(parts[1]), False
         if head == "dz" and len(parts) == 3 and parts[2].endswith(".dzi"):
             return viewer.dzi(parts[1], parts[2][: -len(".dzi")]), "application/xml", True
         if head == "dz" and len(parts) == 5 and parts[2].endswith("_files"):
