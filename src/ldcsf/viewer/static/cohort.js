@@ -62,6 +62,7 @@ getJSON("/api/cohort").then((data) => { rows = data; render(); }).catch((err) =>
 });
 
 // The study section: shown when `ldcsf agreement` or `ldcsf survival` wrote results in this folder.
+function pval(v) { return v === null || v === undefined ? "–" : v < 0.001 ? Number(v).toExponential(1) : Number(v).toFixed(3); }
 function ci(v, lo, hi) { return v === null || v === undefined ? "–" : `${fmt.num(v)} (${fmt.num(lo)}–${fmt.num(hi)})`; }
 
 function studyTable(header, rows) {
@@ -83,9 +84,9 @@ function renderStudy(study) {
   if (study.survival) {
     const s = study.survival;
     const terms = s.cox.flatMap((m) => m.terms.filter((t) => t.term.startsWith("stroma")));
-    parts.push(el("h3", { text: `Survival (${s.score} stroma, cut-off ${s.cutoff_pct} %): log-rank p ${Number(s.logrank.p).toPrecision(3)}` }),
+    parts.push(el("h3", { text: `Survival (${s.score} stroma, cut-off ${s.cutoff_pct} %): log-rank p ${pval(s.logrank.p)}` }),
       studyTable(["Cox model", "term", "HR (95% CI)", "p", "PH test p"], terms.map((t) => [
-        t.model, t.term, ci(t.hr, t.hr_low, t.hr_high), Number(t.p).toPrecision(3), t.ph_test_p === null ? "–" : Number(t.ph_test_p).toPrecision(3)])),
+        t.model, t.term, ci(t.hr, t.hr_low, t.hr_high), pval(t.p), pval(t.ph_test_p)])),
       el("img", { src: "/study/km.png", alt: "Kaplan–Meier curves", class: "study-figure" }));
   }
   box.replaceChildren(...parts);
