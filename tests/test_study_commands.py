@@ -129,6 +129,8 @@ def test_survival_errors_are_one_line(survival_cohort, tmp_path, capsys):
     assert "negative 'months'" in _error(capsys, [*base, "--clinical", str(bad)])
     clinical.assign(slide_id="p" + clinical["slide_id"]).to_csv(bad, index=False)
     assert "none of its 600 slide ids matches" in _error(capsys, [*base, "--clinical", str(bad)])
+    assert "are stroma-low at the 96 % cut-off" in _error(capsys, [*base, "--clinical", str(survival_cohort / "clinical.csv"),
+                                                                    "--cutoff", "96"])
     assert "no column 'grade'" in _error(capsys, [*base, "--clinical", str(survival_cohort / "clinical.csv"),
                                                    "--covariates", "grade"])
 
@@ -138,3 +140,17 @@ def test_a_missing_extra_names_the_install_command(survival_cohort, monkeypatch,
     err = _error(capsys, ["survival", str(survival_cohort / "cohort"), "--clinical",
                           str(survival_cohort / "clinical.csv"), "--time", "months", "--event", "dead"])
     assert "pip install 'ldcsf[study]'" in err
+
+
+def test_several_cohorts_are_read_together_and_ids_must_be_unique(agreement_cohort, tmp_path, capsys):
+    whole = pd.read_csv(agreement_cohort / "cohort" / "cohort.csv")
+    for name, part in (("a", whole.iloc[:50]), ("b", whole.iloc[50:])):
+        (tmp_path / name).mkdir()
+        part.to_csv(tmp_path / name / "cohort.csv", index=False)
+    reference = str(agreement_cohort / "reference.csv")
+    assert main(["agreement", str(tmp_path / "a"), str(tmp_path / "b" / "cohort.csv"), "--reference", reference,
+                 "--out", str(tmp_path / "study")]) == 0
+    assert json.loads((tmp_path / "study" / "agreement.json").read_text())["pairs"][0]["n"] == 80
+    whole.iloc[:5].to_csv(tmp_path / "b" / "cohort.csv", index=False)  # s000 now in both
+    assert "appears twice" in _error(capsys, ["agreement", str(tmp_path / "a"), str(tmp_path / "b"),
+                                              "--reference", reference])
