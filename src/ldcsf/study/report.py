@@ -16,7 +16,7 @@ from .files import AGREEMENT_JSON, BLAND_ALTMAN_PNG, KM_PNG, STUDY_HTML, SURVIVA
 
 STYLE = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}"
          "table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}"
-         "td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}.muted{color:#666;font-size:12px}")
+         "td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}img{max-width:100%}.muted{color:#666;font-size:12px}")
 
 
 def _num(value, digits: int = 2) -> str:
