@@ -24,7 +24,7 @@ from typing import Sequence
 from ..analysis.slide_analysis import SlideAnalysis, analyse_slide
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..options import SlideSettings
-from ..utils.paths import check_output_dir, safe_name
+from ..utils.paths import check_output_dir, printable_name, safe_name
 from .engine import PredictionStore
 from .fingerprint import claim_output, result_fingerprint
 from .input_checks import check_tsr_labels
@@ -53,6 +53,7 @@ def slide_id_for(path: str | Path) -> str:
     from ..wsi.dicom import dicom_id_or_none
 
     dicom_id = dicom_id_or_none(Path(path))
+    path = printable_name(path)  # any bytes a file system allows in a name become text
     if dicom_id is not None:
         return safe_name(dicom_id)
     name = Path(path).name
@@ -137,7 +138,7 @@ def run_slide(
     analysis = analyse_slide(predictions.tiles, predictions.labels, predictions.thresholds, plan.mpp,
                              plan.dimensions, area_maps=predictions.area_maps, slide_id=slide_id, **extra)
     row = write_slide_outputs(
-        out_dir, analysis, slide_id=slide_id, slide_path=str(slide_path), thumbnail=plan.thumbnail,
+        out_dir, analysis, slide_id=slide_id, slide_path=printable_name(slide_path), thumbnail=plan.thumbnail,
         thumbnail_downsample=plan.thumbnail_downsample,
         settings=recorded_settings(plan, loaded, settings, stain_norm),
     )

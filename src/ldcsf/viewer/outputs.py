@@ -17,6 +17,8 @@ from typing import Sequence
 import pandas as pd
 
 from ..export.slide_outputs import TSR_JSON
+from ..export.spreadsheet import formula_guard_removed
+from ..utils.paths import name_from_printable
 
 COHORT_CSV = "cohort.csv"
 
@@ -90,6 +92,8 @@ class OutputFolder:
             if "slide_id" not in table.columns:
                 raise ValueError(f"{cohort}: not a cohort table written by ldcsf (no slide_id column)")
             for row in table.to_dict("records"):
+                # cohort.csv guards cells a spreadsheet would run as formulas: read the guard back
+                row = {key: formula_guard_removed(value) for key, value in row.items()}
                 slide_id = str(row["slide_id"])
                 folder = self._child(slide_id)
                 entries[slide_id] = SlideEntry(
@@ -120,7 +124,8 @@ class OutputFolder:
     # -- slide files ---------------------------------------------------------------------------
     def _locate(self, entry: SlideEntry) -> None:
         """Find the slide file: as recorded, beside the output folder, or in a --slides folder."""
-        recorded = Path(entry.recorded_path) if entry.recorded_path else None
+        # recorded as printable text: bytes of the name that are not UTF-8 are \xNN escapes
+        recorded = Path(name_from_printable(entry.recorded_path)) if entry.recorded_path else None
         candidates: list[Path] = []
         if recorded is not None:
             candidates.append(recorded)
