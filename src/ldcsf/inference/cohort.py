@@ -60,8 +60,14 @@ def collect_slides(inputs: Iterable[str | Path], exclude: Path | None = None) ->
     """
     slides: list[Path] = []
     for item in map(Path, inputs):
+        if item.is_symlink() and not item.exists():  # a loop or a dangling link: that slide fails alone
+            slides.append(item)
+            continue
         if not item.exists():
             raise FileNotFoundError(f"{item}: no such slide, folder or list file")
+        if item.is_dir() and item.suffix.lower() in SLIDE_EXTENSIONS and not _holds_slides(item, exclude):
+            slides.append(item)  # a folder named like a slide: it fails alone, as what it is
+            continue
         if item.is_dir():
             found = sorted(
                 p for p in item.rglob("*")
@@ -279,6 +285,11 @@ def read_utf8(path: Path) -> str:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the list as UTF-8") from None
+
+
+def _holds_slides(folder: Path, exclude: Path | None) -> bool:
+    return any(p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS and not _is_under(p, exclude)
+               for p in folder.rglob("*"))
 
 
 def _is_under(path: Path, folder: Path | None) -> bool:

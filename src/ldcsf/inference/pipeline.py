@@ -17,6 +17,7 @@ parts are removed once the outputs are written.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -43,6 +44,8 @@ from .split import settle_split
 
 PARTS_DIR = ".parts"
 
+log = logging.getLogger(__name__)
+
 
 def slide_id_for(path: str | Path) -> str:
     """Output folder name of a slide: its file name without the format's ending(s), as a safe name.
@@ -64,9 +67,21 @@ def slide_id_for(path: str | Path) -> str:
 
 
 def is_complete(slide_dir: str | Path) -> bool:
-    from ..export.slide_outputs import TSR_JSON
+    """Whether the folder holds a finished slide: a tsr.json that reads back.
 
-    return (Path(slide_dir) / TSR_JSON).is_file()
+    A damaged tsr.json (a disk fault, an edit) is that slide's problem alone: it counts as
+    unfinished, so the slide is redone, with a warning that names the file.
+    """
+    from ..export.slide_outputs import TSR_JSON, read_cohort_row
+
+    if not (Path(slide_dir) / TSR_JSON).is_file():
+        return False
+    try:
+        read_cohort_row(slide_dir)
+    except (OSError, ValueError) as err:
+        log.warning("%s; the slide is predicted again", err)
+        return False
+    return True
 
 
 @dataclass

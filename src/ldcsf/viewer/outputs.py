@@ -39,10 +39,11 @@ class SlideEntry:
     row: dict = field(default_factory=dict)
     slide_file: Path | None = None
     slide_error: str = ""
+    damaged: bool = False  # its tsr.json does not read back
 
     @property
     def finished(self) -> bool:
-        return self.folder is not None and (self.folder / TSR_JSON).is_file()
+        return self.folder is not None and not self.damaged and (self.folder / TSR_JSON).is_file()
 
     def summary(self) -> dict:
         """The cohort page's row: numbers from cohort.csv (or tsr.json), and what can be shown."""
@@ -115,7 +116,11 @@ class OutputFolder:
         return folder if folder.is_dir() else None
 
     def _from_tsr_json(self, folder: Path) -> SlideEntry:
-        info = read_tsr_json(folder)
+        try:
+            info = read_tsr_json(folder)
+        except ValueError as err:  # one bad record: that slide is shown as failed, the others open
+            return SlideEntry(slide_id=folder.name, recorded_path="", status="failed", error=str(err), folder=folder,
+                              damaged=True)
         row = dict(info.get("cohort_row") or {})
         slide_id = str(info.get("slide_id") or folder.name)
         return SlideEntry(slide_id=slide_id, recorded_path=str(info.get("slide_path", "")), status=row.get("status", "ok"),
@@ -158,6 +163,11 @@ def read_tsr_json(folder: Path) -> dict:
         raise ValueError(f"{path}: not a tsr.json written by ldcsf ({err})") from None
     if not isinstance(info, dict) or "labels" not in info or "dimensions" not in info:
         raise ValueError(f"{path}: not a tsr.json written by ldcsf (no labels or dimensions)")
+    dims, labels = info["dimensions"], info["labels"]
+    if not (isinstance(dims, list) and len(dims) == 2 and all(isinstance(d, int) and d > 0 for d in dims)):
+        raise ValueError(f"{path}: damaged tsr.json (dimensions {dims!r} are not two whole numbers of pixels)")
+    if not (isinstance(labels, list) and labels and all(isinstance(name, str) for name in labels)):
+        raise ValueError(f"{path}: damaged tsr.json (labels {labels!r} are not a list of names)")
     for part in ("tsr", "hotspot", "hotspot_search"):
         if isinstance(info.get(part), dict):
             info[part] = {RENAMED_KEYS.get(k, k): v for k, v in info[part].items()}
