@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
 from ..utils.atomic import atomic_path
 from .dataset import load_rgb

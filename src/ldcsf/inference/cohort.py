@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..export.spreadsheet import FORMULA_STARTS, guarded_cell  # noqa: F401 - FORMULA_STARTS is also imported from here

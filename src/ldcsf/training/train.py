@@ -222,6 +222,10 @@ def build_trainer(config: TrainConfig, run_dir: Path, n_train: int):
     last_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                               enable_version_counter=False)
     callbacks = [best_cb, last_cb, LearningRateMonitor(logging_interval="step")]
+    if config.progress:
+        from ..utils.lightning_progress import progress_bar_callback
+
+        callbacks.append(progress_bar_callback())
     if config.patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
     trainer = L.Trainer(
