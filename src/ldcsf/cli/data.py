@@ -49,6 +49,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="folder for manifest.csv and the mask tiles")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tile-size", type=int, default=112, help="mask tile size in px (default 112)")
+    p.add_argument("--add-source", action="append", default=[], metavar="NAME",
+                   help="also build a declared source left out by default (e.g. glas); repeatable")
     p.add_argument("--cap", action="append", default=[], metavar="DATASET=N",
                    help="keep at most N images of a source, e.g. oral=300 (repeatable)")
     p.set_defaults(func=run_pancancer)
@@ -198,7 +200,11 @@ def run_pancancer(args) -> int:
         if not sep or not n.strip().isdigit():
             raise ValueError(f"--cap {item!r}: expected DATASET=N, e.g. oral=300")
         caps[dataset.strip()] = int(n)
-    path = build_pancancer(args.shared, args.out, seed=args.seed, tile_size=args.tile_size, caps=caps)
+    from ..data.sources import DEFAULT_SOURCES, shared_source
+
+    added = [shared_source(name) for name in args.add_source]
+    sources = [*DEFAULT_SOURCES, *(s for s in added if s not in DEFAULT_SOURCES)]
+    path = build_pancancer(args.shared, args.out, seed=args.seed, tile_size=args.tile_size, caps=caps, sources=sources)
     manifest = read_manifest(path)
     print(f"wrote {path} ({len(manifest)} images; cells: positives/annotated)")
     table = label_counts(manifest, by="dataset")
