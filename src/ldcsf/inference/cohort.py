@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
+from ..export.spreadsheet import FORMULA_STARTS, guarded_cell  # noqa: F401 - FORMULA_STARTS is also imported from here
 from ..utils.atomic import sweep_stale_temporaries, write_json_atomic
-from ..utils.paths import check_output_dir, path_inside
+from ..utils.paths import check_output_dir, path_inside, printable_name
 from ..utils.signals import stop_at_batch_end_callback
 from ..wsi.readers import SLIDE_EXTENSIONS
 from .fingerprint import OutputMismatchError
@@ -40,8 +41,6 @@ LOCK_FILE = ".lock"
 COHORT_LOCK_FILE = ".cohort.lock"
 #: Temporaries at the output root older than this are left-overs of a killed run (seconds).
 STALE_TEMPORARY_S = 600
-#: Characters that make a spreadsheet read a cell as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LIST_EXTENSIONS = (".txt", ".csv")
 #: Column names a .csv slide list may use for the slide paths (else its first column).
 LIST_PATH_COLUMNS = ("path", "slide_path", "slide", "file")
@@ -61,8 +60,14 @@ def collect_slides(inputs: Iterable[str | Path], exclude: Path | None = None) ->
     """
     slides: list[Path] = []
     for item in map(Path, inputs):
+        if item.is_symlink() and not item.exists():  # a loop or a dangling link: that slide fails alone
+            slides.append(item)
+            continue
         if not item.exists():
             raise FileNotFoundError(f"{item}: no such slide, folder or list file")
+        if item.is_dir() and item.suffix.lower() in SLIDE_EXTENSIONS and not _holds_slides(item, exclude):
+            slides.append(item)  # a folder named like a slide: it fails alone, as what it is
+            continue
         if item.is_dir():
             found = sorted(
                 p for p in item.rglob("*")
@@ -124,7 +129,7 @@ def run_cohort(
         except Exception as err:  # noqa: BLE001 - one bad slide must not stop the cohort
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise  # a full disk fails every slide after this one too
-            row = {"slide_id": slide_id, "path": str(path), "status": "failed", "error": one_line(err)}
+            row = {"slide_id": slide_id, "path": printable_name(path), "status": "failed", "error": one_line(err)}
             if len(paths) > 1:
                 log.warning("%s: failed: %s", slide_id, row["error"])
             _record_failure(out_dir, slide_id, row, err)
@@ -165,13 +170,14 @@ def write_cohort_csv(table: pd.DataFrame, path: Path) -> None:
 
 
 def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (OWASP's advice)."""
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (OWASP's advice);
+    names with bytes that are not UTF-8 (from older records) are made printable."""
     table = table.copy()
     for column in table.columns:
         if table[column].dtype == object or pd.api.types.is_string_dtype(table[column]):
-            table[column] = table[column].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+            table[column] = table[column].map(guarded_cell)
     return table
+
 
 
 @contextmanager
@@ -222,7 +228,7 @@ def _record_failure(out_dir: Path, slide_id: str, row: dict, err: Exception) -> 
 def one_line(err: BaseException) -> str:
     """An error as one line. Errors raised in DataLoader workers arrive wrapped with the worker's
     traceback; their last line is the original message."""
-    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    lines = [line for line in printable_name(str(err)).strip().splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
     if len(lines) == 1:
@@ -279,6 +285,11 @@ def read_utf8(path: Path) -> str:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the list as UTF-8") from None
+
+
+def _holds_slides(folder: Path, exclude: Path | None) -> bool:
+    return any(p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS and not _is_under(p, exclude)
+               for p in folder.rglob("*"))
 
 
 def _is_under(path: Path, folder: Path | None) -> bool:

@@ -80,8 +80,9 @@ class SlideView:
         if entry.finished:
             try:
                 self.info = read_tsr_json(entry.folder)
-            except ValueError as err:
+            except ValueError as err:  # a damaged record: this slide is shown as failed, naming the file
                 self.info_error = str(err)
+                entry.status, entry.error, entry.damaged = "failed", self.info_error, True
         dims = self.info.get("dimensions") if self.info else None
         self.pyramid = Pyramid(tuple(dims)) if dims else None
         self.open_error = entry.slide_error
@@ -166,7 +167,9 @@ class Viewer:
 
     # -- answers -------------------------------------------------------------------------------
     def cohort(self) -> list[dict]:
-        return [view.entry.summary() | {"slide_error": view.open_error} for view in self.slides.values()]
+        return [view.entry.summary() | {"slide_error": view.open_error,
+                                        "reliability_note": (view.info or {}).get("reliability_note", "")}
+                for view in self.slides.values()]
 
     def study(self) -> dict:
         """The study results of `ldcsf agreement` / `ldcsf survival` in the folder (None where not run)."""
@@ -201,7 +204,8 @@ class Viewer:
                 "dimensions": info["dimensions"], "mpp": info.get("mpp"), "labels": info["labels"],
                 "thresholds": info.get("thresholds"), "tsr_detail": info.get("tsr"), "hotspot": _hotspot(info.get("hotspot")),
                 "hotspot_note": (info.get("hotspot_search") or {}).get("note", ""),
-                "label_summary": info.get("label_summary"),
+                "label_summary": info.get("label_summary"), "reliable": info.get("reliable", True),
+                "reliability_note": info.get("reliability_note", ""),
             })
             try:
                 out.update(self.maps(view).describe())

@@ -39,6 +39,9 @@ class OpenSlideReader(SlideReader):
         super().__init__(path, list(self._slide.level_dimensions), mpp or file_mpp)
         self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self.vendor = self._slide.properties.get(openslide.PROPERTY_NAME_VENDOR, "")
+        self.file_mpp = file_mpp
+        power = float_or_none(self._slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
+        self.objective_power = power if power is not None and 1 <= power <= 150 else None
         self._tiff, self._pages = None, None
         if self.vendor in TIFF_PAGE_VENDORS:
             self._tiff, self._pages = _tiled_pages(path, self.level_dimensions)

@@ -8,6 +8,7 @@ let sortDir = 1;
 
 function statusText(r) {
   if (r.status === "failed") return `failed: ${r.error}`;
+  if (r.reliability_note) return `${r.status}; ${r.reliability_note}`;
   if (r.slide_error) return `${r.status}; slide image unavailable: ${r.slide_error}`;
   return r.status;
 }
