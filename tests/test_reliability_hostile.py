@@ -198,3 +198,73 @@ def test_a_folder_named_like_a_slide_and_a_symlink_loop_fail_alone(board_rgb, ch
     assert table.loc["good", "status"] == "ok"
     assert "x.svs: a folder, not a slide file" in table.loc["x", "error"]
     assert "loop.svs: a symbolic link that leads to no file (a loop" in table.loc["loop", "error"]
+
+
+# -- 3. the viewer answers only its own host names; and the viewer's unclear answers ---------------
+@pytest.fixture(scope="module")
+def viewer_out(board_rgb, checkpoint, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("viewer")
+    out = root / "out"
+    run_cohort([board(root / "in", "case.tif", board_rgb), board(root / "in", "gone.tif", board_rgb)], checkpoint, out,
+               SETTINGS)
+    (out / "gone" / "tiles.parquet").unlink()
+    return out
+
+
+def test_the_viewer_refuses_other_host_names(viewer_out):
+    with running_server(viewer_out) as (server, base):
+        port = server.server_address[1]
+        status, body = _get(base, "/api/cohort", host=f"evil.example.com:{port}")
+        assert status == 421 and b"case.tif" not in body
+        assert _get(base, "/dz/case/slide.dzi", host="evil.example.com")[0] == 421
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}"):
+            assert _get(base, "/api/cohort", host=host)[0] == 200, host
+
+
+def test_the_viewer_warns_when_it_listens_on_every_interface(viewer_out):
+    argv = [sys.executable, "-m", "ldcsf.cli.main", "view", str(viewer_out), "--host", "0.0.0.0", "--port", "0"]
+    proc = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        while line and not line.startswith("open "):
+            line = proc.stdout.readline()
+        assert line.startswith("open http://127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert "warning: --host 0.0.0.0 serves the results" in err
+
+
+def test_null_bytes_missing_tables_and_wide_slides_are_404s_not_500s(viewer_out):
+    with running_server(viewer_out) as (server, base):
+        assert _get(base, "/static/%00")[0] == 404
+        status, body = _get(base, "/dz/gone/stroma_files/0/0_0.png")
+        assert status == 404 and b"tiles.parquet: no tile table" in body
+        # Column numbers of more than three digits are tile names (a slide over 254,000 px wide);
+        # this slide has no such column, so it is "not found", not "bad tile name".
+        status, body = _get(base, "/dz/case/slide_files/10/1234_0.jpeg")
+        assert status == 404 and b"bad tile name" not in body
+
+
+def test_connections_are_kept_alive_and_silent_ones_time_out(viewer_out):
+    import socket
+
+    with running_server(viewer_out) as (server, base):
+        assert server.request_queue_size >= 128
+        host, port = server.server_address[:2]
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request("GET", "/api/cohort")
+        first = connection.getresponse()
+        first.read()
+        sock = connection.sock
+        connection.request("GET", "/static/viewer.css")
+        second = connection.getresponse()
+        second.read()
+        assert first.version == 11 and second.status == 200 and connection.sock is sock  # one connection
+        connection.close()
+        server.RequestHandlerClass.timeout = 1  # a half-open request is let go, not held forever
+        with socket.create_connection((host, port), timeout=10) as raw:
+            raw.sendall(b"GET /api/cohort HTTP/1.1\r\n")
+            started = time.monotonic()
+            assert raw.recv(1024) == b"" and time.monotonic() - started < 8
