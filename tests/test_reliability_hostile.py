@@ -268,3 +268,43 @@ def test_connections_are_kept_alive_and_silent_ones_time_out(viewer_out):
             raw.sendall(b"GET /api/cohort HTTP/1.1\r\n")
             started = time.monotonic()
             assert raw.recv(1024) == b"" and time.monotonic() - started < 8
+
+
+# -- unclear: a damaged JPEG tile ------------------------------------------------------------------
+def test_a_damaged_jpeg_tile_fails_its_slide_naming_the_tile(board_rgb, checkpoint, tmp_path):
+    good = aperio_svs(tmp_path / "good.svs", board_rgb, mpp=0.499, app_mag=20)
+    damaged = aperio_svs(tmp_path / "damaged.svs", board_rgb, mpp=0.499, app_mag=20)
+    with tifffile.TiffFile(damaged) as tif:
+        page = tif.pages[0]
+        offset, count = page.dataoffsets[3], page.databytecounts[3]  # the bottom-right 256 px tile
+    data = bytearray(damaged.read_bytes())
+    data[offset + 20 : offset + 40] = bytes(b ^ 0xFF for b in data[offset + 20 : offset + 40])
+    damaged.write_bytes(bytes(data))
+    table = run_cohort([damaged, good], checkpoint, tmp_path / "out", SETTINGS).set_index("slide_id")
+    assert table.loc["good", "status"] == "ok"
+    assert table.loc["damaged", "status"] == "failed"
+    assert ("damaged.svs: the stored image tile in column 2, row 2 (pixels x 256-511, y 256-511) of the 512 x 512 px "
+            "level is damaged") in table.loc["damaged", "error"]
+
+
+# -- unclear: many missing slides, and n_tiles with failures ---------------------------------------
+def test_bookkeeping_grows_linearly_and_tile_counts_stay_whole(board_rgb, checkpoint, tmp_path):
+    def missing(count: int) -> float:
+        listing = tmp_path / f"missing-{count}.txt"
+        listing.write_text("".join(f"gone-{i}.svs\n" for i in range(count)), encoding="utf-8")
+        started = time.perf_counter()
+        table = run_cohort([listing], checkpoint, tmp_path / f"out-{count}", SETTINGS)
+        assert (table["status"] == "failed").all() and len(table) == count
+        return time.perf_counter() - started
+
+    small, large = missing(150), missing(1200)  # 8x the slides
+    assert large < 20 * small, (small, large)  # linear: ~8x; it was quadratic (~64x)
+    assert len(pd.read_csv(tmp_path / "out-1200" / "cohort.csv")) == 1200
+
+    out = tmp_path / "mixed"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "text.svs").write_text("not a slide", encoding="utf-8")
+    run_cohort([board(tmp_path / "in", "case.tif", board_rgb), tmp_path / "in" / "text.svs"], checkpoint, out, SETTINGS)
+    lines = (out / "cohort.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(",n_tiles") and any(line.endswith(",4") for line in lines)
+    assert not any(line.endswith(".0") for line in lines)
