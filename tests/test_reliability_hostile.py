@@ -298,7 +298,7 @@ def test_bookkeeping_grows_linearly_and_tile_counts_stay_whole(board_rgb, checkp
         return time.perf_counter() - started
 
     small, large = missing(150), missing(1200)  # 8x the slides
-    assert large < 20 * small, (small, large)  # linear: ~8x; it was quadratic (~64x)
+    assert large < 10 * small, (small, large)  # measured ~4x; it was quadratic (17-24x)
     assert len(pd.read_csv(tmp_path / "out-1200" / "cohort.csv")) == 1200
 
     out = tmp_path / "mixed"
