@@ -198,3 +198,113 @@ def test_a_folder_named_like_a_slide_and_a_symlink_loop_fail_alone(board_rgb, ch
     assert table.loc["good", "status"] == "ok"
     assert "x.svs: a folder, not a slide file" in table.loc["x", "error"]
     assert "loop.svs: a symbolic link that leads to no file (a loop" in table.loc["loop", "error"]
+
+
+# -- 3. the viewer answers only its own host names; and the viewer's unclear answers ---------------
+@pytest.fixture(scope="module")
+def viewer_out(board_rgb, checkpoint, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("viewer")
+    out = root / "out"
+    run_cohort([board(root / "in", "case.tif", board_rgb), board(root / "in", "gone.tif", board_rgb)], checkpoint, out,
+               SETTINGS)
+    (out / "gone" / "tiles.parquet").unlink()
+    return out
+
+
+def test_the_viewer_refuses_other_host_names(viewer_out):
+    with running_server(viewer_out) as (server, base):
+        port = server.server_address[1]
+        status, body = _get(base, "/api/cohort", host=f"evil.example.com:{port}")
+        assert status == 421 and b"case.tif" not in body
+        assert _get(base, "/dz/case/slide.dzi", host="evil.example.com")[0] == 421
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}"):
+            assert _get(base, "/api/cohort", host=host)[0] == 200, host
+
+
+def test_the_viewer_warns_when_it_listens_on_every_interface(viewer_out):
+    argv = [sys.executable, "-m", "ldcsf.cli.main", "view", str(viewer_out), "--host", "0.0.0.0", "--port", "0"]
+    proc = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        while line and not line.startswith("open "):
+            line = proc.stdout.readline()
+        assert line.startswith("open http://127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert "warning: --host 0.0.0.0 serves the results" in err
+
+
+def test_null_bytes_missing_tables_and_wide_slides_are_404s_not_500s(viewer_out):
+    with running_server(viewer_out) as (server, base):
+        assert _get(base, "/static/%00")[0] == 404
+        status, body = _get(base, "/dz/gone/stroma_files/0/0_0.png")
+        assert status == 404 and b"tiles.parquet: no tile table" in body
+        # Column numbers of more than three digits are tile names (a slide over 254,000 px wide);
+        # this slide has no such column, so it is "not found", not "bad tile name".
+        status, body = _get(base, "/dz/case/slide_files/10/1234_0.jpeg")
+        assert status == 404 and b"bad tile name" not in body
+
+
+def test_connections_are_kept_alive_and_silent_ones_time_out(viewer_out):
+    import socket
+
+    with running_server(viewer_out) as (server, base):
+        assert server.request_queue_size >= 128
+        host, port = server.server_address[:2]
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request("GET", "/api/cohort")
+        first = connection.getresponse()
+        first.read()
+        sock = connection.sock
+        connection.request("GET", "/static/viewer.css")
+        second = connection.getresponse()
+        second.read()
+        assert first.version == 11 and second.status == 200 and connection.sock is sock  # one connection
+        connection.close()
+        server.RequestHandlerClass.timeout = 1  # a half-open request is let go, not held forever
+        with socket.create_connection((host, port), timeout=10) as raw:
+            raw.sendall(b"GET /api/cohort HTTP/1.1\r\n")
+            started = time.monotonic()
+            assert raw.recv(1024) == b"" and time.monotonic() - started < 8
+
+
+# -- unclear: a damaged JPEG tile ------------------------------------------------------------------
+def test_a_damaged_jpeg_tile_fails_its_slide_naming_the_tile(board_rgb, checkpoint, tmp_path):
+    good = aperio_svs(tmp_path / "good.svs", board_rgb, mpp=0.499, app_mag=20)
+    damaged = aperio_svs(tmp_path / "damaged.svs", board_rgb, mpp=0.499, app_mag=20)
+    with tifffile.TiffFile(damaged) as tif:
+        page = tif.pages[0]
+        offset, count = page.dataoffsets[3], page.databytecounts[3]  # the bottom-right 256 px tile
+    data = bytearray(damaged.read_bytes())
+    data[offset + 20 : offset + 40] = bytes(b ^ 0xFF for b in data[offset + 20 : offset + 40])
+    damaged.write_bytes(bytes(data))
+    table = run_cohort([damaged, good], checkpoint, tmp_path / "out", SETTINGS).set_index("slide_id")
+    assert table.loc["good", "status"] == "ok"
+    assert table.loc["damaged", "status"] == "failed"
+    assert ("damaged.svs: the stored image tile in column 2, row 2 (pixels x 256-511, y 256-511) of the 512 x 512 px "
+            "level is damaged") in table.loc["damaged", "error"]
+
+
+# -- unclear: many missing slides, and n_tiles with failures ---------------------------------------
+def test_bookkeeping_grows_linearly_and_tile_counts_stay_whole(board_rgb, checkpoint, tmp_path):
+    def missing(count: int) -> float:
+        listing = tmp_path / f"missing-{count}.txt"
+        listing.write_text("".join(f"gone-{i}.svs\n" for i in range(count)), encoding="utf-8")
+        started = time.perf_counter()
+        table = run_cohort([listing], checkpoint, tmp_path / f"out-{count}", SETTINGS)
+        assert (table["status"] == "failed").all() and len(table) == count
+        return time.perf_counter() - started
+
+    small, large = missing(150), missing(1200)  # 8x the slides
+    assert large < 10 * small, (small, large)  # measured ~4x; it was quadratic (17-24x)
+    assert len(pd.read_csv(tmp_path / "out-1200" / "cohort.csv")) == 1200
+
+    out = tmp_path / "mixed"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "text.svs").write_text("not a slide", encoding="utf-8")
+    run_cohort([board(tmp_path / "in", "case.tif", board_rgb), tmp_path / "in" / "text.svs"], checkpoint, out, SETTINGS)
+    lines = (out / "cohort.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(",n_tiles") and any(line.endswith(",4") for line in lines)
+    assert not any(line.endswith(".0") for line in lines)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -115,8 +117,9 @@ def run_cohort(
     columns = cohort_columns()
     callbacks = (*callbacks, stop_at_batch_end_callback())
     rows: list[dict] = []
+    table_writes = TableWrites()
     bar = tqdm(paths, desc="cohort", unit="slide", disable=not settings.progress or len(paths) < 2)
-    for path in bar:
+    for number, path in enumerate(bar, 1):
         slide_id = slide_id_for(path)
         bar.set_postfix_str(slide_id)
         try:
@@ -138,11 +141,40 @@ def run_cohort(
         if not row:  # not global rank 0 under DDP: rank 0 writes the records
             continue
         rows.append(row)
-        if rank_zero_only.rank == 0:
+        if rank_zero_only.rank == 0 and table_writes.due(last=number == len(paths)):
             # Built and written under one lock: the last writer has seen every finished slide.
-            with folder_lock(out_dir / COHORT_LOCK_FILE, wait=True):
+            with folder_lock(out_dir / COHORT_LOCK_FILE, wait=True), table_writes.timed():
                 write_cohort_csv(cohort_table(out_dir, rows), out_dir / COHORT_CSV)
-    return pd.DataFrame(rows).reindex(columns=columns)
+    return with_integer_counts(pd.DataFrame(rows).reindex(columns=columns))
+
+
+class TableWrites:
+    """When to rewrite cohort.csv: after a slide, unless the last rewrite is too recent.
+
+    Rebuilding the table reads every slide folder, so rewriting it after each of n slides that
+    fail at once (a list of missing files) costs n². A rewrite is skipped until `SPACING` times
+    its own cost has passed since the last one, so bookkeeping stays a fixed share of the run
+    (linear in slides); after a slide that took longer than that, as real slides do, the table
+    is rewritten at once. The last slide always rewrites it.
+    """
+
+    SPACING = 4.0
+
+    def __init__(self) -> None:
+        self._ended = -math.inf
+        self._cost = 0.0
+
+    def due(self, *, last: bool) -> bool:
+        return last or time.monotonic() - self._ended >= self.SPACING * self._cost
+
+    @contextmanager
+    def timed(self):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._ended = time.monotonic()
+            self._cost = self._ended - started
 
 
 def cohort_table(out_dir: Path, rows: list[dict]) -> pd.DataFrame:
@@ -159,7 +191,14 @@ def cohort_table(out_dir: Path, rows: list[dict]) -> pd.DataFrame:
                 others.append(json.loads((folder / FAILED_JSON).read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue  # a folder being written right now, or not ldcsf's: not part of the table
-    return pd.DataFrame(rows + others).reindex(columns=cohort_columns())
+    return with_integer_counts(pd.DataFrame(rows + others).reindex(columns=cohort_columns()))
+
+
+def with_integer_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """n_tiles as whole numbers, empty for failed slides (not 50.0 beside a NaN)."""
+    if "n_tiles" in table.columns:
+        table["n_tiles"] = pd.to_numeric(table["n_tiles"], errors="coerce").round().astype("Int64")
+    return table
 
 
 def write_cohort_csv(table: pd.DataFrame, path: Path) -> None:
@@ -272,12 +311,10 @@ def _one_entry_per_dicom_series(slides: list[Path]) -> list[Path]:
                     main_of[file] = series.main_file
         except (ValueError, OSError):
             continue  # unreadable files stay as given and fail with their own message
-    result: list[Path] = []
+    result: dict[Path, None] = {}  # ordered, and a linear search no longer
     for path in out:
-        path = main_of.get(path, path)
-        if path not in result:
-            result.append(path)
-    return result
+        result.setdefault(main_of.get(path, path), None)
+    return list(result)
 
 
 def read_utf8(path: Path) -> str:

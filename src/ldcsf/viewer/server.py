@@ -19,18 +19,25 @@ ldcsf gains no dependency. Routes (slide ids are URL-encoded path segments):
 Nothing in a request becomes a file path except /static/, which is resolved and must stay inside
 the static folder; slides are reached only by id, through the files the output folder names.
 Every error is a status code with a one-line message, never a traceback.
+
+Only requests addressed to this server are answered (`host_allowed`): a web page that points a
+name of its own at 127.0.0.1 (DNS rebinding) gets 421 Misdirected Request, not the cohort.
+Connections are HTTP/1.1 keep-alive with a socket timeout (a half-open connection frees its
+thread) and a listen backlog sized for a viewer's bursts of tile requests.
 """
 
 from __future__ import annotations
 
 import errno
 import html
+import ipaddress
 import io
 import json
 import logging
 import math
 import mimetypes
 import re
+import socket
 import threading
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,7 +65,16 @@ MAX_OPEN_SLIDES = 4
 READER_CACHE_BYTES = 16 * 2**20
 MAX_LOADED_TABLES = 8
 THUMBNAIL_SIZE = 240
-_TILE_NAME = re.compile(r"^(\d{1,3})_(\d{1,7})\.(jpeg|png)$")
+#: Seconds a connection may stay silent (mid-request or kept alive) before its thread lets it go.
+SOCKET_TIMEOUT_S = 30
+#: Connections waiting to be accepted: a slide page asks for dozens of tiles at once (the standard
+#: library's 5 overflowed and stalled bursts for 1-3 s).
+LISTEN_BACKLOG = 128
+#: Host names a server on a loopback address answers to, besides the address it was given.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Addresses that listen on every network interface.
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+_TILE_NAME = re.compile(r"^(\d{1,7})_(\d{1,7})\.(jpeg|png)$")
 _BLANK_PNG: bytes | None = None
 
 
@@ -148,6 +164,8 @@ class Viewer:
         except ValueError as err:  # the per-tile layers still draw
             log.warning("%s", err)
             subtile = None
+        if not (view.entry.folder / "tiles.parquet").is_file():
+            raise HTTPProblem(404, f"{view.entry.folder / 'tiles.parquet'}: no tile table (removed since the run?)")
         try:
             table = read_tile_table(view.entry.folder / "tiles.parquet")
             maps = TileMaps(table, view.labels, view.info.get("thresholds"), subtile)
@@ -277,9 +295,45 @@ class Viewer:
             raise HTTPProblem(404, f"no layer {layer!r} for slide {view.entry.slide_id!r}")
 
 
+def host_name(host_header: str) -> str:
+    """The name in a Host header, without port or IPv6 brackets, lower case."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_allowed(host_header: str | None, served_host: str) -> bool:
+    """Whether a request's Host names this server: a loopback name, the --host given, or an IP address.
+
+    A name that is not ours is a page's own name resolved to this machine (DNS rebinding); an IP
+    address cannot be rebound, so any is accepted (and is how other machines reach --host 0.0.0.0).
+    A request without Host (HTTP/1.0) comes from no browser and is answered.
+    """
+    if host_header is None:
+        return True
+    name = host_name(host_header)
+    allowed = {*LOCAL_HOSTS, served_host.lower()}
+    if served_host in ALL_INTERFACES:
+        allowed |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    if name in allowed:
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "ldcsf-view"
+    protocol_version = "HTTP/1.1"  # keep-alive: a page's many tile requests share a few connections
+    timeout = SOCKET_TIMEOUT_S
+    # Headers and body go out as two writes; on a kept-alive connection Nagle's algorithm would hold
+    # the body until the client's delayed ACK (~40 ms per request).
+    disable_nagle_algorithm = True
     viewer: Viewer  # set on the subclass made by `make_server`
+    served_host = "127.0.0.1"  # set on the subclass made by `make_server`
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server interface
         self._answer(send_body=True)
@@ -289,6 +343,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         try:
+            if not host_allowed(self.headers.get("Host"), self.served_host):
+                raise HTTPProblem(421, f"this viewer does not serve {self.headers.get('Host')!r}; open it by the "
+                                       "address it printed")
             body, content_type, cache = self._route()
             status = 200
         except HTTPProblem as problem:
@@ -363,14 +420,19 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+class ViewerHTTPServer(ThreadingHTTPServer):
+    allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+
 def make_server(output: OutputFolder, host: str = "127.0.0.1", port: int = 8000,
                 cache_bytes: int = TILE_CACHE_BYTES) -> ThreadingHTTPServer:
     """A server for `output`, bound to host:port (port 0: any free port), not yet serving."""
     viewer = Viewer(output, cache_bytes)
-    handler = type("BoundHandler", (Handler,), {"viewer": viewer})
-    ThreadingHTTPServer.allow_reuse_address = True
+    handler = type("BoundHandler", (Handler,), {"viewer": viewer, "served_host": host})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = ViewerHTTPServer((host, port), handler)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise ValueError(f"port {port} on {host} is already in use; pass --port with another number (--port 0 picks a free one)") from None
@@ -391,7 +453,10 @@ def server_address(server: ThreadingHTTPServer) -> str:
 # -- helpers -------------------------------------------------------------------------------------
 def _static(name: str) -> bytes:
     root = STATIC_DIR.resolve()
-    path = (root / name).resolve()
+    try:
+        path = (root / name).resolve()
+    except (ValueError, OSError):  # a null byte, a name too long: no such file
+        raise HTTPProblem(404, f"no such file: /static/{name!r}") from None
     if root not in path.parents or not path.is_file():
         raise HTTPProblem(404, f"no such file: /static/{name}")
     return path.read_bytes()
