@@ -313,6 +313,27 @@ def _bounds(geometries: Sequence[Any], width: int, height: int) -> tuple[float, 
     return max(0.0, np.floor(x0)), max(0.0, np.floor(y0)), min(float(width), x1), min(float(height), y1)
 
 
+def split_by_slide(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0) -> pd.DataFrame:
+    """`split` train/val by slide (the `group` column), with at least one slide in val when there are two.
+
+    A lab adapts with a handful of slides, where a proportional grouped split would leave val
+    empty; with one slide, its bottom band of tile rows (`val_fraction` of its tiles) is val,
+    touching training tiles along one edge only.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    slides = sorted(frame["group"].unique())
+    out = frame.assign(split="train")
+    if len(slides) >= 2:
+        order = np.random.default_rng(seed).permutation(len(slides))
+        val = {slides[i] for i in order[: max(1, round(val_fraction * len(slides)))]}
+        out.loc[out["group"].isin(val), "split"] = "val"
+    elif len(out) >= 2:
+        n_val = max(1, int(np.ceil(val_fraction * len(out))))
+        out.loc[out.sort_values(["y", "x"]).index[-n_val:], "split"] = "val"
+    return out
+
+
 def pair_annotations(slides: Sequence[str | Path], annotations: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     """(slide, GeoJSON) pairs: one of each, or matched by name (QuPath names an export after its image:
     `slide.geojson` or `slide.svs.geojson`). Folders of annotations are searched for *.geojson / *.json."""
