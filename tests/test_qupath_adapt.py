@@ -131,3 +131,20 @@ def test_init_from_keeps_labels_and_input_and_changes_the_heads(glas: Path, tmp_
     backbone = {f"backbone.{k}" for k in before.model.backbone_module().state_dict()} & set(old)
     assert backbone and all(torch.equal(old[k], new[k]) for k in backbone)  # frozen
     assert any(not torch.equal(old[k], new[k]) for k in set(old) - backbone)  # the heads learnt
+
+
+def test_only_classified_annotations_are_read(glas: Path, tmp_path: Path) -> None:
+    """An export holding ldcsf's own tiles (imported into QuPath) next to the drawn regions reads the regions only."""
+    from ldcsf.data.qupath import read_regions
+
+    features = features_from_mask(read_mask(glas / "masks" / "testA_2.png"), NAMES)
+    tile = {"type": "Feature", "properties": {"objectType": "tile", "classification": {"name": "non_tumor"}},
+            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [64, 0], [64, 64], [0, 64], [0, 0]]]}}
+    point = {"type": "Feature", "properties": {"objectType": "annotation", "classification": {"name": "Tumor"}},
+             "geometry": {"type": "Point", "coordinates": [10, 10]}}
+    unclassified = dict(features[0], properties={"objectType": "annotation"})
+    path = tmp_path / "export.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [tile, point, unclassified, *features]}))
+    regions = read_regions(path)
+    assert [r.class_name for r in regions] == ["Tumor", "Stroma"]
+    assert sum(r.geometry.area for r in regions) == pytest.approx(589 * 453)  # every pixel, exactly once

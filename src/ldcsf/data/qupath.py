@@ -77,8 +77,10 @@ def read_class_mapping(name_or_path: str | Path = SHIPPED_MAPPING) -> dict[str, 
 def read_regions(path: str | Path) -> list[Region]:
     """The classified polygons of a QuPath GeoJSON export; anything else in QuPath's form is skipped.
 
-    Points and lines (QuPath's point and line annotations) and unclassified regions carry no
-    area or no class, so they are skipped with a log line; a file not in QuPath's form is an error.
+    Points and lines carry no area, detections, tiles and cells (`objectType` other than
+    "annotation", e.g. ldcsf's own tiles imported into QuPath and exported again) are the model's,
+    not the annotator's, and unclassified regions have no class: all are skipped with a log line.
+    A file not in QuPath's form is an error.
     """
     import shapely
     from shapely.geometry import shape
@@ -96,8 +98,10 @@ def read_regions(path: str | Path) -> list[Region]:
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
         if not isinstance(feature, dict) or feature.get("type") != "Feature" or not isinstance(geometry, dict):
             raise ValueError(f"{path}: feature {i} is not a GeoJSON Feature with a geometry (not a QuPath export)")
-        if geometry.get("type") not in ("Polygon", "MultiPolygon"):
-            skipped_kind += 1
+        properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
+        object_type = properties.get("objectType", "annotation")  # QuPath < 0.3 wrote none
+        if geometry.get("type") not in ("Polygon", "MultiPolygon") or object_type != "annotation":
+            skipped_kind += 1  # points, lines, and detections/tiles/cells (e.g. ldcsf's own tiles re-exported)
             continue
         name = _class_name(feature.get("properties"))
         if name is None:
@@ -112,7 +116,8 @@ def read_regions(path: str | Path) -> list[Region]:
         if not polygon.is_empty and polygon.area > 0:
             regions.append(Region(polygon, name, i))
     if skipped_kind or unclassified:
-        log.info("%s: %d point/line object(s) and %d unclassified region(s) skipped", path, skipped_kind, unclassified)
+        log.info("%s: %d point, line or non-annotation object(s) and %d unclassified region(s) skipped", path,
+                 skipped_kind, unclassified)
     if not regions:
         raise ValueError(f"{path}: no classified polygon in the file (QuPath: set a class on each region before exporting)")
     return regions
