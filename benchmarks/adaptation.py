@@ -21,6 +21,8 @@ Masks as annotations:
 
     .venv/bin/python benchmarks/adaptation.py --threads 2
     .venv/bin/python benchmarks/adaptation.py --sizes 5 --draws 1 --sources glas   # one cell
+    .venv/bin/python benchmarks/adaptation.py --base runs/recommended/model.pt \
+        --base-manifest runs/pancancer-data/manifest.csv                          # your own model
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=15, help="epochs of the heads' fine-tuning")
     p.add_argument("--mix-ratio", type=float, default=1.0)
     p.add_argument("--max-held-out", type=int, default=40, help="held-out images scored per source")
+    p.add_argument("--base", type=Path, help="starting checkpoint (default: trained under --work, recipe lite0_area "
+                                             "without the WSSS4LUAD mask tiles)")
+    p.add_argument("--base-manifest", type=Path, help="with --base: its training manifest, mixed into fine-tuning")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--data", type=Path, default=SHARED_DATA)
     p.add_argument("--work", type=Path, default=REPO / "runs" / "adaptation")
@@ -121,6 +126,8 @@ def base_model(args) -> tuple[Path, Path, Path]:
     from ldcsf.options import TrainConfig
     from ldcsf.training.train import train
 
+    if args.base is not None:
+        return args.base, args.base_manifest, args.work / "feature_cache"
     folder = args.work / "base"
     manifest, model, cache = args.work / "base_manifest.csv", folder / "model.pt", folder / "feature_cache"
     if model.is_file():
@@ -159,7 +166,8 @@ def adapt(source: str, chosen: list[dict], base: tuple[Path, Path, Path], run: P
     frame = split_by_slide(pd.concat(frames, ignore_index=True))  # ldcsf data qupath's default split
     write_manifest(frame, run / "data" / "manifest.csv")
     result = train(TrainConfig(data=str(run / "data" / "manifest.csv"), model="", out=str(run / "model"),
-                               init_from=str(model), mix_with=str(base_manifest), mix_ratio=args.mix_ratio,
+                               init_from=str(model), mix_with=str(base_manifest) if base_manifest else None,
+                               mix_ratio=args.mix_ratio,
                                feature_cache=str(cache), epochs=args.epochs, lr=1e-3, patience=0, num_workers=0,
                                progress=False, accelerator="cpu", devices=1))
     timing = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu, "tiles": len(frame)}

@@ -148,3 +148,23 @@ def test_only_classified_annotations_are_read(glas: Path, tmp_path: Path) -> Non
     regions = read_regions(path)
     assert [r.class_name for r in regions] == ["Tumor", "Stroma"]
     assert sum(r.geometry.area for r in regions) == pytest.approx(589 * 453)  # every pixel, exactly once
+
+
+def test_adaptation_benchmark_scores_before_and_after(glas: Path, tmp_path: Path, shared_data: Path) -> None:
+    import subprocess
+    import sys
+
+    from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
+    from ldcsf.models import create_model
+
+    start = create_model("ldcsf_swin_micro", area_head=True)
+    base = save_checkpoint(tmp_path / "start.pt", start, CheckpointMeta.for_model(start, mpp=2.0))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "adaptation.py"
+    subprocess.run([sys.executable, str(script), "--base", str(base), "--sources", "glas", "--sizes", "2", "--draws",
+                    "1", "--epochs", "1", "--max-held-out", "4", "--threads", "1", "--data", str(shared_data),
+                    "--work", str(tmp_path / "work"), "--out", str(tmp_path / "adaptation")], check=True,
+                   capture_output=True, timeout=300)
+    entry = json.loads((tmp_path / "adaptation.json").read_text())["entries"][0]
+    assert entry["annotated_images"] == 2 and entry["held_out_images"] == 4
+    assert entry["after_mae"] != entry["before_mae"] and 0 <= entry["after_mae"] <= 1
+    assert entry["seconds"] > 0 and entry["cpu_seconds"] > 0
