@@ -264,7 +264,6 @@ def tile_annotated_slide(
 
     from ..wsi.readers import open_slide
     from ..wsi.slide_reader import level0_pixels
-    from .masks import _save_png
 
     if not 0 < min_annotated <= 1:
         raise ValueError(f"--min-annotated must be in (0, 1], got {min_annotated}")
@@ -300,8 +299,8 @@ def tile_annotated_slide(
                     continue
                 name = f"{slide.stem}_x{x}_y{y}.png"
                 tile_path, mask_path = out_dir / "tiles" / name, out_dir / "masks" / name
-                _save_png(reader.read_at_mpp((x, y), tile_px, mpp), tile_path)
-                _save_png(mask_png_values(raster), mask_path)
+                _write_png(reader.read_at_mpp((x, y), tile_px, mpp), tile_path)
+                _write_png(mask_png_values(raster), mask_path)
                 rows.append({"path": str(tile_path.resolve()), "mask": str(mask_path.resolve()), "dataset": dataset,
                              "source_image": str(slide.resolve()), "x": x, "y": y}
                             | {f"frac_{k}": round(v, 6) for k, v in fractions.items()}
@@ -309,6 +308,15 @@ def tile_annotated_slide(
                             | {"group": slide.stem})
     log.info("%s: %d tile(s) of %d px at %.3f µm/px from %d region(s)", slide.name, len(rows), tile_px, mpp, len(regions))
     return pd.DataFrame(rows)
+
+
+def _write_png(array: np.ndarray, path: Path) -> None:
+    """Always (re)written: corrected annotations exported again must replace the earlier masks."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
 
 
 def _bounds(geometries: Sequence[Any], width: int, height: int) -> tuple[float, float, float, float]:
@@ -355,10 +363,7 @@ def pair_annotations(slides: Sequence[str | Path], annotations: Sequence[str | P
         raise ValueError(f"{', '.join(map(str, annotations))}: no .geojson or .json annotation files")
     if len(slides) == 1 and len(files) == 1:
         return [(slides[0], files[0])]
-    by_name: dict[str, Path] = {}
-    for f in files:
-        by_name[f.stem] = f
-        by_name[Path(f.stem).stem] = by_name.get(Path(f.stem).stem, f)  # slide.svs.geojson -> slide
+    by_name = {f.stem: f for f in files}  # "slide" of slide.geojson, "slide.svs" of slide.svs.geojson
     pairs, missing = [], []
     for slide in slides:
         match = by_name.get(slide.name) or by_name.get(slide.stem)
