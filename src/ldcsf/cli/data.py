@@ -74,9 +74,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--absent-below", type=float, default=0.01, help="label absent below this share, counting "
                                                                     "unannotated pixels as the label; blank between")
     p.add_argument("--out", required=True, help="folder for tiles/, masks/ and manifest.csv")
-    p.add_argument("--splits", default="0.8,0.2,0.0", help="train,val,test fractions, grouped by slide, or "
-                                                           "'none' (default %(default)s: val tunes the thresholds)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the grouped split")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of the slides whose tiles form the val "
+                                                                   "split that tunes the thresholds, at least one "
+                                                                   "(default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split by slide")
     p.set_defaults(func=run_qupath)
 
     p = commands.add_parser("download", help="download a public data set and import it")
@@ -159,7 +160,7 @@ def run_qupath(args) -> int:
 
     import pandas as pd
 
-    from ..data.qupath import pair_annotations, tile_annotated_slide
+    from ..data.qupath import pair_annotations, split_by_slide, tile_annotated_slide
 
     tile_px, mpp, labels = args.tile_size, args.tile_mpp, None
     if args.model:
@@ -175,6 +176,8 @@ def run_qupath(args) -> int:
     if frame.empty:
         raise ValueError(f"{', '.join(args.annotations)}: no tile kept (regions smaller than a {tile_px} px tile at "
                          f"{mpp:g} µm/px, or less than --min-annotated {args.min_annotated} annotated)")
+    frame = split_by_slide(frame, args.val_fraction, args.seed)
+    args.splits = "none"  # split above, by slide
     return _finish(frame, Path(args.out) / "manifest.csv", args)
 
 

@@ -77,8 +77,10 @@ def read_class_mapping(name_or_path: str | Path = SHIPPED_MAPPING) -> dict[str, 
 def read_regions(path: str | Path) -> list[Region]:
     """The classified polygons of a QuPath GeoJSON export; anything else in QuPath's form is skipped.
 
-    Points and lines (QuPath's point and line annotations) and unclassified regions carry no
-    area or no class, so they are skipped with a log line; a file not in QuPath's form is an error.
+    Points and lines carry no area, detections, tiles and cells (`objectType` other than
+    "annotation", e.g. ldcsf's own tiles imported into QuPath and exported again) are the model's,
+    not the annotator's, and unclassified regions have no class: all are skipped with a log line.
+    A file not in QuPath's form is an error.
     """
     import shapely
     from shapely.geometry import shape
@@ -96,8 +98,10 @@ def read_regions(path: str | Path) -> list[Region]:
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
         if not isinstance(feature, dict) or feature.get("type") != "Feature" or not isinstance(geometry, dict):
             raise ValueError(f"{path}: feature {i} is not a GeoJSON Feature with a geometry (not a QuPath export)")
-        if geometry.get("type") not in ("Polygon", "MultiPolygon"):
-            skipped_kind += 1
+        properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
+        object_type = properties.get("objectType", "annotation")  # QuPath < 0.3 wrote none
+        if geometry.get("type") not in ("Polygon", "MultiPolygon") or object_type != "annotation":
+            skipped_kind += 1  # points, lines, and detections/tiles/cells (e.g. ldcsf's own tiles re-exported)
             continue
         name = _class_name(feature.get("properties"))
         if name is None:
@@ -112,7 +116,8 @@ def read_regions(path: str | Path) -> list[Region]:
         if not polygon.is_empty and polygon.area > 0:
             regions.append(Region(polygon, name, i))
     if skipped_kind or unclassified:
-        log.info("%s: %d point/line object(s) and %d unclassified region(s) skipped", path, skipped_kind, unclassified)
+        log.info("%s: %d point, line or non-annotation object(s) and %d unclassified region(s) skipped", path,
+                 skipped_kind, unclassified)
     if not regions:
         raise ValueError(f"{path}: no classified polygon in the file (QuPath: set a class on each region before exporting)")
     return regions
@@ -259,7 +264,6 @@ def tile_annotated_slide(
 
     from ..wsi.readers import open_slide
     from ..wsi.slide_reader import level0_pixels
-    from .masks import _save_png
 
     if not 0 < min_annotated <= 1:
         raise ValueError(f"--min-annotated must be in (0, 1], got {min_annotated}")
@@ -295,8 +299,8 @@ def tile_annotated_slide(
                     continue
                 name = f"{slide.stem}_x{x}_y{y}.png"
                 tile_path, mask_path = out_dir / "tiles" / name, out_dir / "masks" / name
-                _save_png(reader.read_at_mpp((x, y), tile_px, mpp), tile_path)
-                _save_png(mask_png_values(raster), mask_path)
+                _write_png(reader.read_at_mpp((x, y), tile_px, mpp), tile_path)
+                _write_png(mask_png_values(raster), mask_path)
                 rows.append({"path": str(tile_path.resolve()), "mask": str(mask_path.resolve()), "dataset": dataset,
                              "source_image": str(slide.resolve()), "x": x, "y": y}
                             | {f"frac_{k}": round(v, 6) for k, v in fractions.items()}
@@ -306,11 +310,41 @@ def tile_annotated_slide(
     return pd.DataFrame(rows)
 
 
+def _write_png(array: np.ndarray, path: Path) -> None:
+    """Always (re)written: corrected annotations exported again must replace the earlier masks."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
+
+
 def _bounds(geometries: Sequence[Any], width: int, height: int) -> tuple[float, float, float, float]:
     import shapely
 
     x0, y0, x1, y1 = shapely.total_bounds(list(geometries))
     return max(0.0, np.floor(x0)), max(0.0, np.floor(y0)), min(float(width), x1), min(float(height), y1)
+
+
+def split_by_slide(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0) -> pd.DataFrame:
+    """`split` train/val by slide (the `group` column), with at least one slide in val when there are two.
+
+    A lab adapts with a handful of slides, where a proportional grouped split would leave val
+    empty; with one slide, its bottom band of tile rows (`val_fraction` of its tiles) is val,
+    touching training tiles along one edge only.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    slides = sorted(frame["group"].unique())
+    out = frame.assign(split="train")
+    if len(slides) >= 2:
+        order = np.random.default_rng(seed).permutation(len(slides))
+        val = {slides[i] for i in order[: max(1, round(val_fraction * len(slides)))]}
+        out.loc[out["group"].isin(val), "split"] = "val"
+    elif len(out) >= 2:
+        n_val = max(1, int(np.ceil(val_fraction * len(out))))
+        out.loc[out.sort_values(["y", "x"]).index[-n_val:], "split"] = "val"
+    return out
 
 
 def pair_annotations(slides: Sequence[str | Path], annotations: Sequence[str | Path]) -> list[tuple[Path, Path]]:
@@ -329,10 +363,7 @@ def pair_annotations(slides: Sequence[str | Path], annotations: Sequence[str | P
         raise ValueError(f"{', '.join(map(str, annotations))}: no .geojson or .json annotation files")
     if len(slides) == 1 and len(files) == 1:
         return [(slides[0], files[0])]
-    by_name: dict[str, Path] = {}
-    for f in files:
-        by_name[f.stem] = f
-        by_name[Path(f.stem).stem] = by_name.get(Path(f.stem).stem, f)  # slide.svs.geojson -> slide
+    by_name = {f.stem: f for f in files}  # "slide" of slide.geojson, "slide.svs" of slide.svs.geojson
     pairs, missing = [], []
     for slide in slides:
         match = by_name.get(slide.name) or by_name.get(slide.stem)
