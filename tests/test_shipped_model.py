@@ -81,3 +81,13 @@ def test_models_lists_the_shipped_model_with_name_and_version(capsys):
     card = read_card()
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith(card["name"]))
     assert card["version"] in line.split()
+
+
+def test_exported_runtimes_of_the_shipped_model_go_to_a_user_cache(tmp_path, monkeypatch):
+    from ldcsf.inference.runtimes import onnx_path_for
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    loaded = load_shipped()
+    path = onnx_path_for(loaded.path, loaded.export_dir)
+    assert path == tmp_path / "ldcsf" / "shipped" / f"{SHIPPED_NAME}.onnx" and path.parent.is_dir()
+    assert not any(SHIPPED_DIR.glob("*.onnx"))

@@ -69,7 +69,16 @@ def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME) -> Loaded
     state = model.state_dict()
     state.update({k: v.to(state[k].dtype) for k, v in heads.items()})
     model.load_state_dict(state)
-    return LoadedCheckpoint(model=model.eval(), meta=meta, path=weights, weights_sha256=digest)
+    return LoadedCheckpoint(model=model.eval(), meta=meta, path=weights, weights_sha256=digest,
+                            export_dir=export_cache_dir())
+
+
+def export_cache_dir() -> Path:
+    """Where `--runtime onnx/openvino` writes the shipped model's exported copy: a user cache, since
+    the package's own folder may be read-only (and is the source tree in an editable install)."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ldcsf" / "shipped"
 
 
 def _build_pretrained(meta: CheckpointMeta):
