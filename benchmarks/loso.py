@@ -84,7 +84,7 @@ def extra_rows(source: str, args):
     from ldcsf.data.pancancer import load_source
     from ldcsf.data.sources import shared_source
 
-    cached = args.work / "extra" / f"{source}{'_quick' if args.quick else ''}.csv"
+    cached = args.work / "extra" / source / f"rows{'_quick' if args.quick else ''}.csv"
     if cached.is_file():
         return pd.read_csv(cached)
     frame = load_source(shared_source(source), args.data, args.work / "extra", list(default_labels()),

@@ -48,7 +48,7 @@ class SlideEntry:
     def summary(self) -> dict:
         """The cohort page's row: numbers from cohort.csv (or tsr.json), and what can be shown."""
         keys = ("tsr", "stroma_fraction", "category", "hotspot_tsr", "hotspot_stroma_fraction",
-                "tissue_area_mm2", "n_tiles")
+                "tissue_area_mm2", "n_tiles", "stroma_fraction_low", "stroma_fraction_high", "near_cutoff")
         out = {"slide_id": self.slide_id, "path": self.recorded_path, "status": self.status,
                "error": self.error, "finished": self.finished, "slide_error": self.slide_error}
         out.update({k: _json_value(self.row.get(k)) for k in keys})
