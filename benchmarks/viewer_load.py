@@ -43,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=None, help="folder for the slide and outputs (default: temporary)")
     p.add_argument("--data", type=Path, default=SHARED_DATA)
-    p.add_argument("--out", type=Path, default=RESULTS / "viewer_load", help="results stem: writes STEM.md and STEM.json")
+    p.add_argument("--out", type=Path, default=RESULTS / "viewer_load",
+                   help="results stem: writes STEM.md and STEM.json")
     return p.parse_args(argv)
 
 

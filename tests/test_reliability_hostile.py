@@ -105,7 +105,8 @@ def test_the_viewer_reads_the_formula_guard_back(board_rgb, checkpoint, tmp_path
 def aperio_svs(path: Path, rgb: np.ndarray, mpp: float, app_mag: float) -> Path:
     """An Aperio SVS (tiled JPEG) whose header gives µm/px and objective power, as scanners write them."""
     h, w = rgb.shape[:2]
-    description = f"Aperio Image Library v12.0.15\r\n{w}x{h} [0,0 {w}x{h}] (256x256) JPEG/RGB Q=90|AppMag = {app_mag:g}|MPP = {mpp:g}"
+    description = (f"Aperio Image Library v12.0.15\r\n{w}x{h} [0,0 {w}x{h}] (256x256) JPEG/RGB Q=90"
+                   f"|AppMag = {app_mag:g}|MPP = {mpp:g}")
     tifffile.imwrite(path, rgb, tile=(256, 256), compression="jpeg", photometric="rgb", description=description,
                      metadata=None)
     return path
@@ -126,8 +127,10 @@ def test_an_mpp_its_objective_power_contradicts_is_refused_and_a_wrong_mpp_warne
     assert table.loc["wrong", "status"] == "failed" and "wrong.svs: the header says 4.99 µm/px" in error
     assert "objective power 20x" in error and "--mpp" in error
     # --mpp settles it; an --mpp the header contradicts is warned about loudly.
+    assert cli("slide", str(wrong), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o1"), "--mpp", "0.499") == 0
     with caplog.at_level("WARNING"):
-        assert cli("slide", str(good), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o2"), "--mpp", "1.5") == 0
+        code = cli("slide", str(good), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o2"), "--mpp", "1.5")
+    assert code == 0
     assert any("--mpp 1.5 is 3.0x from the header's µm/px (0.499 µm/px)" in r.getMessage() for r in caplog.records)
     # A 224 px model at 0.5 µm/px on a slide said to be at 4.99 µm/px: 22 px tiles, refused.
     with pytest.raises(ValueError, match=r"tiles would be 22 px .* at least 56 px needed"):

@@ -1,4 +1,4 @@
-"""benchmarks/viewer_load.py drives a real `ldcsf view` process within its bounds and writes the table the docs quote."""
+"""benchmarks/viewer_load.py drives a real `ldcsf view` process within its bounds and writes the docs' table."""
 
 from __future__ import annotations
 

@@ -36,6 +36,9 @@ def run(args) -> int:
         if entry.slide_error:
             print(f"ldcsf view: warning: {entry.slide_id}: {entry.slide_error}", file=sys.stderr)
     server = make_server(output, args.host, args.port)
+    for entry in output.entries.values():
+        if entry.damaged:  # found while the server read the records: shown as failed
+            print(f"ldcsf view: warning: {entry.slide_id}: {entry.error}", file=sys.stderr)
     finished = sum(e.finished for e in output.entries.values())
     print(f"ldcsf view: {len(output.entries)} slide(s) ({finished} with results) from {output.root}")
     address = server_address(server)

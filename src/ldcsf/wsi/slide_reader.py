@@ -234,29 +234,30 @@ class SlideReader(ABC):
         tiles of a tenth of the size and flips the category. Returns warnings (one line each) for
         smaller disagreements and for an --mpp the header contradicts.
         """
-        warnings_out: list[str] = []
-        expected = MPP_TIMES_POWER_UM / self.objective_power if self.objective_power else None
+        power = self.objective_power
+        from_power = MPP_TIMES_POWER_UM / power if power else None  # the µm/px the objective implies
         given = self.mpp if self.mpp != self.file_mpp else None  # the caller's --mpp
-        if expected and self.file_mpp and given is None:
-            ratio = disagreement(self.file_mpp, expected)
+        if given is None:
+            if not (from_power and self.file_mpp):
+                return []
+            ratio = disagreement(self.file_mpp, from_power)
+            header = (f"the header says {self.file_mpp:g} µm/px but also objective power {power:g}x "
+                      f"(about {from_power:.2f} µm/px), {ratio:.1f}x apart")
             if ratio > REFUSE_MPP_DISAGREEMENT:
-                raise ValueError(
-                    f"{self.path}: the header says {self.file_mpp:g} µm/px but also objective power "
-                    f"{self.objective_power:g}x (about {expected:.2f} µm/px), {ratio:.1f}x apart; pass --mpp with "
-                    "the true µm/px to go on")
-            if ratio > WARN_MPP_DISAGREEMENT:
-                warnings_out.append(
-                    f"{self.path}: the header says {self.file_mpp:g} µm/px at objective power {self.objective_power:g}x "
-                    f"(about {expected:.2f} µm/px), {ratio:.1f}x apart; using {self.file_mpp:g} (check, or pass --mpp)")
-        if given is not None:
-            for what, value in (("the header's µm/px", self.file_mpp), ("the header's objective power", expected)):
-                if value and disagreement(given, value) > WARN_MPP_DISAGREEMENT:
-                    shown = f"{value:g} µm/px" if value == self.file_mpp else f"{self.objective_power:g}x, about {value:.2f} µm/px"
-                    warnings_out.append(
-                        f"{self.path}: --mpp {given:g} is {disagreement(given, value):.1f}x from {what} ({shown}); "
-                        "tiles are cut at --mpp, check it is right")
-                    break
-        return warnings_out
+                raise ValueError(f"{self.path}: {header}; pass --mpp with the true µm/px to go on")
+            return [f"{self.path}: {header}; using {self.file_mpp:g} µm/px (pass --mpp if that is wrong)"] \
+                if ratio > WARN_MPP_DISAGREEMENT else []
+        header_says = []
+        if self.file_mpp:
+            header_says.append((f"the header's µm/px ({self.file_mpp:g} µm/px)", self.file_mpp))
+        if from_power:
+            header_says.append((f"the header's objective power ({power:g}x, about {from_power:.2f} µm/px)",
+                                from_power))
+        for what, value in header_says:
+            if disagreement(given, value) > WARN_MPP_DISAGREEMENT:
+                return [f"{self.path}: --mpp {given:g} is {disagreement(given, value):.1f}x from {what}; "
+                        "tiles are cut at --mpp, check it is right"]
+        return []
 
     def close(self) -> None:
         """Release the file handle (readers are also context managers)."""
