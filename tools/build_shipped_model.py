@@ -123,7 +123,8 @@ def main(argv=None) -> int:
     manifest = build_data(args)
     model_file = train_model(manifest, args)
     out = args.out or SHIPPED_DIR
-    card = export_shipped(model_file, manifest, out, recipe=RECOMMENDED, version=args.version,
+    card = export_shipped(model_file, manifest, out, recipe=RECOMMENDED, recipe_settings=RECIPES[RECOMMENDED],
+                          version=args.version,
                           excluded=EXCLUDED_SOURCES, command=" ".join(["python", *sys.argv]))
     card["results_by_source"] = results_by_source(manifest, args, out)
     seconds = args.work / "run" / "training_seconds.txt"  # absent when the run was resumed
