@@ -15,6 +15,7 @@ are kept under --work; a rerun skips finished folds.
 
     .venv/bin/python benchmarks/loso.py --threads 2
     .venv/bin/python benchmarks/loso.py --recipes swin_mini_random --sources nct_crc wsss4luad_masks
+    .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas   # + TSR per GlaS image
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ from _recipe import RECIPES, cap_source, feature_cache_dir
 from ldcsf.benchmarking import machine_info
 
 HELD_OUT = ("nct_crc", "oral", "osteosarcoma", "lc25000", "wsss4luad_masks")
+#: Sources outside the default pan-cancer set, only ever held out (so no other fold changes):
+#: their rows are built apart (`extra_rows`), and their images with masks get a TSR score.
+EXTRA_HELD_OUT = ("glas",)
 DEFAULT_RECIPES = ("lite0_presence", "lite0_area", "lite0_area_wo_LDC", "lite0_area_wo_FR", "lite0_area_wo_ResNet")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), choices=list(RECIPES))
-    p.add_argument("--sources", nargs="+", default=list(HELD_OUT), choices=list(HELD_OUT), help="sources held out")
+    p.add_argument("--sources", nargs="+", default=list(HELD_OUT), choices=[*HELD_OUT, *EXTRA_HELD_OUT],
+                   help="sources held out (glas: colon images with gland masks, scored also by TSR per image)")
     p.add_argument("--epochs", type=int, help="override every recipe's epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -69,6 +74,74 @@ def pancancer(args) -> Path:
         frame = frame.groupby(["dataset", "split"], sort=False).head(4)
     write_manifest(frame.reset_index(drop=True), out)
     return out
+
+
+def extra_rows(source: str, args):
+    """The rows of a source outside the default set (tiles written once under --work), absolute paths."""
+    import pandas as pd
+
+    from ldcsf.data.manifest import default_labels
+    from ldcsf.data.pancancer import load_source
+    from ldcsf.data.sources import shared_source
+
+    cached = args.work / "extra" / source / f"rows{'_quick' if args.quick else ''}.csv"
+    if cached.is_file():
+        return pd.read_csv(cached)
+    frame = load_source(shared_source(source), args.data, args.work / "extra", list(default_labels()),
+                        progress=not args.quick)
+    if args.quick:  # two images of each grade
+        keep = frame.groupby("glas_grade")["source_image"].unique().map(lambda s: list(s[:2])).sum()
+        frame = frame[frame["source_image"].isin(keep)]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    frame.reset_index(drop=True).to_csv(cached, index=False)
+    return frame.reset_index(drop=True)
+
+
+def tile_areas(model_file: Path, frame) -> np.ndarray:
+    """(N, labels) mean estimated area of each label per tile (area head), else presence probabilities."""
+    import torch
+
+    from ldcsf.checkpoint import load_checkpoint
+    from ldcsf.data.dataset import load_rgb
+    from ldcsf.data.transforms import build_transforms
+
+    loaded = load_checkpoint(model_file)
+    model, meta = loaded.model, loaded.meta
+    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+    out = []
+    for start in range(0, len(frame), 64):
+        batch = torch.stack([transform(load_rgb(p)) for p in frame["path"].iloc[start:start + 64]])
+        with torch.inference_mode():
+            logits, areas = model.forward_with_areas(batch)
+            out.append(torch.sigmoid(areas).mean((-2, -1)).numpy() if areas is not None else torch.sigmoid(logits).numpy())
+    return np.concatenate(out)
+
+
+def image_tsr(frame, areas: np.ndarray, labels: list[str]):
+    """Per source image: true stroma / (stroma + tumour) from its mask tiles vs the predicted one.
+
+    Only images with tumour in their mask: a TSR is scored in tumours (benign GlaS images have none).
+    """
+    import pandas as pd
+
+    s, t = labels.index("stroma"), labels.index("tumor")
+    tiles = frame.assign(pred_stroma=areas[:, s], pred_tumor=areas[:, t])
+    per = tiles.groupby("source_image")[["frac_stroma", "frac_tumor", "pred_stroma", "pred_tumor"]].sum()
+    per = per[per["frac_tumor"] > 0]
+    return pd.DataFrame({"true": per["frac_stroma"] / (per["frac_stroma"] + per["frac_tumor"]),
+                         "pred": per["pred_stroma"] / (per["pred_stroma"] + per["pred_tumor"])})
+
+
+def tsr_scores(per_image) -> dict:
+    """MAE, Spearman and stroma-high/low agreement (50 % cut-off) of per-image stroma fractions."""
+    from scipy.stats import spearmanr
+
+    from ldcsf.analysis.tsr import STROMA_HIGH_CUTOFF
+
+    true, pred = per_image["true"].to_numpy(), per_image["pred"].to_numpy()
+    return {"images": int(len(true)), "mae": float(np.mean(np.abs(true - pred))),
+            "spearman": float(spearmanr(true, pred).statistic) if len(true) > 2 else None,
+            "high_low_agreement": float(np.mean((true > STROMA_HIGH_CUTOFF) == (pred > STROMA_HIGH_CUTOFF)))}
 
 
 def fold_manifest(full: Path, source: str, out: Path) -> Path:
@@ -144,15 +217,26 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
         return json.loads(done.read_text())
     model_file = train_fold(recipe, source, full, args)
     meta = read_checkpoint_payload(model_file)[0]
-    frame = pd.read_csv(full)
-    held = frame[frame["dataset"].eq(source)]
+    if source in EXTRA_HELD_OUT:
+        held = extra_rows(source, args)
+    else:
+        frame = pd.read_csv(full)
+        held = frame[frame["dataset"].eq(source)]
     probs = predict(model_file, held, bool(RECIPES[recipe].get("freeze_backbone")), args)
     targets = held[meta.labels].to_numpy(dtype=np.float32)
+    tsr = None
+    if source in EXTRA_HELD_OUT:  # per tile areas kept beside the scores (the interval coverage reads them)
+        areas = tile_areas(model_file, held)
+        tiles_out = held[["path", "source_image", "x", "y", "frac_stroma", "frac_tumor"]].assign(
+            **{f"area_{name}": areas[:, i] for i, name in enumerate(meta.labels)})
+        tiles_out.to_csv(done.parent / "tile_areas.csv", index=False)
+        tsr = tsr_scores(image_tsr(held, areas, list(meta.labels)))
     report = compute_metrics(probs, targets, meta.labels, meta.thresholds).to_dict()
     stroma = meta.labels.index("stroma")
     result = {"recipe": recipe, "source": source, "images": int(len(held)), "metrics": report,
               "called_stroma": float(np.mean(probs[:, stroma] >= meta.thresholds[stroma])),
               "mean_p_stroma": float(np.mean(probs[:, stroma])),
+              **({"tsr": tsr} if tsr is not None else {}),
               "training_seconds": _training_seconds(model_file.parent)}
     write_json_atomic(done, result)
     return result
@@ -199,6 +283,14 @@ def main(argv=None) -> int:
           "'called stroma': share of the source's images with p(stroma) above its threshold.\n",
           markdown_table(["held-out source", "recipe", "images", *labels, "called stroma", "training s"],
                          label_rows(results, labels))]
+    scored = [r for r in results if r.get("tsr")]
+    if scored:
+        md += ["\nStroma fraction, stroma / (stroma + tumour), per held-out image with tumour in its mask: "
+               "the model's estimated areas summed over the image's tiles vs the mask's.\n",
+               markdown_table(["held-out source", "recipe", "images", "MAE", "Spearman", "high/low agreement"],
+                              [[r["source"], r["recipe"], r["tsr"]["images"], fmt(r["tsr"]["mae"], 3),
+                                fmt(r["tsr"]["spearman"], 2), f"{100 * r['tsr']['high_low_agreement']:.0f}%"]
+                               for r in scored])]
     write_results(args.out, "\n".join(md), {"command": command_line(), "date": now(), "machine": machine.to_dict(),
                                             "results": results})
     print("\n".join(md))

@@ -91,8 +91,9 @@ def test_cohort_row_and_tsr_json_match_compute_tsr(written):
     assert row["n_tiles"] == len(tiles)
 
     data = json.loads((out_dir / "tsr.json").read_text())
-    assert data["tsr"] == expected.to_dict()
-    assert data["hotspot"] == hotspot.to_dict()
+    interval_keys = {"stroma_fraction_interval", "interval_method", "near_cutoff"}  # analysis.uncertainty
+    assert data["tsr"] == expected.to_dict() | {k: data["tsr"][k] for k in interval_keys}
+    assert data["hotspot"] == hotspot.to_dict() | {k: data["hotspot"][k] for k in interval_keys}
     assert data["settings"]["checkpoint"] == "/ckpt/best.safetensors"
     assert data["labels"] == LABELS and data["thresholds"] == THRESHOLDS
     assert read_cohort_row(out_dir) == row

@@ -2,6 +2,7 @@
 
     analysis = analyse_slide(tiles, labels, thresholds, mpp=0.5, dimensions=(46000, 32914))
     analysis.tsr.stroma_fraction, analysis.hotspot, analysis.label_summary
+    analysis.stroma_interval, analysis.hotspot_interval   # 95 % intervals (analysis.uncertainty)
 
 The result is all `ldcsf.export.slide_outputs` needs besides the slide's name and thumbnail:
 the writer draws and records it, and computes nothing.
@@ -18,6 +19,7 @@ import pandas as pd
 from .hotspot import DEFAULT_FIELD_DIAMETER_UM, DEFAULT_MIN_TISSUE_COVERAGE, Hotspot, HotspotSearch, search_hotspot
 from .tile_table import default_weighting, label_area_mm2, validate_tile_table
 from .tsr import TSRResult, compute_tsr
+from .uncertainty import FractionInterval, stroma_fraction_interval
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class SlideAnalysis:
     min_tissue_coverage: float
     label_summary: list[dict]  # per label: threshold, positive tiles, areas, mean probability
     area_maps: np.ndarray | None = None  # (tiles, labels, h, w) sub-tile area fractions of the own cells
+    stroma_interval: FractionInterval | None = None  # None: no stroma and no tumour
+    hotspot_interval: FractionInterval | None = None  # None: no hotspot
 
     @property
     def hotspot(self) -> Hotspot | None:
@@ -54,6 +58,7 @@ def analyse_slide(
     tumor_label: str = "tumor",
     area_maps: np.ndarray | None = None,
     slide_id: str | None = None,
+    member_fractions: Sequence[float] | None = None,
 ) -> SlideAnalysis:
     """The slide's TSR, hotspot and per-label summary.
 
@@ -65,6 +70,8 @@ def analyse_slide(
             area_<label> columns, else "probability" (`tile_table.default_weighting`).
         area_maps: the sub-tile maps of a model with an area head, carried to the writer.
         slide_id: named at the start of a ValueError for a bad table.
+        member_fractions: the slide's stroma fraction per ensemble member, when the model has
+            several: they widen the slide's interval by their spread.
     """
     labels = list(labels)
     thresholds = [float(t) for t in thresholds]
@@ -80,11 +87,16 @@ def analyse_slide(
         )
     except ValueError as err:
         raise ValueError(f"{slide_id}: {err}" if slide_id is not None else str(err)) from err
+    interval_args = dict(stroma_label=stroma_label, tumor_label=tumor_label, weighting=weighting)
+    stroma_interval = stroma_fraction_interval(tiles, member_fractions=member_fractions, **interval_args)
+    hotspot = search.hotspot
+    hotspot_interval = None if hotspot is None else stroma_fraction_interval(
+        tiles[tiles["tile_id"].isin(hotspot.tile_ids)], **interval_args)
     return SlideAnalysis(
         tiles=tiles, labels=labels, thresholds=thresholds, mpp=float(mpp), dimensions=tuple(dimensions), tsr=tsr,
         hotspot_search=search, field_diameter_um=float(field_diameter_um),
         min_tissue_coverage=DEFAULT_MIN_TISSUE_COVERAGE, label_summary=label_summary(tiles, labels, thresholds),
-        area_maps=area_maps,
+        area_maps=area_maps, stroma_interval=stroma_interval, hotspot_interval=hotspot_interval,
     )
 
 

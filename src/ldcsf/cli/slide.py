@@ -157,4 +157,6 @@ def _number(value) -> str:
 
 
 def _count(value) -> str:
-    return "-" if value is None or value != value else str(int(value))
+    import pandas as pd
+
+    return "-" if pd.isna(value) else str(int(value))

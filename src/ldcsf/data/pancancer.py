@@ -4,7 +4,8 @@ Sources (declared in `data.sources.SHARED_SOURCES`; see docs/data.md for each ma
 decision): NCT-CRC-HE tiles, oral mucosa (normal / OSCC), osteosarcoma (viable / non-viable
 tumour / non-tumour), LC25000 (lung and colon), WSSS4LUAD (validation images cut into tiles with
 labels from their pixel masks, plus the training examples with labels in their file names) and
-TCGA-CHOL cholangiocarcinoma tiles.
+TCGA-CHOL cholangiocarcinoma tiles. GlaS colon images with gland masks (`data.glas`) join when
+asked (`sources=`, `ldcsf data pancancer --add-source glas`).
 Shared images are referenced by absolute path, never copied; only the mask tiles are written.
 """
 
@@ -21,7 +22,7 @@ from .importers import derive_groups, import_filename_labels, list_images
 from .manifest import default_labels, relative_paths, write_manifest
 from .mapping import apply_mapping, read_mapping
 from .masks import WSSS4LUAD, tile_masks
-from .sources import SHARED_SOURCES, SharedSource, check_count
+from .sources import DEFAULT_SOURCES, SharedSource, check_count
 from .splits import assign_splits, check_groups_disjoint
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def build_pancancer(
     tile_size: int = MASK_TILE_SIZE,
     progress: bool = True,
     caps: dict[str, int] | None = None,
-    sources: Sequence[SharedSource] = SHARED_SOURCES,
+    sources: Sequence[SharedSource] = DEFAULT_SOURCES,
 ) -> Path:
     """Write `out_dir/manifest.csv` (grouped train/val/test splits) and return its path.
 
@@ -68,6 +69,12 @@ def load_source(source: SharedSource, shared_dir: Path, out_dir: Path, labels: l
     Warns, naming the source, when its folder holds another number of images than declared.
     """
     folder = Path(shared_dir) / source.folder
+    if source.layout == "gland_masks":
+        from .glas import glas_tiles
+
+        frame = glas_tiles(folder, Path(out_dir) / source.folder, labels, progress=progress)
+        check_count(source.name, folder, frame["source_image"].nunique(), source.expected_images)
+        return frame.assign(dataset=source.name, organ=source.organ, source_class=source.source_class)
     if source.layout == "pixel_masks":
         images, masks = list_images(folder / "img", recursive=False), list_images(folder / "mask", recursive=False)
         check_count(source.name, folder, len({m.stem for m in masks} & {p.stem for p in images}), source.expected_images)

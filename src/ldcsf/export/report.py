@@ -13,6 +13,7 @@ from typing import Sequence
 
 from ..analysis.hotspot import Hotspot
 from ..analysis.tsr import TSRResult
+from ..analysis.uncertainty import FractionInterval
 from .colors import hex_color, label_colors
 
 _CSS = """
@@ -49,6 +50,22 @@ def _pct(value) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def _interval_text(interval: FractionInterval | None) -> str:
+    """" (95 % interval 38–55 %, near the cut-off)" or "" without an interval."""
+    if interval is None:
+        return ""
+    near = ", near the cut-off" if interval.near_cutoff else ""
+    return f" (95 % interval {interval.low:.0%}–{interval.high:.0%}{near})"
+
+
+def _interval_rows(interval: FractionInterval | None) -> list[tuple[str, str]]:
+    if interval is None:
+        return []
+    near = "yes: the interval straddles the 50 % cut-off" if interval.near_cutoff else "no"
+    return [("Stroma fraction, 95 % interval", f"{_pct(interval.low)} – {_pct(interval.high)}"),
+            ("Near the cut-off", near), ("Interval method", interval.method)]
+
+
 def _rows(pairs) -> str:
     return "".join(f"<tr><th>{escape(str(k))}</th><td class=num>{escape(v)}</td></tr>" for k, v in pairs)
 
@@ -68,6 +85,8 @@ def render_report(
     images: list[tuple[str, bytes]],
     settings: dict,
     version: str,
+    interval: FractionInterval | None = None,
+    hotspot_interval: FractionInterval | None = None,
 ) -> str:
     """The report as an HTML string. `images` are (caption, PNG bytes) pairs, shown in order;
     `label_table` has one dict per label (label, threshold, n_positive, area_mm2,
@@ -77,17 +96,20 @@ def render_report(
         ("Stroma fraction", _pct(tsr.stroma_fraction)),
         ("Tumour / stroma (TSR)", _ratio(tsr.tsr)),
         ("Category (cut-off 50 % stroma)", tsr.category),
+        *_interval_rows(interval),
         ("Stroma area", f"{tsr.stroma_area_mm2:.2f} mm²"),
         ("Tumour area", f"{tsr.tumor_area_mm2:.2f} mm²"),
         ("Tissue area", f"{tsr.tissue_area_mm2:.2f} mm²"),
         ("Tiles", str(tsr.n_tiles)),
         ("Weighting", tsr.weighting),
-    ] + ([("Note", tsr.note)] if tsr.note else []))
+    ] + ([("Note", tsr.note)] if tsr.note else [])
+      + ([("Reliability", tsr.reliability_note)] if not getattr(tsr, "reliable", True) else []))
     if hotspot is not None:
         hot = _rows([
             ("Stroma fraction", _pct(hotspot.stroma_fraction)),
             ("Tumour / stroma (TSR)", _ratio(hotspot.tsr)),
             ("Category", hotspot.category),
+            *_interval_rows(hotspot_interval),
             ("Centre (level-0 px)", f"x={hotspot.x:.0f}, y={hotspot.y:.0f}"),
             ("Field diameter", f"{hotspot.diameter_um:.0f} µm"),
             ("Tiles in field", str(hotspot.n_tiles)),
@@ -127,7 +149,8 @@ def render_report(
         f"<meta name=viewport content=\"width=device-width,initial-scale=1\"><title>{title}</title>"
         f"<style>{_CSS}</style></head><body>"
         f"<h1>{escape(slide_id)}</h1>"
-        f"<p class=big>Stroma {_pct(tsr.stroma_fraction)} · {escape(tsr.category)}</p>"
+        f"<p class=big>Stroma {_pct(tsr.stroma_fraction)}{escape(_interval_text(interval))} · {escape(tsr.category)}</p>"
+        + (f"<p class=big id=unreliable>{escape(tsr.reliability_note)}</p>" if not tsr.reliable else "") +
         f"<h2>Whole slide</h2><table>{summary}</table>"
         f"<h2>Hotspot (most stroma-rich field with tumour at all four borders)</h2>{hotspot_html}"
         f"<h2>Labels</h2>{label_html}"

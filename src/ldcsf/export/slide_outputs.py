@@ -43,6 +43,9 @@ REPORT_HTML = "report.html"
 cohort_summary_columns = [
     "slide_id", "path", "status", "error", "tsr", "stroma_fraction", "category",
     "hotspot_tsr", "hotspot_stroma_fraction", "hotspot_x", "hotspot_y", "tissue_area_mm2", "n_tiles",
+    # 95 % intervals (analysis.uncertainty); blank in rows of tsr.json files written before them
+    "stroma_fraction_low", "stroma_fraction_high", "near_cutoff",
+    "hotspot_stroma_fraction_low", "hotspot_stroma_fraction_high", "hotspot_near_cutoff",
 ]
 
 
@@ -101,10 +104,10 @@ def write_slide_outputs(
         slide_id=slide_id, slide_path=str(slide_path), mpp=analysis.mpp, dimensions=analysis.dimensions, tsr=tsr,
         hotspot=hotspot, hotspot_note=search.reason, labels=labels, thresholds=thresholds,
         label_table=analysis.label_summary, images=images, settings=settings,
-        version=__version__,
+        version=__version__, interval=analysis.stroma_interval, hotspot_interval=analysis.hotspot_interval,
     ))
 
-    row = cohort_row(slide_id, slide_path, tsr, hotspot)
+    row = cohort_row(slide_id, slide_path, tsr, hotspot, analysis.stroma_interval, analysis.hotspot_interval)
     write_json_atomic(out_dir / TSR_JSON, tsr_record(analysis, slide_id, slide_path, settings, row))
     return row
 
@@ -119,8 +122,10 @@ def tsr_record(analysis: SlideAnalysis, slide_id: str, slide_path: str, settings
         "dimensions": [int(d) for d in analysis.dimensions],
         "labels": labels,
         "thresholds": analysis.thresholds,
-        "tsr": analysis.tsr.to_dict(),
-        "hotspot": hotspot.to_dict() if hotspot is not None else None,
+        "tsr": {**analysis.tsr.to_dict(), **interval_fields(analysis.stroma_interval)},
+        "reliable": analysis.tsr.reliable,
+        "reliability_note": analysis.tsr.reliability_note,
+        "hotspot": {**hotspot.to_dict(), **interval_fields(analysis.hotspot_interval)} if hotspot is not None else None,
         "hotspot_search": {
             "field_diameter_um": float(analysis.field_diameter_um),
             "min_tissue_coverage": analysis.min_tissue_coverage,
@@ -179,7 +184,14 @@ def write_pictures(out_dir: Path, analysis: SlideAnalysis, slide_id: str, thumbn
     return images
 
 
-def cohort_row(slide_id: str, slide_path: str, tsr, hotspot) -> dict:
+def interval_fields(interval) -> dict:
+    """The interval keys of tsr.json's "tsr" and "hotspot" (null values when there is no interval)."""
+    if interval is None:
+        return {"stroma_fraction_interval": None, "interval_method": None, "near_cutoff": None}
+    return interval.to_dict()
+
+
+def cohort_row(slide_id: str, slide_path: str, tsr, hotspot, interval=None, hotspot_interval=None) -> dict:
     """The slide's cohort.csv row (keys in `cohort_summary_columns` order)."""
     return {
         "slide_id": slide_id,
@@ -195,6 +207,12 @@ def cohort_row(slide_id: str, slide_path: str, tsr, hotspot) -> dict:
         "hotspot_y": hotspot.y if hotspot is not None else None,
         "tissue_area_mm2": tsr.tissue_area_mm2,
         "n_tiles": tsr.n_tiles,
+        "stroma_fraction_low": interval.low if interval is not None else None,
+        "stroma_fraction_high": interval.high if interval is not None else None,
+        "near_cutoff": interval.near_cutoff if interval is not None else None,
+        "hotspot_stroma_fraction_low": hotspot_interval.low if hotspot_interval is not None else None,
+        "hotspot_stroma_fraction_high": hotspot_interval.high if hotspot_interval is not None else None,
+        "hotspot_near_cutoff": hotspot_interval.near_cutoff if hotspot_interval is not None else None,
     }
 
 
@@ -206,6 +224,9 @@ def read_cohort_row(out_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no tsr.json (the slide has not finished)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["cohort_row"]
-    except (ValueError, KeyError) as err:
-        raise ValueError(f"{path}: not a tsr.json written by ldcsf ({err})") from err
+        row = json.loads(path.read_text(encoding="utf-8"))["cohort_row"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: damaged, not a tsr.json written by ldcsf ({type(err).__name__}: {err})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("slide_id"), str):
+        raise ValueError(f"{path}: damaged, not a tsr.json written by ldcsf (no cohort row)")
+    return row

@@ -42,6 +42,9 @@ function renderTsr(info) {
     ["stroma fraction", fmt.pct(whole.stroma_fraction ?? info.stroma_fraction), fmt.pct(hot.stroma_fraction)],
     ["TSR (tumour / stroma)", fmt.num(whole.tsr ?? info.tsr), fmt.num(hot.tsr)],
     ["category", fmt.text(whole.category ?? info.category), fmt.text(hot.category)],
+    // 95 % intervals; tsr.json files written before them have none ("–")
+    ["stroma 95 % interval", intervalText(whole), intervalText(hot)],
+    ["near the cut-off", nearText(whole), nearText(hot)],
     ["stroma mm²", fmt.num(whole.stroma_area_mm2), fmt.num(hot.stroma_area_mm2)],
     ["tumour mm²", fmt.num(whole.tumor_area_mm2), fmt.num(hot.tumor_area_mm2)],
     ["tissue mm²", fmt.num(whole.tissue_area_mm2 ?? info.tissue_area_mm2), fmt.num(hot.tissue_area_mm2)],
@@ -54,6 +57,16 @@ function renderTsr(info) {
       ` (${whole.weighting || "probability"} weighting)`
     : `no hotspot: ${info.hotspot_note || "no results"}`;
   document.getElementById("hotspot-note").textContent = note;
+}
+
+function intervalText(part) {
+  const iv = part.stroma_fraction_interval;
+  return Array.isArray(iv) && iv.length === 2 ? `${fmt.pct(iv[0])} – ${fmt.pct(iv[1])}` : "–";
+}
+
+function nearText(part) {
+  if (part.near_cutoff === undefined || part.near_cutoff === null) return "–";
+  return part.near_cutoff ? "yes: near the cut-off" : "no";
 }
 
 // -- layers ---------------------------------------------------------------------------------------
@@ -200,6 +213,7 @@ async function start() {
   if (info.status === "failed") problems.push(`the run failed on this slide: ${info.error}`);
   if (info.slide_error) problems.push(`slide image unavailable: ${info.slide_error}`);
   if (info.results_error) problems.push(info.results_error);
+  if (info.reliability_note) problems.push(info.reliability_note);
   if (problems.length) showError(problems.join("\n"));
   renderTsr(info);
   if (!info.dimensions) return;

@@ -1,0 +1,106 @@
+"""One entry per held-out source, from the leave-one-source-out folds of a recipe: images, per-label
+accuracy / AUROC, and, where masks give a true stroma fraction, MAE, Spearman, stroma-high/low
+agreement and the coverage of each image's 95 % interval (`ldcsf.analysis.uncertainty`).
+
+Reads what `loso.py` left in its work folder (scores.json of every fold; tile_areas.csv of the
+folds whose source has masks, e.g. GlaS) and trains nothing. Coverage: the share of held-out
+images whose mask's stroma fraction lies inside the interval computed from the model's tile areas.
+
+    .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas --threads 1 --out benchmarks/results/loso_glas
+    .venv/bin/python benchmarks/heldout_sources.py --recipe lite0_area
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
+from loso import tsr_scores
+
+LABELS = ("stroma", "necrosis", "non_tumor", "tumor")
+#: GlaS images are 549 x 370 px at 0.875 µm/px: 4 x 3 tiles of 128 px (plus edge tiles), one
+#: 4 x 4 block. The per-image interval therefore resamples single tiles (1 x 1 blocks).
+IMAGE_BLOCK_TILES = 1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="lite0_area")
+    p.add_argument("--work", type=Path, default=RESULTS / "loso_work", help="loso.py's --work folder")
+    p.add_argument("--block-tiles", type=int, default=IMAGE_BLOCK_TILES, help="bootstrap block side, in tiles")
+    p.add_argument("--out", type=Path, default=RESULTS / "heldout_sources", help="results stem (.md, .json)")
+    return p.parse_args(argv)
+
+
+def image_intervals(tiles: pd.DataFrame, block_tiles: int, tile_px: int = 128) -> pd.DataFrame:
+    """Per source image: true and predicted stroma fraction and the prediction's 95 % interval."""
+    from ldcsf.analysis.uncertainty import stroma_fraction_interval
+
+    rows = []
+    for image, part in tiles.groupby("source_image"):
+        true_s, true_t = part["frac_stroma"].sum(), part["frac_tumor"].sum()
+        if true_t <= 0:
+            continue  # a TSR is scored in tumours (benign GlaS images have none)
+        table = pd.DataFrame({"row": part["y"] // tile_px, "col": part["x"] // tile_px,
+                              "area_stroma": part["area_stroma"], "area_tumor": part["area_tumor"],
+                              "tissue_area_mm2": 1.0, "tissue_fraction": 1.0})
+        interval = stroma_fraction_interval(table, weighting="estimated_area", block_tiles=block_tiles)
+        pred = part["area_stroma"].sum() / (part["area_stroma"].sum() + part["area_tumor"].sum())
+        rows.append({"image": Path(image).stem, "true": true_s / (true_s + true_t), "pred": pred,
+                     "low": interval.low, "high": interval.high})
+    return pd.DataFrame(rows)
+
+
+def source_entry(fold: Path, block_tiles: int) -> dict:
+    scores = json.loads((fold / "scores.json").read_text())
+    per_label = scores["metrics"]["per_label"]
+    entry = {"images": scores["images"],
+             "accuracy": {k: v["accuracy"] for k, v in per_label.items() if v.get("annotated")},
+             "auroc": {k: v["auroc"] for k, v in per_label.items() if v.get("annotated")}}
+    areas = fold / "tile_areas.csv"
+    if areas.is_file():
+        tiles = pd.read_csv(areas)
+        per_image = image_intervals(tiles, block_tiles)
+        entry |= {"images": int(tiles["source_image"].nunique()), "tiles": int(len(tiles))}
+        inside = (per_image["low"] <= per_image["true"]) & (per_image["true"] <= per_image["high"])
+        entry |= {"tsr_images": int(len(per_image)), **{k: v for k, v in tsr_scores(per_image).items() if k != "images"},
+                  "coverage": float(inside.mean()), "mean_interval_width": float((per_image["high"] - per_image["low"]).mean()),
+                  "interval": f"block bootstrap over the image's tiles, {block_tiles}x{block_tiles}-tile blocks"}
+    return entry
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    folds = sorted(p.parent for p in (args.work / args.recipe).glob("*/scores.json"))
+    if not folds:
+        raise SystemExit(f"{args.work / args.recipe}: no finished folds (run loso.py first)")
+    sources = {fold.name: source_entry(fold, args.block_tiles) for fold in folds}
+    rows = []
+    for name, e in sources.items():
+        cells = [f"{fmt(e['accuracy'].get(k), 2)} / {fmt(e['auroc'].get(k), 2)}" if k in e["accuracy"] else "—"
+                 for k in LABELS]
+        tsr = [fmt(e.get("mae"), 3), fmt(e.get("spearman"), 2),
+               f"{100 * e['high_low_agreement']:.0f}%" if "high_low_agreement" in e else "—",
+               f"{100 * e['coverage']:.0f}% (width {e['mean_interval_width']:.2f})" if "coverage" in e else "—"]
+        rows.append([name, e["images"], *cells, e.get("tsr_images", "—"), *tsr])
+    md = ["# Held-out sources (leave-one-source-out, recipe " + args.recipe + ")\n",
+          f"- command: `{command_line()}`\n- date: {now()}\n",
+          "Per-label cells: accuracy at the fold model's tuned thresholds / AUROC (— = not annotated). TSR "
+          "columns: images with tumour in their mask; stroma fraction MAE, Spearman, stroma-high/low agreement "
+          "(50 %), and the share of images whose mask fraction lies inside the 95 % interval (coverage).\n",
+          markdown_table(["held-out source", "images", *LABELS, "TSR images", "MAE", "Spearman", "high/low",
+                          "coverage"], rows)]
+    write_results(args.out, "\n".join(md), {"command": command_line(), "date": now(), "recipe": args.recipe,
+                                            "sources": sources})
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
