@@ -30,6 +30,7 @@ EXCLUDED_SOURCES = {
                        "works derived from it",
     "wsss4luad_names": "WSSS4LUAD is licensed for research use only and grants no right to redistribute "
                        "works derived from it",
+    "glas": "GlaS is provided for research purposes only and commercial uses are not allowed",
 }
 
 
@@ -46,9 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def shipped_sources():
-    from ldcsf.data.sources import SHARED_SOURCES
+    """The sources `ldcsf data pancancer` builds by default, less those whose terms forbid shipping."""
+    from ldcsf.data.sources import DEFAULT_SOURCES
 
-    return tuple(s for s in SHARED_SOURCES if s.name not in EXCLUDED_SOURCES)
+    return tuple(s for s in DEFAULT_SOURCES if s.name not in EXCLUDED_SOURCES)
 
 
 def build_data(args) -> Path:
@@ -97,7 +99,7 @@ def results_by_source(manifest: Path, args, folder: Path) -> dict:
         part = manifest.parent / f"test_{source}.csv"  # beside the manifest: its relative paths still hold
         rows.to_csv(part, index=False)
         parts[f"{source} (test split)"] = part
-    excluded = [s for s in SHARED_SOURCES if s.name in EXCLUDED_SOURCES]
+    excluded = [s for s in SHARED_SOURCES if s.name in EXCLUDED_SOURCES and s.in_default]  # WSSS4LUAD
     held_out = args.work / "held_out" / "manifest.csv"
     if not held_out.is_file():
         build_pancancer(args.shared, held_out.parent, seed=args.seed, sources=excluded, progress=False)
