@@ -34,6 +34,10 @@ EXCLUDED_SOURCES = {
 }
 
 
+#: Scratch folder -> the left-out sources scored there as never-seen sources (results_by_source).
+HELD_OUT = {"held_out": ("wsss4luad_masks", "wsss4luad_names"), "held_out_glas": ("glas",)}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
@@ -79,9 +83,9 @@ def train_model(manifest: Path, args) -> Path:
 
 
 def results_by_source(manifest: Path, args, folder: Path) -> dict:
-    """Test-split metrics per source, and on WSSS4LUAD's mask tiles, which the model never saw.
+    """Test-split metrics per source, and on the left-out sources' mask tiles, which the model never saw.
 
-    Scoring on WSSS4LUAD is the research use its licence allows; no weights derived from it ship.
+    Scoring on WSSS4LUAD and GlaS is the research use their terms allow; no weights derived from them ship.
     """
     import tempfile
 
@@ -99,11 +103,12 @@ def results_by_source(manifest: Path, args, folder: Path) -> dict:
         part = manifest.parent / f"test_{source}.csv"  # beside the manifest: its relative paths still hold
         rows.to_csv(part, index=False)
         parts[f"{source} (test split)"] = part
-    excluded = [s for s in SHARED_SOURCES if s.name in EXCLUDED_SOURCES and s.in_default]  # WSSS4LUAD
-    held_out = args.work / "held_out" / "manifest.csv"
-    if not held_out.is_file():
-        build_pancancer(args.shared, held_out.parent, seed=args.seed, sources=excluded, progress=False)
-    parts["wsss4luad (never trained on; all tiles)"] = held_out
+    for scratch_name, names in HELD_OUT.items():  # the left-out sources, which the model never saw
+        held_out = args.work / scratch_name / "manifest.csv"
+        if not held_out.is_file():
+            build_pancancer(args.shared, held_out.parent, seed=args.seed, progress=False,
+                            sources=[s for s in SHARED_SOURCES if s.name in names])
+        parts[f"{names[0].split('_')[0]} (never trained on; all tiles)"] = held_out
     results = {}
     for name, part in parts.items():
         with tempfile.TemporaryDirectory() as scratch:
