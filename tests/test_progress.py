@@ -83,3 +83,10 @@ def test_piped_training_and_prediction_write_lines_without_carriage_returns(shar
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     log = predicted.stdout + predicted.stderr
     assert "\r" not in log and any(line.startswith("Predicting DataLoader 0: ") for line in log.splitlines()), log
+
+
+def test_a_byte_count_is_written_in_scaled_units():
+    out = io.StringIO()
+    with LineTqdm(total=3_000_000, unit="B", unit_scale=True, unit_divisor=1024, desc="downloading", file=out) as bar:
+        bar.update(3_000_000)
+    assert out.getvalue().startswith("downloading: 2.86M/2.86M B (100%), ")

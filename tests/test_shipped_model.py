@@ -33,6 +33,18 @@ def test_the_weights_file_has_the_digest_its_card_states():
     assert loaded.meta.mpp == card["mpp"] and loaded.weights_sha256 == card["sha256"]
 
 
+def test_the_shipped_model_is_the_current_recommended_recipe():
+    """When the recommended recipe changes, `make model` rebuilds the shipped model and its card."""
+    sys.path.insert(0, str(TOOLS.parent / "benchmarks"))
+    try:
+        from _recipe import RECIPES, RECOMMENDED
+    finally:
+        sys.path.remove(str(TOOLS.parent / "benchmarks"))
+    card = read_card()
+    assert card["recipe"] == RECOMMENDED
+    assert card["recipe_settings"] == json.loads(json.dumps(RECIPES[RECOMMENDED])), "run `make model`"
+
+
 def test_a_changed_weights_file_is_refused_naming_it(tmp_path):
     folder = tmp_path / "shipped"
     shutil.copytree(SHIPPED_DIR, folder)

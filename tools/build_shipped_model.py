@@ -30,7 +30,12 @@ EXCLUDED_SOURCES = {
                        "works derived from it",
     "wsss4luad_names": "WSSS4LUAD is licensed for research use only and grants no right to redistribute "
                        "works derived from it",
+    "glas": "GlaS is provided for research purposes only and commercial uses are not allowed",
 }
+
+
+#: Scratch folder -> the left-out sources scored there as never-seen sources (results_by_source).
+HELD_OUT = {"held_out": ("wsss4luad_masks", "wsss4luad_names"), "held_out_glas": ("glas",)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,9 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def shipped_sources():
-    from ldcsf.data.sources import SHARED_SOURCES
+    """The sources `ldcsf data pancancer` builds by default, less those whose terms forbid shipping."""
+    from ldcsf.data.sources import DEFAULT_SOURCES
 
-    return tuple(s for s in SHARED_SOURCES if s.name not in EXCLUDED_SOURCES)
+    return tuple(s for s in DEFAULT_SOURCES if s.name not in EXCLUDED_SOURCES)
 
 
 def build_data(args) -> Path:
@@ -77,9 +83,9 @@ def train_model(manifest: Path, args) -> Path:
 
 
 def results_by_source(manifest: Path, args, folder: Path) -> dict:
-    """Test-split metrics per source, and on WSSS4LUAD's mask tiles, which the model never saw.
+    """Test-split metrics per source, and on the left-out sources' mask tiles, which the model never saw.
 
-    Scoring on WSSS4LUAD is the research use its licence allows; no weights derived from it ship.
+    Scoring on WSSS4LUAD and GlaS is the research use their terms allow; no weights derived from them ship.
     """
     import tempfile
 
@@ -97,11 +103,12 @@ def results_by_source(manifest: Path, args, folder: Path) -> dict:
         part = manifest.parent / f"test_{source}.csv"  # beside the manifest: its relative paths still hold
         rows.to_csv(part, index=False)
         parts[f"{source} (test split)"] = part
-    excluded = [s for s in SHARED_SOURCES if s.name in EXCLUDED_SOURCES]
-    held_out = args.work / "held_out" / "manifest.csv"
-    if not held_out.is_file():
-        build_pancancer(args.shared, held_out.parent, seed=args.seed, sources=excluded, progress=False)
-    parts["wsss4luad (never trained on; all tiles)"] = held_out
+    for scratch_name, names in HELD_OUT.items():  # the left-out sources, which the model never saw
+        held_out = args.work / scratch_name / "manifest.csv"
+        if not held_out.is_file():
+            build_pancancer(args.shared, held_out.parent, seed=args.seed, progress=False,
+                            sources=[s for s in SHARED_SOURCES if s.name in names])
+        parts[f"{names[0].split('_')[0]} (never trained on; all tiles)"] = held_out
     results = {}
     for name, part in parts.items():
         with tempfile.TemporaryDirectory() as scratch:
@@ -123,7 +130,8 @@ def main(argv=None) -> int:
     manifest = build_data(args)
     model_file = train_model(manifest, args)
     out = args.out or SHIPPED_DIR
-    card = export_shipped(model_file, manifest, out, recipe=RECOMMENDED, version=args.version,
+    card = export_shipped(model_file, manifest, out, recipe=RECOMMENDED, recipe_settings=RECIPES[RECOMMENDED],
+                          version=args.version,
                           excluded=EXCLUDED_SOURCES, command=" ".join(["python", *sys.argv]))
     card["results_by_source"] = results_by_source(manifest, args, out)
     seconds = args.work / "run" / "training_seconds.txt"  # absent when the run was resumed

@@ -19,8 +19,9 @@ esac
 missing=()
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] && command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-# ldconfig's cache is what the dynamic loader (and so ctypes) searches
-{ command -v ldconfig >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so'; } || missing+=(libturbojpeg0)
+# ldconfig's cache is what the dynamic loader (and so ctypes) searches; grep reads it all (with -q it
+# could stop early, and pipefail would then count ldconfig's SIGPIPE as "missing")
+{ command -v ldconfig >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep 'libturbojpeg\.so' >/dev/null; } || missing+=(libturbojpeg0)
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "system packages: all present (chromium, chromium-driver, libturbojpeg0)"

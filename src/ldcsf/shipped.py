@@ -95,7 +95,7 @@ def shipped_label(card: dict[str, Any]) -> str:
 
 
 def export_shipped(model_file: str | Path, manifest: str | Path, out: str | Path, recipe: str,
-                   version: str | None = None, excluded: dict[str, str] | None = None, command: str = "",
+                   recipe_settings: dict[str, Any] | None = None, version: str | None = None, excluded: dict[str, str] | None = None, command: str = "",
                    name: str = SHIPPED_NAME) -> dict[str, Any]:
     """Write the heads of a frozen-backbone checkpoint and its card to `out`; return the card.
 
@@ -138,6 +138,8 @@ def export_shipped(model_file: str | Path, manifest: str | Path, out: str | Path
         "labels": list(meta.labels),
         "thresholds": [round(float(t), 6) for t in meta.thresholds],
         "recipe": recipe,
+        # what the recipe was when the model was built: a changed recipe means a rebuild is due
+        "recipe_settings": dict(recipe_settings or {}),
         "command": command,
         "excluded_sources": dict(excluded or {}),
         "meta": {**meta.to_dict(), "extra": {}},

@@ -102,10 +102,13 @@ class LineTqdm(_std_tqdm):
         rate = d["rate"] or (n / elapsed if elapsed else None)
         desc = (d["prefix"] or "").strip().rstrip(":")
         what = f"{desc}: " if desc else ""
-        how_far = f"{n:g}/{total:g} {unit} ({100 * n / total:.0f}%)" if total else f"{n:g} {unit}"
+        # unit_scale (downloads in bytes): 1.23M rather than 1234567, as tqdm's own bar writes it
+        number = (lambda v: self.format_sizeof(v, divisor=d["unit_divisor"])) if d["unit_scale"] else (lambda v: f"{v:.3g}")
+        count = (lambda v: self.format_sizeof(v, divisor=d["unit_divisor"])) if d["unit_scale"] else (lambda v: f"{v:g}")
+        how_far = f"{count(n)}/{count(total)} {unit} ({100 * n / total:.0f}%)" if total else f"{count(n)} {unit}"
         parts = [what + how_far]
         if rate:
-            parts.append(f"{rate:.3g} {unit}/s")
+            parts.append(f"{number(rate)} {unit}/s")
         parts.append(f"elapsed {self.format_interval(elapsed)}")
         if rate and total and n < total:
             parts.append(f"{self.format_interval((total - n) / rate)} left")
