@@ -9,8 +9,9 @@ set. For each N and draw, N pool images have their masks turned into QuPath-form
 calls: `tile_annotated_slide` (ldcsf data qupath) and `train` with `init_from` and `mix_with`
 (ldcsf train --init-from). Both models then score the held-out images: the stroma fraction,
 stroma / (stroma + tumour), of the area head's estimates summed over each image's tiles
-(tiles at the model's µm/px, the slide pipeline's `estimated_area` weighting), against the
-mask's. `seconds` is the wall time of the two steps, `cpu_seconds` their process CPU time.
+(a grid at the model's µm/px; the slide pipeline's `estimated_area` weighting, without its
+tissue detection: every tile counts), against the mask's. `seconds` is the wall time of the
+two steps, `cpu_seconds` their process CPU time.
 
 Masks as annotations:
 - GlaS (0.62 µm/px; 255 = gland with its lumen): in a malignant image gland = Tumor, in a benign

@@ -2,7 +2,8 @@
 
 A run folder holds:
     config.json               the full configuration of the run
-    checkpoints/best.ckpt     Lightning checkpoint with the best validation mAP (thresholds tuned)
+    checkpoints/best.ckpt     Lightning checkpoint with the best validation mAP (thresholds tuned;
+                              when fine-tuning with init_from: the lowest validation loss)
     checkpoints/last.ckpt     the latest state, to continue with `resume=True`
     model.pt                  the best weights as one small portable ldcsf checkpoint
     val_metrics.json          validation metrics of model.pt with its tuned thresholds
