@@ -16,6 +16,7 @@ are kept under --work; a rerun skips finished folds.
     .venv/bin/python benchmarks/loso.py --threads 2
     .venv/bin/python benchmarks/loso.py --recipes swin_mini_random --sources nct_crc wsss4luad_masks
     .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas   # + TSR per GlaS image
+(Sources with pixel masks, GlaS and the WSSS4LUAD mask tiles, are also scored by TSR per image.)
 """
 
 from __future__ import annotations
@@ -132,6 +133,12 @@ def image_tsr(frame, areas: np.ndarray, labels: list[str]):
                          "pred": per["pred_stroma"] / (per["pred_stroma"] + per["pred_tumor"])})
 
 
+def has_masks(frame) -> bool:
+    """Whether a source's rows are mask tiles (a true stroma and tumour area per tile, and their image)."""
+    return {"frac_stroma", "frac_tumor", "source_image", "x", "y"} <= set(frame.columns) and \
+        frame[["frac_stroma", "frac_tumor"]].notna().all().all()
+
+
 def tsr_scores(per_image) -> dict:
     """MAE, Spearman and stroma-high/low agreement (50 % cut-off) of per-image stroma fractions."""
     from scipy.stats import spearmanr
@@ -207,6 +214,7 @@ def predict(model_file: Path, frame, frozen: bool, args) -> np.ndarray:
 
 def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     import pandas as pd
+    from PIL import Image
 
     from ldcsf.checkpoint import read_checkpoint_payload
     from ldcsf.evaluation.metrics import compute_metrics
@@ -225,9 +233,12 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     probs = predict(model_file, held, bool(RECIPES[recipe].get("freeze_backbone")), args)
     targets = held[meta.labels].to_numpy(dtype=np.float32)
     tsr = None
-    if source in EXTRA_HELD_OUT:  # per tile areas kept beside the scores (the interval coverage reads them)
+    if has_masks(held):  # per tile areas kept beside the scores (the interval coverage reads them)
         areas = tile_areas(model_file, held)
+        with Image.open(held["path"].iloc[0]) as first:
+            tile_px = first.width  # mask tiles are square: 128 px for GlaS, 112 px for WSSS4LUAD
         tiles_out = held[["path", "source_image", "x", "y", "frac_stroma", "frac_tumor"]].assign(
+            row=held["y"] // tile_px, col=held["x"] // tile_px,
             **{f"area_{name}": areas[:, i] for i, name in enumerate(meta.labels)})
         tiles_out.to_csv(done.parent / "tile_areas.csv", index=False)
         tsr = tsr_scores(image_tsr(held, areas, list(meta.labels)))
