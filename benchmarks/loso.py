@@ -16,6 +16,7 @@ are kept under --work; a rerun skips finished folds.
     .venv/bin/python benchmarks/loso.py --threads 2
     .venv/bin/python benchmarks/loso.py --recipes swin_mini_random --sources nct_crc wsss4luad_masks
     .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas   # + TSR per GlaS image
+    .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources wsss4luad_masks --train-with glas
 (Sources with pixel masks, GlaS and the WSSS4LUAD mask tiles, are also scored by TSR per image.)
 """
 
@@ -44,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), choices=list(RECIPES))
     p.add_argument("--sources", nargs="+", default=list(HELD_OUT), choices=[*HELD_OUT, *EXTRA_HELD_OUT],
                    help="sources held out (glas: colon images with gland masks, scored also by TSR per image)")
+    p.add_argument("--train-with", nargs="+", default=[], choices=list(EXTRA_HELD_OUT),
+                   help="add these sources to every fold's training (folds go to <--work>_with_<names>)")
     p.add_argument("--epochs", type=int, help="override every recipe's epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -51,7 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=RESULTS / "loso_work")
     p.add_argument("--out", type=Path, default=RESULTS / "loso", help="results stem (.md, .json)")
     p.add_argument("--quick", action="store_true", help="a few images per source and 2 steps: a smoke run for tests")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.extra_work = args.work  # extra sources' tiles: one place, so their cached maps are shared
+    if args.train_with:  # other training data, other fold models: never mixed with the default folds
+        args.work = args.work.with_name(f"{args.work.name}_with_{'_'.join(args.train_with)}")
+    return args
 
 
 def pancancer(args) -> Path:
@@ -77,6 +84,26 @@ def pancancer(args) -> Path:
     return out
 
 
+def with_extra_sources(full: Path, args) -> Path:
+    """`full` plus the --train-with sources, each split by its own groups (seed 0), beside it."""
+    import pandas as pd
+
+    from ldcsf.data.manifest import write_manifest
+    from ldcsf.data.splits import assign_splits
+
+    if not args.train_with:
+        return full
+    out = full.with_name(f"{full.stem}_with_{'_'.join(args.train_with)}.csv")
+    if out.is_file():
+        return out
+    parts = [pd.read_csv(full)]
+    for source in args.train_with:
+        rows = extra_rows(source, args)
+        parts.append(assign_splits(rows.drop(columns=["split"], errors="ignore"), group_col="group", seed=0))
+    write_manifest(pd.concat(parts, ignore_index=True), out)
+    return out
+
+
 def extra_rows(source: str, args):
     """The rows of a source outside the default set (tiles written once under --work), absolute paths."""
     import pandas as pd
@@ -85,10 +112,10 @@ def extra_rows(source: str, args):
     from ldcsf.data.pancancer import load_source
     from ldcsf.data.sources import shared_source
 
-    cached = args.work / "extra" / source / f"rows{'_quick' if args.quick else ''}.csv"
+    cached = args.extra_work / "extra" / source / f"rows{'_quick' if args.quick else ''}.csv"
     if cached.is_file():
         return pd.read_csv(cached)
-    frame = load_source(shared_source(source), args.data, args.work / "extra", list(default_labels()),
+    frame = load_source(shared_source(source), args.data, args.extra_work / "extra", list(default_labels()),
                         progress=not args.quick)
     if args.quick:  # two images of each grade
         keep = frame.groupby("glas_grade")["source_image"].unique().map(lambda s: list(s[:2])).sum()
@@ -279,7 +306,7 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    full = pancancer(args)
+    full = with_extra_sources(pancancer(args), args)
     results = []
     for source in args.sources:
         for recipe in args.recipes:
