@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.ldcsf-installed
 # CPU-only torch wheel locally, and torchvision (imported by timm) cannot load with it.
 PIP    := PIP_FIND_LINKS= PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean model system-packages
 
 venv: $(STAMP)
 
@@ -22,8 +22,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ldcsf demo --out runs/demo
 
-test: $(STAMP)
+# The system packages some tests need (chromium, chromium-driver, libturbojpeg0): installed when
+# this user can (root or password-less sudo); otherwise those tests skip, naming the command.
+system-packages:
+	-@tools/system_packages.sh
+
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest -n 2 --durations=15
+
+# The model that ships inside the package, rebuilt from the shared data (docs/model_card.md).
+model: $(STAMP)
+	$(BIN)/python tools/build_shipped_model.py --shared ../shared/data --work runs/shipped-build
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

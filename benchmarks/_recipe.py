@@ -49,3 +49,6 @@ def cap_source(frame, dataset: str = "oral", cap: int = ORAL_CAP, seed: int = 0)
 def feature_cache_dir(results: Path) -> Path:
     """One cache of backbone maps for all benchmarks (keyed inside by backbone and settings)."""
     return results / "feature_cache"
+
+#: The recipe the README recommends, and the one the shipped model (src/ldcsf/models/shipped/) is built with.
+RECOMMENDED = "lite0_area"

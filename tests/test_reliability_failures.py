@@ -191,11 +191,23 @@ def test_huge_picture_is_refused_before_decoding(tmp_path):
     with pytest.raises(ValueError) as err:
         open_slide(bomb, mpp=0.5)
     message = str(err.value)
-    assert message.startswith(f"{bomb}: a 60000x60000 px picture needs 20.1 GiB") and "pyramidal TIFF" in message
+    assert message.startswith(f"{bomb}: a 60000x60000 px picture (3.6 Gpx) is larger than the 2 Gpx a plain PNG/JPEG "
+                              "may have: it is read whole, which would take 20.1 GiB of memory") and "pyramidal TIFF" in message
     assert time.monotonic() - start < 5  # refused from the header: nothing was decoded
     larger = png_header_only(tmp_path / "larger.png", 100000, 100000)
     with pytest.raises(ValueError, match=r"larger.png: .*pyramidal TIFF"):
         open_slide(larger, mpp=0.5)
+
+
+def test_a_picture_larger_than_free_memory_is_refused_saying_so(tmp_path, monkeypatch):
+    from ldcsf.wsi import picture_reader
+
+    monkeypatch.setattr(picture_reader, "available_memory_bytes", lambda: 2**30)
+    picture = png_header_only(tmp_path / "big.png", 20000, 20000)
+    with pytest.raises(ValueError) as err:
+        open_slide(picture, mpp=0.5)
+    assert str(err.value).startswith(f"{picture}: a 20000x20000 px picture is read whole, which would take 2.2 GiB "
+                                     "of memory, and only 1.0 GiB is free; convert it to a pyramidal TIFF")
 
 
 # -- 6. two runs sharing --out both appear in cohort.csv ------------------------------------------------

@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from system_packages import require_chromium
 from viewer_support import CMU_ID, FAILED_ID, MOVED_ID, build_outputs, running_server
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WINDOW = (1280, 800)
 
 
@@ -30,8 +30,7 @@ def chrome_flags(user_data_dir: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None or not CHROMEDRIVER.is_file():
-        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    require_chromium()
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="ldcsf-chromium-")

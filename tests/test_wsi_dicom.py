@@ -15,6 +15,7 @@ from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
 from ldcsf.cli.main import main
 from ldcsf.inference import collect_slides, slide_id_for
 from ldcsf.wsi import open_slide
+from system_packages import require_turbojpeg
 
 CMU = "slides/CMU-1-Small-Region.svs"
 SPARSE = "slides/TCGA-XK-AAJU-01A-01-TS1-sparse.dcm"
@@ -28,6 +29,7 @@ def dicom_folder(shared_data, tmp_path_factory):
     wsidicomizer copies the JPEG tiles as they are. (Its generated lower levels are left out:
     their partial edge frames are refused by OpenSlide, so they would test the converter.)
     """
+    require_turbojpeg()
     wsidicomizer = pytest.importorskip("wsidicomizer", reason="wsidicomizer (pip) builds the DICOM test slide")
 
     def set_container(dataset, metadata):

@@ -115,6 +115,8 @@ class LoadedCheckpoint:
     meta: CheckpointMeta
     path: Path
     weights_sha256: str = ""
+    #: where exported copies (ONNX, OpenVINO) are written; None: beside the checkpoint
+    export_dir: Path | None = None
 
 
 def save_checkpoint(path: str | Path, model: MultiLabelClassifier, meta: CheckpointMeta | None = None) -> Path:

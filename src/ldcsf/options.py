@@ -119,6 +119,13 @@ class TrainConfig(DeviceOptions):
     feature_views: int = 4
     #: Frozen backbone: where the maps are kept (default: RUN_DIR/feature_cache); runs may share one.
     feature_cache: str | None = None
+    #: Fine-tune from this trained checkpoint: its labels, input settings (µm/px, size, normalisation)
+    #: and frozen backbone are kept, the heads are fitted on `data` (ldcsf.training.adapt).
+    init_from: str | None = None
+    #: With init_from: a manifest (e.g. the checkpoint's own training set) mixed into training so the
+    #: model keeps what it knew; `mix_ratio` of its training rows are drawn per new training row.
+    mix_with: str | None = None
+    mix_ratio: float = 1.0
 
 
 @dataclass(kw_only=True)

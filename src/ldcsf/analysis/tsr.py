@@ -26,6 +26,9 @@ STROMA_HIGH_CUTOFF = 0.5
 CATEGORY_HIGH = "stroma-high"
 CATEGORY_LOW = "stroma-low"
 CATEGORY_UNDETERMINED = "undetermined"
+#: Fewer tissue tiles than this give a ratio, but not one to act on: one tile is one field of view,
+#: not a slide (`--limit-tiles 1` is a quick look). The slide's numbers say so (`reliable`).
+MIN_RELIABLE_TILES = 10
 
 
 def ratio_and_category(stroma_area: float, tumor_area: float) -> tuple[float | None, float | None, str, str]:
@@ -69,9 +72,22 @@ class TSRResult:
     #: tissue area (mm²) per label under `weighting`
     area_mm2_by_label: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def reliable(self) -> bool:
+        """Whether enough tissue tiles were predicted for the ratio to stand for the slide."""
+        return self.n_tiles >= MIN_RELIABLE_TILES
+
+    @property
+    def reliability_note(self) -> str:
+        if self.reliable:
+            return ""
+        return (f"unreliable: from {self.n_tiles} tissue tile{'s' if self.n_tiles != 1 else ''}, fewer than "
+                f"{MIN_RELIABLE_TILES}; the ratio and category may not stand for the slide")
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["tsr"] = finite_or_none(self.tsr)
+        out["reliable"], out["reliability_note"] = self.reliable, self.reliability_note
         return out
 
 

@@ -62,3 +62,21 @@ def _summary_value(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return str(int(value)) if float(value).is_integer() and value > 1 else f"{value:.4f}"
+
+
+#: --checkpoint's help where the shipped model stands in for it.
+CHECKPOINT_HELP = ("model.pt or a .ckpt from `ldcsf train` (default: the model that ships with ldcsf, "
+                   "see `ldcsf models` and docs/model_card.md)")
+
+
+def checkpoint_or_shipped(checkpoint: str | None):
+    """The --checkpoint path as given, or the shipped model (loaded) when there is none."""
+    if checkpoint is not None:
+        return checkpoint
+    import sys
+
+    from ..shipped import load_shipped, read_card, shipped_label
+
+    print(f"no --checkpoint: using the shipped model {shipped_label(read_card())} (research use only, "
+          "see docs/model_card.md)", file=sys.stderr)
+    return load_shipped()

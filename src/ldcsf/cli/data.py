@@ -55,6 +55,31 @@ def add_parser(subparsers) -> None:
                    help="keep at most N images of a source, e.g. oral=300 (repeatable)")
     p.set_defaults(func=run_pancancer)
 
+    p = commands.add_parser("qupath", help="slides + QuPath GeoJSON annotations -> labelled tiles and a manifest",
+                            description="Cut tiles at the model's µm/px inside the annotated regions of each slide; "
+                                        "tiles carry presence labels and per-pixel masks for the area head (docs/adapt.md).")
+    p.add_argument("slides", nargs="+", metavar="SLIDE", help="slide files (any format `ldcsf slide` reads, "
+                                                               "plain images with --mpp)")
+    p.add_argument("--annotations", nargs="+", required=True, metavar="FILE",
+                   help="QuPath GeoJSON exports, or a folder of them, named after their slides (slide.geojson)")
+    p.add_argument("--mapping", default="qupath", help="CSV source_class,target mapping QuPath class names "
+                                                       "(default: the shipped table, see `ldcsf data mappings qupath`)")
+    p.add_argument("--model", help="checkpoint whose µm/px and input size the tiles get (the model to adapt)")
+    p.add_argument("--tile-mpp", type=float, default=0.5, help="without --model: µm/px of the tiles (default 0.5)")
+    p.add_argument("--tile-size", type=int, default=224, help="without --model: tile size in px (default 224)")
+    p.add_argument("--mpp", type=float, help="µm/px of the slides at full resolution, for files that do not say")
+    p.add_argument("--min-annotated", type=float, default=0.5, help="keep tiles at least this much annotated "
+                                                                     "(default 0.5)")
+    p.add_argument("--present-at", type=float, default=0.05, help="label present at this share of a tile")
+    p.add_argument("--absent-below", type=float, default=0.01, help="label absent below this share, counting "
+                                                                    "unannotated pixels as the label; blank between")
+    p.add_argument("--out", required=True, help="folder for tiles/, masks/ and manifest.csv")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of the slides whose tiles form the val "
+                                                                   "split that tunes the thresholds, at least one "
+                                                                   "(default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split by slide")
+    p.set_defaults(func=run_qupath)
+
     p = commands.add_parser("download", help="download a public data set and import it")
     p.add_argument("name", help="a downloadable source listed by `ldcsf data sources` (kather2016, nct-crc-he-100k)")
     p.add_argument("--out", required=True, help="folder for the archive, its images and manifest.csv")
@@ -127,6 +152,32 @@ def run_import_masks(args) -> int:
                        max_background=args.max_background, background_mask_dir=args.background_masks)
     if frame.empty:
         raise ValueError(f"{args.masks}: no tile kept (images smaller than {args.tile_size} px, or all background)")
+    return _finish(frame, Path(args.out) / "manifest.csv", args)
+
+
+def run_qupath(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..data.qupath import pair_annotations, split_by_slide, tile_annotated_slide
+
+    tile_px, mpp, labels = args.tile_size, args.tile_mpp, None
+    if args.model:
+        from ..checkpoint import read_checkpoint_payload
+
+        meta = read_checkpoint_payload(args.model)[0]
+        tile_px, mpp, labels = meta.input_size, meta.mpp, meta.labels
+    frames = [tile_annotated_slide(slide, annotations, args.out, tile_px=tile_px, mpp=mpp, mapping=args.mapping,
+                                   slide_mpp=args.mpp, labels=labels, min_annotated=args.min_annotated,
+                                   present_at=args.present_at, absent_below=args.absent_below)
+              for slide, annotations in pair_annotations(args.slides, args.annotations)]
+    frame = pd.concat(frames, ignore_index=True)
+    if frame.empty:
+        raise ValueError(f"{', '.join(args.annotations)}: no tile kept (regions smaller than a {tile_px} px tile at "
+                         f"{mpp:g} µm/px, or less than --min-annotated {args.min_annotated} annotated)")
+    frame = split_by_slide(frame, args.val_fraction, args.seed)
+    args.splits = "none"  # split above, by slide
     return _finish(frame, Path(args.out) / "manifest.csv", args)
 
 

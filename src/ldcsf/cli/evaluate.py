@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from ..options import PredictOptions
-from .common import add_device_arguments, device_options, print_report
+from .common import CHECKPOINT_HELP, add_device_arguments, checkpoint_or_shipped, device_options, print_report
 from .dataclass_args import add_field_argument
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="score a checkpoint on a labelled manifest",
                                    description="Writes OUT/metrics.json, OUT/metrics.csv and OUT/predictions.csv.")
-    parser.add_argument("--checkpoint", required=True, help="model.pt or a .ckpt from `ldcsf train`")
+    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--data", required=True, help="manifest CSV")
     parser.add_argument("--split", default="test", help="split to score, or 'all' for every row (default: test)")
     parser.add_argument("--out", required=True, help="output folder")
@@ -25,7 +25,7 @@ def run(args) -> int:
     from ..utils.paths import check_output_dir
 
     check_output_dir(args.out)  # before any image is scored
-    result = evaluate(args.checkpoint, args.data, args.out, split=args.split, strict=args.strict,
+    result = evaluate(checkpoint_or_shipped(args.checkpoint), args.data, args.out, split=args.split, strict=args.strict,
                       options=device_options(args))
     if result.is_global_zero:
         print_report(result.report, title=f"{args.data} [{args.split}]")

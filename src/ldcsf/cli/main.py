@@ -11,6 +11,8 @@ import warnings
 #: Subcommand modules in `ldcsf.cli`, in the order `--help` lists them. Each module has
 #: `add_parser(subparsers)` (registers its arguments, sets `func`) and stays cheap to import.
 COMMANDS = ["models", "data", "train", "evaluate", "predict", "slide", "view", "export", "demo"]
+#: The study commands (the `study` extra): agreement with pathologists, survival by TSR.
+COMMANDS += ["agreement", "survival"]
 
 #: Errors a user can fix (bad input, missing file): printed as one line, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, KeyError)

@@ -22,4 +22,22 @@ def run(args) -> int:
                     + ([f"{profile.gflops:.2f}"] if args.flops else []) + [describe_model(name)])
     header = ["model", "params", "input"] + (["GFLOPs"] if args.flops else []) + ["description"]
     print(format_table(header, rows))
+    print()
+    print(shipped_table())
     return 0
+
+
+def shipped_table() -> str:
+    """The trained model inside the package (used when `ldcsf slide`/`predict` get no --checkpoint)."""
+    from ..shipped import read_card
+
+    try:
+        card = read_card()
+    except (OSError, ValueError) as err:
+        return f"shipped model: none ({err})"
+    summary = card.get("test", {}).get("summary", {})
+    m_ap = summary.get("mAP")
+    row = [card["name"], card["version"], f"{card['backbone']} {card['input_size']}px",
+           f"{card['mpp']:.3f}", ",".join(card["labels"]), "-" if m_ap is None else f"{m_ap:.3f}"]
+    return "shipped (the default of slide, predict and evaluate; docs/model_card.md)\n" + format_table(
+        ["shipped model", "version", "backbone", "µm/px", "labels", "test mAP"], [row])

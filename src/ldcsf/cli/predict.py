@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..options import PredictOptions
-from .common import add_device_arguments, device_options
+from .common import CHECKPOINT_HELP, add_device_arguments, checkpoint_or_shipped, device_options
 from .dataclass_args import add_field_argument
 from .export import add_runtime_argument
 
@@ -12,7 +12,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="predict the labels of image files with a checkpoint",
                                    description="Writes one CSV row per image: path, error, <label>_prob, <label>_pred.")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
-    parser.add_argument("--checkpoint", required=True, help="model.pt or a .ckpt from `ldcsf train`")
+    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--out", required=True, help="output CSV")
     add_field_argument(parser, PredictOptions, "--batch-size", type=int, help="images per batch")
     add_device_arguments(parser)
@@ -28,7 +28,7 @@ def run(args) -> int:
 
     check_output_file(args.out)  # before any image is scored
     options = device_options(args)  # --runtime included
-    frame = predict_images(args.inputs, args.checkpoint, out=args.out, options=options)
+    frame = predict_images(args.inputs, checkpoint_or_shipped(args.checkpoint), out=args.out, options=options)
     failed = frame[frame["error"] != ""]
     for error in failed["error"]:
         print(f"ldcsf predict: skipped {error}", file=sys.stderr)

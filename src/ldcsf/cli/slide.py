@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..options import SlideSettings
+from .common import CHECKPOINT_HELP, checkpoint_or_shipped
 from .dataclass_args import add_field_argument, from_args
 from .export import add_runtime_argument
 
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("slides", nargs="+", metavar="SLIDE_OR_DIR",
                         help="slide files, folders of slides, or .txt/.csv lists of slide paths")
-    parser.add_argument("--checkpoint", required=True, help="ldcsf checkpoint (.pt, or a .ckpt from `ldcsf train`)")
+    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--mpp", type=float, default=None,
                         help="µm per pixel at full resolution; overrides the files' metadata (needed when they have none)")
@@ -111,7 +112,7 @@ def _run_with_threads_set(args) -> int:
     from ..inference import run_cohort
     from .common import format_table
 
-    table = run_cohort(args.slides, args.checkpoint, args.out, slide_settings(args))
+    table = run_cohort(args.slides, checkpoint_or_shipped(args.checkpoint), args.out, slide_settings(args))
     if table.empty:  # a non-zero rank under DDP: rank 0 reports
         return 0
     failed = int((table["status"] == "failed").sum())
@@ -156,4 +157,6 @@ def _number(value) -> str:
 
 
 def _count(value) -> str:
-    return "-" if value is None or value != value else str(int(value))
+    import pandas as pd
+
+    return "-" if pd.isna(value) else str(int(value))

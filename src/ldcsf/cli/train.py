@@ -51,6 +51,15 @@ def add_parser(subparsers) -> None:
                      "(fast on a CPU; use with pretrained weights)")
     area_option("--feature-views", type=int, help="with --freeze-backbone: augmented views cached per training image")
     area.add_argument("--feature-cache", help="with --freeze-backbone: folder of cached maps (default: RUN_DIR/feature_cache)")
+    adapt = parser.add_argument_group("fine-tuning a trained model (docs/adapt.md)")
+    adapt.add_argument("--init-from", metavar="MODEL",
+                       help="start from this checkpoint: keep its labels, input settings and frozen backbone, "
+                            "fit the heads on --data and re-tune the thresholds on its val split")
+    adapt.add_argument("--mix-with", metavar="MANIFEST",
+                       help="with --init-from: mix rows of this manifest's train split (the original training set) "
+                            "into training so the model keeps what it knew")
+    add_field_argument(adapt, TrainConfig, "--mix-ratio", type=float,
+                       help="with --mix-with: rows of it drawn per new training row")
     option("--threshold-method", choices=["f1", "youden"], help="per-label threshold tuning on val")
     option("--seed", type=int, help="seed of the split, the initialisation and the augmentation")
     option("--patience", type=int, help="epochs without val mAP gain before stopping (0: never)")
@@ -110,6 +119,9 @@ def model_and_kwargs(args) -> tuple[str, dict]:
 
 def train_config(args) -> TrainConfig:
     """The TrainConfig of parsed `ldcsf train` arguments: fields by name, and the flags that are not one to one."""
+    if args.init_from and (args.model or args.backbone or args.model_args or args.area_head):
+        raise ValueError(f"--init-from {args.init_from}: the checkpoint fixes the model; drop --model, --backbone, "
+                         "--model-arg and --area-head")
     model, model_kwargs = model_and_kwargs(args)
     if args.area_head:
         model_kwargs["area_head"] = True

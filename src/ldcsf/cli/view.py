@@ -27,7 +27,7 @@ def run(args) -> int:
 
     from ..utils.signals import StopRequested
     from ..viewer.outputs import OutputFolder
-    from ..viewer.server import make_server, server_address
+    from ..viewer.server import ALL_INTERFACES, make_server, server_address
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
@@ -36,9 +36,19 @@ def run(args) -> int:
         if entry.slide_error:
             print(f"ldcsf view: warning: {entry.slide_id}: {entry.slide_error}", file=sys.stderr)
     server = make_server(output, args.host, args.port)
+    for entry in output.entries.values():
+        if entry.damaged:  # found while the server read the records: shown as failed
+            print(f"ldcsf view: warning: {entry.slide_id}: {entry.error}", file=sys.stderr)
     finished = sum(e.finished for e in output.entries.values())
     print(f"ldcsf view: {len(output.entries)} slide(s) ({finished} with results) from {output.root}")
-    print(f"open {server_address(server)} in a browser (Ctrl-C stops)", flush=True)
+    address = server_address(server)
+    if args.host in ALL_INTERFACES:
+        port = server.server_address[1]
+        print(f"ldcsf view: warning: --host {args.host or '0.0.0.0'} serves the results, slide paths and slide images "
+              "to every machine that can reach this one, without a password; use --host 127.0.0.1 (the default) "
+              "unless that is meant", file=sys.stderr)
+        address = f"http://127.0.0.1:{port}/ (or this machine's address)"
+    print(f"open {address} in a browser (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except (KeyboardInterrupt, StopRequested):  # Ctrl-C or SIGTERM is how a viewer is meant to end

@@ -23,22 +23,37 @@ from torchvision.transforms import v2
 from .masks import WSSS4LUAD, MaskScheme
 from .transforms import HEDJitter
 
+#: A cell with less than this share of annotated pixels gets no area target.
+MIN_ANNOTATED_SHARE = 0.5
+
 
 def cell_fractions(mask: np.ndarray | torch.Tensor, grid: tuple[int, int], labels: Sequence[str],
                    scheme: MaskScheme = WSSS4LUAD) -> torch.Tensor:
     """(L, h, w) area fraction of each label in each cell of a class-index mask; NaN = not annotated.
 
     Fractions are of all the cell's pixels, background included: a cell half background and half
-    stroma has stroma 0.5. Cells are equal parts of the mask (adaptive average pooling).
+    stroma has stroma 0.5. Cells are equal parts of the mask (adaptive average pooling). Pixels of
+    the scheme's `unannotated` value count for no class: fractions are then of the cell's
+    annotated pixels, and a cell less than half annotated is NaN (too little seen to say).
     """
     mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).long()
     if mask.ndim == 3:
         mask = mask[0]
+    known = None
+    if scheme.unannotated is not None and bool((mask == scheme.unannotated).any()):
+        known = mask != scheme.unannotated
+        mask = torch.where(known, mask, torch.zeros_like(mask))  # placeholder, zeroed out below
     values = sorted(scheme.classes)
     if int(mask.max()) > max(values) or int(mask.min()) < 0:
         raise ValueError(f"mask values outside the scheme {scheme.classes}")
     one_hot = F.one_hot(mask, num_classes=max(values) + 1).permute(2, 0, 1).float()[None]
+    share = None
+    if known is not None:
+        one_hot = one_hot * known.float()
+        share = F.adaptive_avg_pool2d(known.float()[None, None], grid)[0, 0]
     pooled = F.adaptive_avg_pool2d(one_hot, grid)[0]  # (classes, h, w)
+    if share is not None:
+        pooled = pooled / share.clamp_min(1e-6)
     out = torch.full((len(labels), *grid), float("nan"))
     for value, name in scheme.classes.items():
         label = scheme.label_of.get(name)
@@ -46,6 +61,8 @@ def cell_fractions(mask: np.ndarray | torch.Tensor, grid: tuple[int, int], label
             continue
         i = list(labels).index(label)
         out[i] = torch.nan_to_num(out[i], nan=0.0) + pooled[value]
+    if share is not None:
+        out[:, share < MIN_ANNOTATED_SHARE] = float("nan")
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
 from ..utils.atomic import write_text_atomic
 from .manifest import Manifest

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
 from ..utils.atomic import atomic_path
 from .dataset import load_rgb
@@ -35,16 +35,23 @@ class MaskScheme:
     classes: dict[int, str]
     label_of: dict[str, str]
     background: str = "background"
+    #: Pixel value of "nobody annotated this pixel" (a QuPath export's gaps between regions): such
+    #: pixels are left out of the area targets rather than read as any class.
+    unannotated: int | None = None
 
     @property
     def fraction_columns(self) -> list[str]:
         return [f"frac_{name}" for name in self.classes.values()]
 
 
+#: Mask value of unannotated pixels (WSSS4LUAD masks never hold it; `ldcsf data qupath` masks do).
+UNANNOTATED = 255
+
 #: WSSS4LUAD palette masks. Necrosis is not annotated there, so it stays blank.
 WSSS4LUAD = MaskScheme(
     classes={0: "tumor", 1: "stroma", 2: "normal", 3: "background"},
     label_of={"tumor": "tumor", "stroma": "stroma", "normal": "non_tumor"},
+    unannotated=UNANNOTATED,
 )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..data.dataset import IndexedDataset, ManifestDataset, drop_unreadable_images
 from ..data.manifest import Manifest, read_manifest
 from ..data.manifest_checks import check_labels
@@ -57,12 +57,13 @@ def select_split(manifest: Manifest, split: str) -> Manifest:
     return subset
 
 
-def evaluate(checkpoint: str | Path, data: str | Path, out_dir: str | Path, split: str = "test",
+def evaluate(checkpoint: str | Path | LoadedCheckpoint, data: str | Path, out_dir: str | Path, split: str = "test",
              strict: bool = False, options: PredictOptions | None = None) -> EvaluationResult:
     """Score `checkpoint` on the `split` rows of manifest `data` (thresholds from the checkpoint)."""
     options = options or PredictOptions()
     out_dir = Path(out_dir)
-    loaded = load_checkpoint(checkpoint)
+    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    checkpoint = loaded.path
     meta = loaded.meta
     manifest = select_split(read_manifest_for_checkpoint(data, meta.labels, checkpoint), split)
     manifest = drop_unreadable_images(manifest, out_dir, strict=strict, progress=options.progress)

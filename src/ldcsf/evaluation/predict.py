@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..data.dataset import ImageFileDataset, load_rgb, not_he_note
 from ..data.importers import IMAGE_SUFFIXES
 from ..data.transforms import eval_transforms
@@ -39,7 +39,7 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path, out: str | Path | None = None,
+def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path | LoadedCheckpoint, out: str | Path | None = None,
                    options: PredictOptions | None = None) -> pd.DataFrame:
     """Score every image of `inputs`; columns: path, error, `<label>_prob`, `<label>_pred`.
 
@@ -48,7 +48,7 @@ def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path, out: st
     """
     options = options or PredictOptions()
     paths = collect_images(inputs)
-    loaded = load_checkpoint(checkpoint)
+    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
     meta = loaded.meta
     transform = eval_transforms(meta)
     predictions = predict_dataset(loaded, ImageFileDataset(paths, transform, meta.input_size), options)

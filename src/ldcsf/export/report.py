@@ -102,7 +102,8 @@ def render_report(
         ("Tissue area", f"{tsr.tissue_area_mm2:.2f} mm²"),
         ("Tiles", str(tsr.n_tiles)),
         ("Weighting", tsr.weighting),
-    ] + ([("Note", tsr.note)] if tsr.note else []))
+    ] + ([("Note", tsr.note)] if tsr.note else [])
+      + ([("Reliability", tsr.reliability_note)] if not getattr(tsr, "reliable", True) else []))
     if hotspot is not None:
         hot = _rows([
             ("Stroma fraction", _pct(hotspot.stroma_fraction)),
@@ -149,6 +150,7 @@ def render_report(
         f"<style>{_CSS}</style></head><body>"
         f"<h1>{escape(slide_id)}</h1>"
         f"<p class=big>Stroma {_pct(tsr.stroma_fraction)}{escape(_interval_text(interval))} · {escape(tsr.category)}</p>"
+        + (f"<p class=big id=unreliable>{escape(tsr.reliability_note)}</p>" if not tsr.reliable else "") +
         f"<h2>Whole slide</h2><table>{summary}</table>"
         f"<h2>Hotspot (most stroma-rich field with tumour at all four borders)</h2>{hotspot_html}"
         f"<h2>Labels</h2>{label_html}"

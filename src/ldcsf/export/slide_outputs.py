@@ -123,6 +123,8 @@ def tsr_record(analysis: SlideAnalysis, slide_id: str, slide_path: str, settings
         "labels": labels,
         "thresholds": analysis.thresholds,
         "tsr": {**analysis.tsr.to_dict(), **interval_fields(analysis.stroma_interval)},
+        "reliable": analysis.tsr.reliable,
+        "reliability_note": analysis.tsr.reliability_note,
         "hotspot": {**hotspot.to_dict(), **interval_fields(analysis.hotspot_interval)} if hotspot is not None else None,
         "hotspot_search": {
             "field_diameter_um": float(analysis.field_diameter_um),
@@ -222,6 +224,9 @@ def read_cohort_row(out_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no tsr.json (the slide has not finished)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["cohort_row"]
-    except (ValueError, KeyError) as err:
-        raise ValueError(f"{path}: not a tsr.json written by ldcsf ({err})") from err
+        row = json.loads(path.read_text(encoding="utf-8"))["cohort_row"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: damaged, not a tsr.json written by ldcsf ({type(err).__name__}: {err})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("slide_id"), str):
+        raise ValueError(f"{path}: damaged, not a tsr.json written by ldcsf (no cohort row)")
+    return row

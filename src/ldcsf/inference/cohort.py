@@ -15,16 +15,19 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
+from ..export.spreadsheet import FORMULA_STARTS, guarded_cell  # noqa: F401 - FORMULA_STARTS is also imported from here
 from ..utils.atomic import sweep_stale_temporaries, write_json_atomic
-from ..utils.paths import check_output_dir, path_inside
+from ..utils.paths import check_output_dir, path_inside, printable_name
 from ..utils.signals import stop_at_batch_end_callback
 from ..wsi.readers import SLIDE_EXTENSIONS
 from .fingerprint import OutputMismatchError
@@ -40,8 +43,6 @@ LOCK_FILE = ".lock"
 COHORT_LOCK_FILE = ".cohort.lock"
 #: Temporaries at the output root older than this are left-overs of a killed run (seconds).
 STALE_TEMPORARY_S = 600
-#: Characters that make a spreadsheet read a cell as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LIST_EXTENSIONS = (".txt", ".csv")
 #: Column names a .csv slide list may use for the slide paths (else its first column).
 LIST_PATH_COLUMNS = ("path", "slide_path", "slide", "file")
@@ -61,8 +62,14 @@ def collect_slides(inputs: Iterable[str | Path], exclude: Path | None = None) ->
     """
     slides: list[Path] = []
     for item in map(Path, inputs):
+        if item.is_symlink() and not item.exists():  # a loop or a dangling link: that slide fails alone
+            slides.append(item)
+            continue
         if not item.exists():
             raise FileNotFoundError(f"{item}: no such slide, folder or list file")
+        if item.is_dir() and item.suffix.lower() in SLIDE_EXTENSIONS and not _holds_slides(item, exclude):
+            slides.append(item)  # a folder named like a slide: it fails alone, as what it is
+            continue
         if item.is_dir():
             found = sorted(
                 p for p in item.rglob("*")
@@ -110,8 +117,9 @@ def run_cohort(
     columns = cohort_columns()
     callbacks = (*callbacks, stop_at_batch_end_callback())
     rows: list[dict] = []
+    table_writes = TableWrites()
     bar = tqdm(paths, desc="cohort", unit="slide", disable=not settings.progress or len(paths) < 2)
-    for path in bar:
+    for number, path in enumerate(bar, 1):
         slide_id = slide_id_for(path)
         bar.set_postfix_str(slide_id)
         try:
@@ -124,7 +132,7 @@ def run_cohort(
         except Exception as err:  # noqa: BLE001 - one bad slide must not stop the cohort
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise  # a full disk fails every slide after this one too
-            row = {"slide_id": slide_id, "path": str(path), "status": "failed", "error": one_line(err)}
+            row = {"slide_id": slide_id, "path": printable_name(path), "status": "failed", "error": one_line(err)}
             if len(paths) > 1:
                 log.warning("%s: failed: %s", slide_id, row["error"])
             _record_failure(out_dir, slide_id, row, err)
@@ -133,11 +141,40 @@ def run_cohort(
         if not row:  # not global rank 0 under DDP: rank 0 writes the records
             continue
         rows.append(row)
-        if rank_zero_only.rank == 0:
+        if rank_zero_only.rank == 0 and table_writes.due(last=number == len(paths)):
             # Built and written under one lock: the last writer has seen every finished slide.
-            with folder_lock(out_dir / COHORT_LOCK_FILE, wait=True):
+            with folder_lock(out_dir / COHORT_LOCK_FILE, wait=True), table_writes.timed():
                 write_cohort_csv(cohort_table(out_dir, rows), out_dir / COHORT_CSV)
-    return pd.DataFrame(rows).reindex(columns=columns)
+    return with_integer_counts(pd.DataFrame(rows).reindex(columns=columns))
+
+
+class TableWrites:
+    """When to rewrite cohort.csv: after a slide, unless the last rewrite is too recent.
+
+    Rebuilding the table reads every slide folder, so rewriting it after each of n slides that
+    fail at once (a list of missing files) costs n². A rewrite is skipped until `SPACING` times
+    its own cost has passed since the last one, so bookkeeping stays a fixed share of the run
+    (linear in slides); after a slide that took longer than that, as real slides do, the table
+    is rewritten at once. The last slide always rewrites it.
+    """
+
+    SPACING = 4.0
+
+    def __init__(self) -> None:
+        self._ended = -math.inf
+        self._cost = 0.0
+
+    def due(self, *, last: bool) -> bool:
+        return last or time.monotonic() - self._ended >= self.SPACING * self._cost
+
+    @contextmanager
+    def timed(self):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._ended = time.monotonic()
+            self._cost = self._ended - started
 
 
 def cohort_table(out_dir: Path, rows: list[dict]) -> pd.DataFrame:
@@ -154,7 +191,14 @@ def cohort_table(out_dir: Path, rows: list[dict]) -> pd.DataFrame:
                 others.append(json.loads((folder / FAILED_JSON).read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue  # a folder being written right now, or not ldcsf's: not part of the table
-    return pd.DataFrame(rows + others).reindex(columns=cohort_columns())
+    return with_integer_counts(pd.DataFrame(rows + others).reindex(columns=cohort_columns()))
+
+
+def with_integer_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """n_tiles as whole numbers, empty for failed slides (not 50.0 beside a NaN)."""
+    if "n_tiles" in table.columns:
+        table["n_tiles"] = pd.to_numeric(table["n_tiles"], errors="coerce").round().astype("Int64")
+    return table
 
 
 def write_cohort_csv(table: pd.DataFrame, path: Path) -> None:
@@ -165,13 +209,14 @@ def write_cohort_csv(table: pd.DataFrame, path: Path) -> None:
 
 
 def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (OWASP's advice)."""
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (OWASP's advice);
+    names with bytes that are not UTF-8 (from older records) are made printable."""
     table = table.copy()
     for column in table.columns:
         if table[column].dtype == object or pd.api.types.is_string_dtype(table[column]):
-            table[column] = table[column].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+            table[column] = table[column].map(guarded_cell)
     return table
+
 
 
 @contextmanager
@@ -222,7 +267,7 @@ def _record_failure(out_dir: Path, slide_id: str, row: dict, err: Exception) -> 
 def one_line(err: BaseException) -> str:
     """An error as one line. Errors raised in DataLoader workers arrive wrapped with the worker's
     traceback; their last line is the original message."""
-    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    lines = [line for line in printable_name(str(err)).strip().splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
     if len(lines) == 1:
@@ -266,12 +311,10 @@ def _one_entry_per_dicom_series(slides: list[Path]) -> list[Path]:
                     main_of[file] = series.main_file
         except (ValueError, OSError):
             continue  # unreadable files stay as given and fail with their own message
-    result: list[Path] = []
+    result: dict[Path, None] = {}  # ordered, and a linear search no longer
     for path in out:
-        path = main_of.get(path, path)
-        if path not in result:
-            result.append(path)
-    return result
+        result.setdefault(main_of.get(path, path), None)
+    return list(result)
 
 
 def read_utf8(path: Path) -> str:
@@ -279,6 +322,11 @@ def read_utf8(path: Path) -> str:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the list as UTF-8") from None
+
+
+def _holds_slides(folder: Path, exclude: Path | None) -> bool:
+    return any(p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS and not _is_under(p, exclude)
+               for p in folder.rglob("*"))
 
 
 def _is_under(path: Path, folder: Path | None) -> bool:

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
 from ..utils.atomic import atomic_path, write_json_atomic
+from ..utils.workers import leave_stop_signals_to_parent
 from .dataset import TileDataset
 from .predictor import Predictor, prediction_trainer
 
@@ -136,6 +137,7 @@ class RemainingTiles(L.LightningDataModule):
             shuffle=False,
             num_workers=self.num_workers,
             pin_memory=self.trainer.strategy.root_device.type == "cuda",
+            worker_init_fn=leave_stop_signals_to_parent if self.num_workers else None,
         )
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from ..utils.atomic import write_json_atomic
+from ..utils.paths import printable_name
 
 INPUTS_JSON = "inputs.json"
 FORMAT = 1
@@ -38,13 +40,13 @@ def slide_identity(path: str | Path) -> dict:
     for file in files:
         file_size = file.stat().st_size
         size += file_size
-        digest.update(f"{file.name}|{file_size}|".encode())
+        digest.update(os.fsencode(file.name) + f"|{file_size}|".encode())
         with open(file, "rb") as handle:
             digest.update(handle.read(_HASHED_BYTES))
             if file_size > 2 * _HASHED_BYTES:
                 handle.seek(-_HASHED_BYTES, 2)
                 digest.update(handle.read(_HASHED_BYTES))
-    return {"name": path.name, "size": size, "sha256_head_tail": digest.hexdigest()}
+    return {"name": printable_name(path.name), "size": size, "sha256_head_tail": digest.hexdigest()}
 
 
 def result_fingerprint(slide_path: str | Path, loaded, settings) -> dict:

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 #: A tile narrower than this at level 0 is upsampled from almost nothing: a wrong µm/px.
 MIN_TILE_PX = 16
+#: Nor may a tile be upsampled more than this to the model's input: a 224 px model sees 56 px
+#: at least. Scans are made at or finer than the resolutions models are trained at, so more
+#: means a µm/px wrong by a factor (a 4.99 for 0.499 gives 22 px tiles).
+MAX_UPSAMPLING = 4
 #: Above this many tiles a slide run is announced as large before it starts.
 LARGE_TILE_COUNT = 100_000
 #: Chroma (max - min of R, G, B) below which a thumbnail counts as having no colour.
@@ -27,10 +31,11 @@ GREY_CONTENT_BELOW = 200
 
 
 def check_tile_size(slide_path: Path, tile_size: int, input_size: int, model_mpp: float, slide_mpp: float) -> None:
-    if tile_size < MIN_TILE_PX:
+    if tile_size < max(MIN_TILE_PX, input_size / MAX_UPSAMPLING):
         raise ValueError(
             f"{slide_path}: tiles would be {tile_size} px at full resolution (the model's {input_size} px at "
-            f"{model_mpp} µm/px on a slide at {slide_mpp} µm/px); the slide's µm/px looks wrong, check --mpp"
+            f"{model_mpp} µm/px on a slide at {slide_mpp} µm/px, at least {max(MIN_TILE_PX, round(input_size / MAX_UPSAMPLING))} px needed); "
+            "the slide's µm/px looks wrong, check --mpp"
         )
 
 

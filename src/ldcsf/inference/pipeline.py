@@ -17,6 +17,7 @@ parts are removed once the outputs are written.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +25,7 @@ from typing import Sequence
 from ..analysis.slide_analysis import SlideAnalysis, analyse_slide
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..options import SlideSettings
-from ..utils.paths import check_output_dir, safe_name
+from ..utils.paths import check_output_dir, printable_name, safe_name
 from .engine import PredictionStore
 from .fingerprint import claim_output, result_fingerprint
 from .input_checks import check_tsr_labels
@@ -43,6 +44,8 @@ from .split import settle_split
 
 PARTS_DIR = ".parts"
 
+log = logging.getLogger(__name__)
+
 
 def slide_id_for(path: str | Path) -> str:
     """Output folder name of a slide: its file name without the format's ending(s), as a safe name.
@@ -53,6 +56,7 @@ def slide_id_for(path: str | Path) -> str:
     from ..wsi.dicom import dicom_id_or_none
 
     dicom_id = dicom_id_or_none(Path(path))
+    path = printable_name(path)  # any bytes a file system allows in a name become text
     if dicom_id is not None:
         return safe_name(dicom_id)
     name = Path(path).name
@@ -63,9 +67,21 @@ def slide_id_for(path: str | Path) -> str:
 
 
 def is_complete(slide_dir: str | Path) -> bool:
-    from ..export.slide_outputs import TSR_JSON
+    """Whether the folder holds a finished slide: a tsr.json that reads back.
 
-    return (Path(slide_dir) / TSR_JSON).is_file()
+    A damaged tsr.json (a disk fault, an edit) is that slide's problem alone: it counts as
+    unfinished, so the slide is redone, with a warning that names the file.
+    """
+    from ..export.slide_outputs import TSR_JSON, read_cohort_row
+
+    if not (Path(slide_dir) / TSR_JSON).is_file():
+        return False
+    try:
+        read_cohort_row(slide_dir)
+    except (OSError, ValueError) as err:
+        log.warning("%s; the slide is predicted again", err)
+        return False
+    return True
 
 
 @dataclass
@@ -137,7 +153,7 @@ def run_slide(
     analysis = analyse_slide(predictions.tiles, predictions.labels, predictions.thresholds, plan.mpp,
                              plan.dimensions, area_maps=predictions.area_maps, slide_id=slide_id, **extra)
     row = write_slide_outputs(
-        out_dir, analysis, slide_id=slide_id, slide_path=str(slide_path), thumbnail=plan.thumbnail,
+        out_dir, analysis, slide_id=slide_id, slide_path=printable_name(slide_path), thumbnail=plan.thumbnail,
         thumbnail_downsample=plan.thumbnail_downsample,
         settings=recorded_settings(plan, loaded, settings, stain_norm),
     )

@@ -9,6 +9,7 @@ Nothing is predicted here. The plan also says what the saved batch predictions d
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,10 +19,13 @@ import pandas as pd
 from PIL import Image
 
 from .. import __version__
+from ..wsi.dicom import is_dicom_path
 from ..wsi.readers import open_slide
 from ..wsi.tiling import TileSpec, tile_grid
 from ..wsi.tissue import TissueMask, detect_tissue
 from .input_checks import announce_tile_count, check_tile_size, is_greyscale, no_tissue_message
+
+log = logging.getLogger(__name__)
 
 #: Thumbnail size used for tissue detection and for the pictures of the outputs.
 THUMBNAIL_SIZE = 2048
@@ -55,8 +59,14 @@ class SlidePlan:
 
 def check_slide_path(slide_path: Path) -> None:
     """FileNotFoundError / ValueError (one line) for a path that cannot be a slide."""
+    if slide_path.is_symlink() and not slide_path.exists():
+        raise FileNotFoundError(f"{slide_path}: a symbolic link that leads to no file (a loop, or its target "
+                                "was removed); link the slide file itself")
     if not slide_path.exists():
         raise FileNotFoundError(f"{slide_path}: slide not found")
+    if slide_path.is_dir() and not any(is_dicom_path(p) for p in slide_path.iterdir()):
+        raise ValueError(f"{slide_path}: a folder, not a slide file (and no DICOM series in it); "
+                         "give the slide file, or a folder of slides to search")
     if not (slide_path.is_file() or slide_path.is_dir()):  # reading a pipe or device would block forever
         raise ValueError(f"{slide_path}: not a regular file (a pipe or device?); give the slide file itself")
 
@@ -71,6 +81,8 @@ def plan_slide(slide_path: str | Path, meta, settings, slide_id: str) -> SlidePl
     slide_path = Path(slide_path)
     with open_slide(slide_path, mpp=settings.mpp) as reader:
         slide_mpp = reader.require_mpp()
+        for warning in reader.check_resolution():  # raises when the header contradicts itself 3x or more
+            log.warning("%s", warning)
         dimensions = reader.dimensions
         thumbnail, downsample = reader.thumbnail(THUMBNAIL_SIZE)
     tissue = detect_tissue(thumbnail, downsample, slide_mpp)

@@ -117,13 +117,15 @@ def prediction_trainer(
     **trainer_kwargs,
 ) -> L.Trainer:
     """A Trainer for prediction only: no logger, no checkpoints, no model summary."""
+    from ..utils.lightning_progress import progress_bar_callback
+
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
         num_nodes=num_nodes,
         precision=lightning_precision(precision),
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *([progress_bar_callback()] if progress else [])],
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,

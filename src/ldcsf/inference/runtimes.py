@@ -43,9 +43,12 @@ class RuntimeMissingError(ImportError, ValueError):
     """The package a runtime needs is not installed (a ValueError too: the CLI prints it in one line)."""
 
 
-def onnx_path_for(checkpoint: str | Path) -> Path:
-    """Where the exported ONNX file of a checkpoint lives: beside it, same name, `.onnx`."""
-    return Path(checkpoint).with_suffix(".onnx")
+def onnx_path_for(checkpoint: str | Path, export_dir: str | Path | None = None) -> Path:
+    """Where the exported ONNX file of a checkpoint lives: beside it (or in `export_dir`), same name, `.onnx`."""
+    if export_dir is None:
+        return Path(checkpoint).with_suffix(".onnx")
+    Path(export_dir).mkdir(parents=True, exist_ok=True)
+    return Path(export_dir) / Path(checkpoint).with_suffix(".onnx").name
 
 
 def file_sha256(path: str | Path) -> str:
@@ -71,7 +74,7 @@ def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: 
     The file is written atomically and carries the checkpoint's SHA-256 in its metadata.
     """
     onnx = _require("onnx", "onnx")
-    out = Path(out) if out is not None else onnx_path_for(loaded.path)
+    out = Path(out) if out is not None else onnx_path_for(loaded.path, loaded.export_dir)
     model = loaded.model.to("cpu").eval()
     with_areas = bool(getattr(model, "has_area_head", False))
     outputs = ["logits", "areas"] if with_areas else ["logits"]
@@ -130,7 +133,7 @@ def exported_sha(path: str | Path) -> str | None:
 
 def ensure_onnx(loaded: LoadedCheckpoint) -> Path:
     """The checkpoint's ONNX file, exported now when it is missing or made from other weights."""
-    path = onnx_path_for(loaded.path)
+    path = onnx_path_for(loaded.path, loaded.export_dir)
     if path.is_file() and exported_sha(path) == file_sha256(loaded.path):
         return path
     log.info("exporting %s to %s (once; reused while the checkpoint is unchanged)", loaded.path.name, path)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
 from ..data.manifest import default_labels, write_manifest
 from ..data.masks import MaskScheme, labels_from_fractions, mask_fractions

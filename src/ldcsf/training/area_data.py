@@ -21,7 +21,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
 from ..data.area_targets import PairedTransform, cell_fractions
 from ..data.dataset import load_rgb

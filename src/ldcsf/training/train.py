@@ -120,16 +120,32 @@ def train(config: TrainConfig) -> TrainResult:
     last_path = _check_run_dir(config, run_dir)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
+    start = None
+    if config.init_from:  # fine-tuning: the checkpoint fixes model, labels and input settings
+        from .adapt import start_from
+
+        config, start = start_from(config)
+    elif config.mix_with:
+        raise ValueError("--mix-with mixes the original training set into fine-tuning: use it with --init-from")
     manifest = read_manifest(config.data, labels=config.labels)
+    if start is not None and config.mix_with:
+        from .adapt import mixed_manifest
+
+        manifest = mixed_manifest(manifest, config.mix_with, config.mix_ratio, config.seed)
     _warn_without_tsr_labels(manifest.labels, config.data)
-    model = build_model(config, manifest.labels)
+    model = start.model.train() if start is not None else build_model(config, manifest.labels)
     if config.resume:
         resumed = read_checkpoint_payload(last_path)[0]
         check_labels(resumed.labels, manifest.labels, where=str(last_path), data=config.data)
         check_same_model(resumed, model, where=str(last_path))
     data_config = model.data_config()  # input size, mean/std and resampling of the backbone's weights
     input_size, mean, std = data_config["input_size"], data_config["mean"], data_config["std"]
-    stain_normalizer = build_stain_normalizer(config)
+    if start is not None:
+        from .adapt import stain_normalizer_of
+
+        stain_normalizer = stain_normalizer_of(start)
+    else:
+        stain_normalizer = build_stain_normalizer(config)
     datamodule = ManifestDataModule.from_manifest(
         manifest, run_dir=run_dir if _is_global_zero() else None, strict=config.strict, seed=config.seed,
         fractions=config.split_fractions, progress=config.progress and _is_global_zero(),
@@ -155,7 +171,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     module = MultiLabelModule(model, loss=config.loss, pos_weight=pos_weight, lr=config.lr,
                               weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
-                              mpp=mpp, mean=mean, std=std, extra={"training": _plain(summary)},
+                              mpp=mpp, mean=mean, std=std, extra=_extra(summary, config, start),
                               interpolation=data_config["interpolation"],
                               stain_norm=stain_normalizer.state() if stain_normalizer is not None else None,
                               area_weight=config.area_weight)
@@ -166,6 +182,16 @@ def train(config: TrainConfig) -> TrainResult:
     if not best_path.is_file():
         raise ValueError(f"{run_dir}: training ended before any validation; no checkpoint was written")
     return _finish(trainer, module, datamodule, config, run_dir, best_path, last_path, best_cb.best_model_score)
+
+
+def _extra(summary: dict, config: TrainConfig, start) -> dict:
+    """The checkpoint meta's `extra`: the run summary, and for a fine-tuned model what it was adapted from."""
+    extra = {"training": _plain(summary)}
+    if start is not None:
+        from .adapt import adapted_from
+
+        extra["adapted_from"] = _plain(adapted_from(config, start))
+    return extra
 
 
 def _check_run_dir(config: TrainConfig, run_dir: Path) -> Path:
@@ -186,15 +212,22 @@ def build_trainer(config: TrainConfig, run_dir: Path, n_train: int):
 
     from .checkpoint_io import AtomicCheckpointIO
 
-    best_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mAP", mode="max",
+    # Fine-tuning validates on a few slides, whose tiles often lack a label's negatives: mAP is then
+    # undefined (logged 0) and would keep the first epoch, so the validation loss picks the best.
+    monitor, mode = ("val/loss", "min") if config.init_from else ("val/mAP", "max")
+    best_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                               save_top_k=1, auto_insert_metric_name=False)
     # A second, unmonitored callback writes last.ckpt after every validation: Lightning's own
     # save_last only refreshes it when the monitored metric improves, which would lose epochs on resume.
     last_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                               enable_version_counter=False)
     callbacks = [best_cb, last_cb, LearningRateMonitor(logging_interval="step")]
+    if config.progress:
+        from ..utils.lightning_progress import progress_bar_callback
+
+        callbacks.append(progress_bar_callback())
     if config.patience > 0:
-        callbacks.append(EarlyStopping(monitor="val/mAP", mode="max", patience=config.patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
     trainer = L.Trainer(
         **_validate_before_max_steps(config, n_train),
         default_root_dir=run_dir, max_epochs=config.epochs, max_steps=config.max_steps,
@@ -239,6 +272,11 @@ def _finish(trainer, module, datamodule, config: TrainConfig, run_dir: Path, bes
     trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
     probs, targets = module.val_results["probs"], module.val_results["target"]
     module.thresholds = tune_thresholds(probs, targets, method=config.threshold_method)
+    adapted = (module.hparams.extra or {}).get("adapted_from")
+    if adapted:
+        from .adapt import keep_untuned_thresholds
+
+        module.thresholds = keep_untuned_thresholds(module.thresholds, targets, adapted["thresholds_before"])
     report = compute_metrics(probs, targets, module.model.labels, module.thresholds)
     model_file = run_dir / "model.pt"
     if trainer.is_global_zero:

@@ -11,11 +11,32 @@ import os
 import re
 from pathlib import Path
 
+#: `\xNN` escapes that `printable_name` writes for bytes that are not UTF-8.
+_BYTE_ESCAPE = re.compile(r"\\x([89a-f][0-9a-f])")
 #: Longest id kept (file systems allow 255 bytes per name; room is left for suffixes).
 MAX_ID_LENGTH = 150
 #: Path separators, control characters and what Windows forbids in names; everything else
 #: (spaces, brackets, accents) is kept, so ids stay recognisable.
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+
+
+def printable_name(name: str | os.PathLike) -> str:
+    r"""A file system name as text that any UTF-8 file, table or log can hold.
+
+    Linux allows any bytes in a name; Python keeps those that are not UTF-8 as lone surrogates
+    (`caf\udce9`), which no UTF-8 writer accepts. Each such byte becomes a `\xNN` escape
+    (`caf\xe9`); `name_from_printable` turns the text back into the name.
+    """
+    text = os.fspath(name)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file system byte gives: escaped as \udNNN
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def name_from_printable(text: str) -> str:
+    r"""The file system name `printable_name` made `text` from (a literal `\xNN` in a name reads as that byte)."""
+    return _BYTE_ESCAPE.sub(lambda m: chr(0xDC00 + int(m[1], 16)), text)
 
 
 def safe_name(name: str, fallback: str = "slide") -> str:

@@ -22,3 +22,24 @@ def model_threads_beside_workers(num_workers: int) -> int:
     a loader stalls the whole forward pass; the model gets the cores the loaders leave free.
     """
     return max(1, usable_cores() - max(0, num_workers))
+
+
+def leave_stop_signals_to_parent(worker_id: int = 0) -> None:
+    """`worker_init_fn` of tile-reading DataLoader workers: SIGTERM and SIGINT are the parent's to handle.
+
+    Schedulers (`timeout`, Slurm's `scancel`) and Ctrl-C signal the whole process group. PyTorch's
+    workers die on a SIGTERM that is not their parent's, and the parent then fails with "DataLoader
+    worker ... killed by signal" instead of stopping cleanly (`utils.signals`). Here a worker
+    ignores both while its parent lives (the parent shuts it down as it unwinds) and exits once
+    the parent is gone.
+    """
+    import signal
+
+    parent = os.getppid()
+
+    def on_stop(signum, frame):
+        if os.getppid() != parent:
+            os._exit(0)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_stop)

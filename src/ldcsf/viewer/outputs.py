@@ -17,6 +17,8 @@ from typing import Sequence
 import pandas as pd
 
 from ..export.slide_outputs import TSR_JSON
+from ..export.spreadsheet import formula_guard_removed
+from ..utils.paths import name_from_printable
 
 COHORT_CSV = "cohort.csv"
 
@@ -37,10 +39,11 @@ class SlideEntry:
     row: dict = field(default_factory=dict)
     slide_file: Path | None = None
     slide_error: str = ""
+    damaged: bool = False  # its tsr.json does not read back
 
     @property
     def finished(self) -> bool:
-        return self.folder is not None and (self.folder / TSR_JSON).is_file()
+        return self.folder is not None and not self.damaged and (self.folder / TSR_JSON).is_file()
 
     def summary(self) -> dict:
         """The cohort page's row: numbers from cohort.csv (or tsr.json), and what can be shown."""
@@ -90,6 +93,8 @@ class OutputFolder:
             if "slide_id" not in table.columns:
                 raise ValueError(f"{cohort}: not a cohort table written by ldcsf (no slide_id column)")
             for row in table.to_dict("records"):
+                # cohort.csv guards cells a spreadsheet would run as formulas: read the guard back
+                row = {key: formula_guard_removed(value) for key, value in row.items()}
                 slide_id = str(row["slide_id"])
                 folder = self._child(slide_id)
                 entries[slide_id] = SlideEntry(
@@ -111,7 +116,11 @@ class OutputFolder:
         return folder if folder.is_dir() else None
 
     def _from_tsr_json(self, folder: Path) -> SlideEntry:
-        info = read_tsr_json(folder)
+        try:
+            info = read_tsr_json(folder)
+        except ValueError as err:  # one bad record: that slide is shown as failed, the others open
+            return SlideEntry(slide_id=folder.name, recorded_path="", status="failed", error=str(err), folder=folder,
+                              damaged=True)
         row = dict(info.get("cohort_row") or {})
         slide_id = str(info.get("slide_id") or folder.name)
         return SlideEntry(slide_id=slide_id, recorded_path=str(info.get("slide_path", "")), status=row.get("status", "ok"),
@@ -120,7 +129,8 @@ class OutputFolder:
     # -- slide files ---------------------------------------------------------------------------
     def _locate(self, entry: SlideEntry) -> None:
         """Find the slide file: as recorded, beside the output folder, or in a --slides folder."""
-        recorded = Path(entry.recorded_path) if entry.recorded_path else None
+        # recorded as printable text: bytes of the name that are not UTF-8 are \xNN escapes
+        recorded = Path(name_from_printable(entry.recorded_path)) if entry.recorded_path else None
         candidates: list[Path] = []
         if recorded is not None:
             candidates.append(recorded)
@@ -153,6 +163,11 @@ def read_tsr_json(folder: Path) -> dict:
         raise ValueError(f"{path}: not a tsr.json written by ldcsf ({err})") from None
     if not isinstance(info, dict) or "labels" not in info or "dimensions" not in info:
         raise ValueError(f"{path}: not a tsr.json written by ldcsf (no labels or dimensions)")
+    dims, labels = info["dimensions"], info["labels"]
+    if not (isinstance(dims, list) and len(dims) == 2 and all(isinstance(d, int) and d > 0 for d in dims)):
+        raise ValueError(f"{path}: damaged tsr.json (dimensions {dims!r} are not two whole numbers of pixels)")
+    if not (isinstance(labels, list) and labels and all(isinstance(name, str) for name in labels)):
+        raise ValueError(f"{path}: damaged tsr.json (labels {labels!r} are not a list of names)")
     for part in ("tsr", "hotspot", "hotspot_search"):
         if isinstance(info.get(part), dict):
             info[part] = {RENAMED_KEYS.get(k, k): v for k, v in info[part].items()}

@@ -8,6 +8,8 @@ ldcsf gains no dependency. Routes (slide ids are URL-encoded path segments):
     /slide/<id>                         slide page
     /static/<file>                      scripts, styles and OpenSeadragon (shipped in the package)
     /api/cohort                         one row per slide (JSON)
+    /api/study                          the cohort's agreement/survival results, where written (JSON)
+    /study/<file>                       a study output of the cohort folder (study.html, km.png, ...)
     /api/slide/<id>                     the slide's numbers, layers, hotspot and errors (JSON)
     /api/slide/<id>/tile?x=&y=          the tile under level-0 point (x, y) (JSON)
     /api/slide/<id>/thumbnail.jpg       a small picture of the slide
@@ -17,18 +19,25 @@ ldcsf gains no dependency. Routes (slide ids are URL-encoded path segments):
 Nothing in a request becomes a file path except /static/, which is resolved and must stay inside
 the static folder; slides are reached only by id, through the files the output folder names.
 Every error is a status code with a one-line message, never a traceback.
+
+Only requests addressed to this server are answered (`host_allowed`): a web page that points a
+name of its own at 127.0.0.1 (DNS rebinding) gets 421 Misdirected Request, not the cohort.
+Connections are HTTP/1.1 keep-alive with a socket timeout (a half-open connection frees its
+thread) and a listen backlog sized for a viewer's bursts of tile requests.
 """
 
 from __future__ import annotations
 
 import errno
 import html
+import ipaddress
 import io
 import json
 import logging
 import math
 import mimetypes
 import re
+import socket
 import threading
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +47,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from PIL import Image
 
 from ..export.tables import read_tile_table
+from ..study.files import AGREEMENT_JSON, STUDY_FILES, SURVIVAL_JSON
 from ..wsi.readers import open_slide
 from .cache import ByteLRU
 from .deepzoom import Pyramid, SlideClosed, SlideTiles, TileNotFound
@@ -55,7 +65,16 @@ MAX_OPEN_SLIDES = 4
 READER_CACHE_BYTES = 16 * 2**20
 MAX_LOADED_TABLES = 8
 THUMBNAIL_SIZE = 240
-_TILE_NAME = re.compile(r"^(\d{1,3})_(\d{1,7})\.(jpeg|png)$")
+#: Seconds a connection may stay silent (mid-request or kept alive) before its thread lets it go.
+SOCKET_TIMEOUT_S = 30
+#: Connections waiting to be accepted: a slide page asks for dozens of tiles at once (the standard
+#: library's 5 overflowed and stalled bursts for 1-3 s).
+LISTEN_BACKLOG = 128
+#: Host names a server on a loopback address answers to, besides the address it was given.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Addresses that listen on every network interface.
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+_TILE_NAME = re.compile(r"^(\d{1,7})_(\d{1,7})\.(jpeg|png)$")
 _BLANK_PNG: bytes | None = None
 
 
@@ -77,8 +96,9 @@ class SlideView:
         if entry.finished:
             try:
                 self.info = read_tsr_json(entry.folder)
-            except ValueError as err:
+            except ValueError as err:  # a damaged record: this slide is shown as failed, naming the file
                 self.info_error = str(err)
+                entry.status, entry.error, entry.damaged = "failed", self.info_error, True
         dims = self.info.get("dimensions") if self.info else None
         self.pyramid = Pyramid(tuple(dims)) if dims else None
         self.open_error = entry.slide_error
@@ -144,6 +164,8 @@ class Viewer:
         except ValueError as err:  # the per-tile layers still draw
             log.warning("%s", err)
             subtile = None
+        if not (view.entry.folder / "tiles.parquet").is_file():
+            raise HTTPProblem(404, f"{view.entry.folder / 'tiles.parquet'}: no tile table (removed since the run?)")
         try:
             table = read_tile_table(view.entry.folder / "tiles.parquet")
             maps = TileMaps(table, view.labels, view.info.get("thresholds"), subtile)
@@ -163,7 +185,22 @@ class Viewer:
 
     # -- answers -------------------------------------------------------------------------------
     def cohort(self) -> list[dict]:
-        return [view.entry.summary() | {"slide_error": view.open_error} for view in self.slides.values()]
+        return [view.entry.summary() | {"slide_error": view.open_error,
+                                        "reliability_note": (view.info or {}).get("reliability_note", "")}
+                for view in self.slides.values()]
+
+    def study(self) -> dict:
+        """The study results of `ldcsf agreement` / `ldcsf survival` in the folder (None where not run)."""
+        out: dict = {"files": [name for name in STUDY_FILES if (self.output.root / name).is_file()]}
+        for key, name in (("agreement", AGREEMENT_JSON), ("survival", SURVIVAL_JSON)):
+            out[key] = json.loads((self.output.root / name).read_text(encoding="utf-8")) if name in out["files"] else None
+        return out
+
+    def study_file(self, name: str) -> bytes:
+        # Only the fixed names the study commands write: nothing in the address becomes a path.
+        if name not in STUDY_FILES or not (self.output.root / name).is_file():
+            raise HTTPProblem(404, f"no such study file: {name} (run `ldcsf agreement` or `ldcsf survival`)")
+        return (self.output.root / name).read_bytes()
 
     def slide_info(self, slide_id: str) -> dict:
         view = self.slide(slide_id)
@@ -185,7 +222,8 @@ class Viewer:
                 "dimensions": info["dimensions"], "mpp": info.get("mpp"), "labels": info["labels"],
                 "thresholds": info.get("thresholds"), "tsr_detail": info.get("tsr"), "hotspot": _hotspot(info.get("hotspot")),
                 "hotspot_note": (info.get("hotspot_search") or {}).get("note", ""),
-                "label_summary": info.get("label_summary"),
+                "label_summary": info.get("label_summary"), "reliable": info.get("reliable", True),
+                "reliability_note": info.get("reliability_note", ""),
             })
             try:
                 out.update(self.maps(view).describe())
@@ -257,9 +295,45 @@ class Viewer:
             raise HTTPProblem(404, f"no layer {layer!r} for slide {view.entry.slide_id!r}")
 
 
+def host_name(host_header: str) -> str:
+    """The name in a Host header, without port or IPv6 brackets, lower case."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_allowed(host_header: str | None, served_host: str) -> bool:
+    """Whether a request's Host names this server: a loopback name, the --host given, or an IP address.
+
+    A name that is not ours is a page's own name resolved to this machine (DNS rebinding); an IP
+    address cannot be rebound, so any is accepted (and is how other machines reach --host 0.0.0.0).
+    A request without Host (HTTP/1.0) comes from no browser and is answered.
+    """
+    if host_header is None:
+        return True
+    name = host_name(host_header)
+    allowed = {*LOCAL_HOSTS, served_host.lower()}
+    if served_host in ALL_INTERFACES:
+        allowed |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    if name in allowed:
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "ldcsf-view"
+    protocol_version = "HTTP/1.1"  # keep-alive: a page's many tile requests share a few connections
+    timeout = SOCKET_TIMEOUT_S
+    # Headers and body go out as two writes; on a kept-alive connection Nagle's algorithm would hold
+    # the body until the client's delayed ACK (~40 ms per request).
+    disable_nagle_algorithm = True
     viewer: Viewer  # set on the subclass made by `make_server`
+    served_host = "127.0.0.1"  # set on the subclass made by `make_server`
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server interface
         self._answer(send_body=True)
@@ -269,6 +343,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         try:
+            if not host_allowed(self.headers.get("Host"), self.served_host):
+                raise HTTPProblem(421, f"this viewer does not serve {self.headers.get('Host')!r}; open it by the "
+                                       "address it printed")
             body, content_type, cache = self._route()
             status = 200
         except HTTPProblem as problem:
@@ -317,12 +394,16 @@ class Handler(BaseHTTPRequestHandler):
             query = parse_qs(url.query)
             if parts[1:] == ["cohort"]:
                 return _json(viewer.cohort()), "application/json", False
+            if parts[1:] == ["study"]:
+                return _json(viewer.study()), "application/json", False
             if len(parts) == 3 and parts[1] == "slide":
                 return _json(viewer.slide_info(parts[2])), "application/json", False
             if len(parts) == 4 and parts[1] == "slide" and parts[3] == "tile":
                 return _json(viewer.tile_numbers(parts[2], query)), "application/json", False
             if len(parts) == 4 and parts[1] == "slide" and parts[3] == "thumbnail.jpg":
                 return viewer.thumbnail(parts[2]), "image/jpeg", True
+        if head == "study" and len(parts) == 2:
+            return viewer.study_file(parts[1]), _mime(parts[1]), False
         if head == "dz" and len(parts) == 3 and parts[2].endswith(".dzi"):
             return viewer.dzi(parts[1], parts[2][: -len(".dzi")]), "application/xml", True
         if head == "dz" and len(parts) == 5 and parts[2].endswith("_files"):
@@ -339,14 +420,19 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+class ViewerHTTPServer(ThreadingHTTPServer):
+    allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+
 def make_server(output: OutputFolder, host: str = "127.0.0.1", port: int = 8000,
                 cache_bytes: int = TILE_CACHE_BYTES) -> ThreadingHTTPServer:
     """A server for `output`, bound to host:port (port 0: any free port), not yet serving."""
     viewer = Viewer(output, cache_bytes)
-    handler = type("BoundHandler", (Handler,), {"viewer": viewer})
-    ThreadingHTTPServer.allow_reuse_address = True
+    handler = type("BoundHandler", (Handler,), {"viewer": viewer, "served_host": host})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = ViewerHTTPServer((host, port), handler)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise ValueError(f"port {port} on {host} is already in use; pass --port with another number (--port 0 picks a free one)") from None
@@ -367,7 +453,10 @@ def server_address(server: ThreadingHTTPServer) -> str:
 # -- helpers -------------------------------------------------------------------------------------
 def _static(name: str) -> bytes:
     root = STATIC_DIR.resolve()
-    path = (root / name).resolve()
+    try:
+        path = (root / name).resolve()
+    except (ValueError, OSError):  # a null byte, a name too long: no such file
+        raise HTTPProblem(404, f"no such file: /static/{name!r}") from None
     if root not in path.parents or not path.is_file():
         raise HTTPProblem(404, f"no such file: /static/{name}")
     return path.read_bytes()

@@ -39,6 +39,9 @@ class OpenSlideReader(SlideReader):
         super().__init__(path, list(self._slide.level_dimensions), mpp or file_mpp)
         self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self.vendor = self._slide.properties.get(openslide.PROPERTY_NAME_VENDOR, "")
+        self.file_mpp = file_mpp
+        power = float_or_none(self._slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
+        self.objective_power = power if power is not None and 1 <= power <= 150 else None
         self._tiff, self._pages = None, None
         if self.vendor in TIFF_PAGE_VENDORS:
             self._tiff, self._pages = _tiled_pages(path, self.level_dimensions)
@@ -108,6 +111,13 @@ class TiledPage:
                 out[y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
         return out
 
+    def describe_tile(self, index: int) -> str:
+        """Where a stored tile lies, in words (an error message names the damaged one)."""
+        row, col = divmod(index, self.tiles_across)
+        x, y = col * self.tile_w, row * self.tile_h
+        return (f"the stored image tile in column {col + 1}, row {row + 1} (pixels x {x}-{x + self.tile_w - 1}, "
+                f"y {y}-{y + self.tile_h - 1}) of the {self.width} x {self.height} px level")
+
     def _tile(self, index: int) -> np.ndarray:
         tile = self._cache.get(index)
         if tile is not None:
@@ -120,9 +130,11 @@ class TiledPage:
             self._fh.seek(offset)
             try:
                 data, _, _ = self._decode(self._fh.read(count), index, jpegtables=self._page.jpegtables)
+                tile = as_rgb_uint8(data.reshape(self.tile_h, self.tile_w, -1), self.path)
             except Exception as err:  # noqa: BLE001 - codec errors come in many types
-                raise ValueError(f"{self.path}: cannot read pixels (damaged or truncated file?): {err}") from None
-            tile = as_rgb_uint8(data.reshape(self.tile_h, self.tile_w, -1), self.path)
+                raise ValueError(f"{self.path}: {self.describe_tile(index)} is damaged and cannot be decoded "
+                                 f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); the slide is "
+                                 "not scored without it: export or scan it again") from None
         self._cache[index] = tile
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

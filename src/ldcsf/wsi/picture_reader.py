@@ -86,11 +86,18 @@ def check_picture_fits(path: Path, size: tuple[int, int]) -> None:
     width, height = size
     needed = 2 * 3 * width * height
     available = available_memory_bytes()
-    if width * height > PILLOW_MAX_PIXELS or needed > available:
+    convert = ("; convert it to a pyramidal TIFF (e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg), "
+               "which is read region by region")
+    if width * height > PILLOW_MAX_PIXELS:
         raise ValueError(
-            f"{path}: a {width}x{height} px picture needs {needed / 2**30:.1f} GiB to decode, more than the "
-            f"{available / 2**30:.1f} GiB free; convert it to a pyramidal TIFF (e.g. vips tiffsave IN OUT.tif "
-            "--tile --pyramid --compression jpeg), which is read by region"
+            f"{path}: a {width}x{height} px picture ({width * height / 1e9:.1f} Gpx) is larger than the "
+            f"{PILLOW_MAX_PIXELS / 1e9:.0f} Gpx a plain PNG/JPEG may have: it is read whole, which would take "
+            f"{needed / 2**30:.1f} GiB of memory{convert}"
+        )
+    if needed > available:
+        raise ValueError(
+            f"{path}: a {width}x{height} px picture is read whole, which would take {needed / 2**30:.1f} GiB of "
+            f"memory, and only {available / 2**30:.1f} GiB is free{convert}"
         )
 
 

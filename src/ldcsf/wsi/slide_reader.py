@@ -29,6 +29,13 @@ from .resize import Resizer, pillow_resize
 PLAUSIBLE_MPP = (0.05, 20.0)
 
 BACKGROUND = 255  # white: what glass looks like in a bright-field scan
+#: µm/px times objective power: 10 µm (a 20x objective sees about 0.5 µm/px, a 40x about 0.25).
+MPP_TIMES_POWER_UM = 10.0
+#: µm/px and objective power of one header may differ this much (scanners' optics vary ~1.2x):
+#: more is warned about loudly; above REFUSE_MPP_DISAGREEMENT (a slipped decimal point, 10x) the
+#: slide is refused until --mpp says which is right.
+WARN_MPP_DISAGREEMENT = 1.6
+REFUSE_MPP_DISAGREEMENT = 3.0
 
 
 def missing_mpp_message(path: str | Path) -> str:
@@ -36,6 +43,11 @@ def missing_mpp_message(path: str | Path) -> str:
         f"{path}: no microns-per-pixel in the file's metadata; pass --mpp "
         "(µm per pixel at full resolution), e.g. --mpp 0.5 for a 20x scan"
     )
+
+
+def disagreement(a: float, b: float) -> float:
+    """How many times larger the larger of two positive numbers is."""
+    return max(a / b, b / a)
 
 
 def plausible_mpp(value: float | None) -> float | None:
@@ -70,6 +82,9 @@ class SlideReader(ABC):
     """
 
     resizer: Resizer = staticmethod(pillow_resize)
+    #: The header's own µm/px and objective power (None where the format or file gives none).
+    file_mpp: float | None = None
+    objective_power: float | None = None
 
     def __init__(self, path: Path, level_dimensions: list[tuple[int, int]], mpp: float | None) -> None:
         self.path = Path(path)
@@ -210,6 +225,39 @@ class SlideReader(ABC):
         if self.mpp is None:
             raise ValueError(missing_mpp_message(self.path))
         return self.mpp
+
+    def check_resolution(self) -> list[str]:
+        """Cross-check the µm/px against the header's objective power (and --mpp against the header).
+
+        ValueError (one line, naming both values and --mpp) when the header contradicts itself
+        by more than REFUSE_MPP_DISAGREEMENT and no --mpp was given: a 10x wrong µm/px makes
+        tiles of a tenth of the size and flips the category. Returns warnings (one line each) for
+        smaller disagreements and for an --mpp the header contradicts.
+        """
+        power = self.objective_power
+        from_power = MPP_TIMES_POWER_UM / power if power else None  # the µm/px the objective implies
+        given = self.mpp if self.mpp != self.file_mpp else None  # the caller's --mpp
+        if given is None:
+            if not (from_power and self.file_mpp):
+                return []
+            ratio = disagreement(self.file_mpp, from_power)
+            header = (f"the header says {self.file_mpp:g} µm/px but also objective power {power:g}x "
+                      f"(about {from_power:.2f} µm/px), {ratio:.1f}x apart")
+            if ratio > REFUSE_MPP_DISAGREEMENT:
+                raise ValueError(f"{self.path}: {header}; pass --mpp with the true µm/px to go on")
+            return [f"{self.path}: {header}; using {self.file_mpp:g} µm/px (pass --mpp if that is wrong)"] \
+                if ratio > WARN_MPP_DISAGREEMENT else []
+        header_says = []
+        if self.file_mpp:
+            header_says.append((f"the header's µm/px ({self.file_mpp:g} µm/px)", self.file_mpp))
+        if from_power:
+            header_says.append((f"the header's objective power ({power:g}x, about {from_power:.2f} µm/px)",
+                                from_power))
+        for what, value in header_says:
+            if disagreement(given, value) > WARN_MPP_DISAGREEMENT:
+                return [f"{self.path}: --mpp {given:g} is {disagreement(given, value):.1f}x from {what}; "
+                        "tiles are cut at --mpp, check it is right"]
+        return []
 
     def close(self) -> None:
         """Release the file handle (readers are also context managers)."""

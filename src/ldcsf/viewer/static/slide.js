@@ -213,6 +213,7 @@ async function start() {
   if (info.status === "failed") problems.push(`the run failed on this slide: ${info.error}`);
   if (info.slide_error) problems.push(`slide image unavailable: ${info.slide_error}`);
   if (info.results_error) problems.push(info.results_error);
+  if (info.reliability_note) problems.push(info.reliability_note);
   if (problems.length) showError(problems.join("\n"));
   renderTsr(info);
   if (!info.dimensions) return;

@@ -1,0 +1,93 @@
+"""The model that ships with ldcsf: its file matches its card, it reproduces the card's test-split
+metrics, and `ldcsf slide` uses it when no --checkpoint is given."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from ldcsf.cli.main import main
+from ldcsf.evaluation.evaluate import evaluate
+from ldcsf.models.packaged_weights import file_sha256
+from ldcsf.options import PredictOptions
+from ldcsf.shipped import SHIPPED_DIR, SHIPPED_NAME, load_shipped, read_card
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+CMU = "slides/CMU-1-Small-Region.svs"
+CPU = PredictOptions(accelerator="cpu", devices=1, num_workers=0, batch_size=32, progress=False)
+
+
+def test_the_weights_file_has_the_digest_its_card_states():
+    card = read_card()
+    assert card["name"] == SHIPPED_NAME and card["version"]
+    weights = SHIPPED_DIR / card["weights"]
+    assert file_sha256(weights) == card["sha256"]
+    assert weights.stat().st_size < 8e6  # heads only: the backbone comes from its own package
+    loaded = load_shipped()
+    assert loaded.meta.labels == card["labels"] and loaded.meta.thresholds == pytest.approx(card["thresholds"], abs=1e-6)
+    assert loaded.meta.mpp == card["mpp"] and loaded.weights_sha256 == card["sha256"]
+
+
+def test_a_changed_weights_file_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "shipped"
+    shutil.copytree(SHIPPED_DIR, folder)
+    weights = folder / read_card()["weights"]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{weights.name}: SHA-256 .* differs from its card"):
+        load_shipped(folder)
+
+
+def test_the_shipped_model_reproduces_the_cards_test_metrics(shared_data, tmp_path):
+    sys.path.insert(0, str(TOOLS))
+    try:
+        import build_shipped_model as build
+    finally:
+        sys.path.remove(str(TOOLS))
+    card = read_card()
+    manifest = build.build_data(build.parse_args(["--shared", str(shared_data), "--work", str(tmp_path)]))
+    report = evaluate(load_shipped(), manifest, tmp_path / "eval", split="test", options=CPU).report.to_dict()
+    expected, tolerance = card["test"], card["test"]["tolerance"]
+    assert report["summary"]["images"] == expected["images"] == expected["summary"]["images"]
+    for name in ("mAP", "macro_auroc", "mean_accuracy", "micro_f1"):
+        assert report["summary"][name] == pytest.approx(expected["summary"][name], abs=tolerance), name
+    for label, row in expected["per_label"].items():
+        for name in ("accuracy", "auroc"):
+            if row[name] is not None and not math.isnan(row[name]):
+                assert report["per_label"][label][name] == pytest.approx(row[name], abs=tolerance), (label, name)
+
+
+def test_slide_without_a_checkpoint_uses_the_shipped_model(shared_data, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["slide", str(shared_data / CMU), "--out", str(out), "--accelerator", "cpu", "--num-workers", "0"]) == 0
+    card = read_card()
+    assert f"using the shipped model {card['name']} {card['version']}" in capsys.readouterr().err
+    slide = out / "CMU-1-Small-Region"
+    assert (slide / "report.html").stat().st_size > 10_000
+    tsr = json.loads((slide / "tsr.json").read_text())
+    assert tsr["tsr"]["n_tiles"] > 10 and 0.0 <= tsr["tsr"]["stroma_fraction"] <= 1.0
+    assert tsr["settings"]["checkpoint"].endswith(card["weights"])
+    assert json.loads((slide / "inputs.json").read_text())["checkpoint"]["weights_sha256"] == card["sha256"]
+
+
+def test_models_lists_the_shipped_model_with_name_and_version(capsys):
+    assert main(["models"]) == 0
+    card = read_card()
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith(card["name"]))
+    assert card["version"] in line.split()
+
+
+def test_exported_runtimes_of_the_shipped_model_go_to_a_user_cache(tmp_path, monkeypatch):
+    from ldcsf.inference.runtimes import onnx_path_for
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    loaded = load_shipped()
+    path = onnx_path_for(loaded.path, loaded.export_dir)
+    assert path == tmp_path / "ldcsf" / "shipped" / f"{SHIPPED_NAME}.onnx" and path.parent.is_dir()
+    assert not any(SHIPPED_DIR.glob("*.onnx"))

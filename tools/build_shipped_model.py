@@ -1,0 +1,137 @@
+"""Rebuild the model that ships inside ldcsf (src/ldcsf/models/shipped/) from the shared data.
+
+    python tools/build_shipped_model.py --shared ../shared/data --work runs/shipped-build   # `make model`
+
+1. the pan-cancer set (`ldcsf data pancancer --cap oral=300`) without the sources whose licence
+   does not allow shipping weights derived from them (`shipped_sources`);
+2. the README's recommended recipe (benchmarks/_recipe.py, RECOMMENDED) trained on it;
+3. the heads (everything after the frozen, pip-installed backbone) written as float16
+   safetensors, and the card (labels, thresholds, µm/px, digest, test-split metrics of the
+   shipped file itself, measured after the float16 conversion).
+Steps already done in --work are reused, so an interrupted build continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the recipes live with the benchmarks that compare them
+
+from _recipe import ORAL_CAP, RECIPES, RECOMMENDED  # noqa: E402
+
+#: Sources left out of the shipped model, and why (the shared data's README gives each licence).
+EXCLUDED_SOURCES = {
+    "wsss4luad_masks": "WSSS4LUAD is licensed for research use only and grants no right to redistribute "
+                       "works derived from it",
+    "wsss4luad_names": "WSSS4LUAD is licensed for research use only and grants no right to redistribute "
+                       "works derived from it",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "shipped-build", help="scratch folder (reused)")
+    p.add_argument("--out", type=Path, default=None, help="default: the package's models/shipped/ folder")
+    p.add_argument("--version", default=None,
+                   help="the model's version (default: the card's, its minor bumped when the weights changed)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def shipped_sources():
+    from ldcsf.data.sources import SHARED_SOURCES
+
+    return tuple(s for s in SHARED_SOURCES if s.name not in EXCLUDED_SOURCES)
+
+
+def build_data(args) -> Path:
+    from ldcsf.data.pancancer import build_pancancer
+
+    manifest = args.work / "data" / "manifest.csv"
+    if not manifest.is_file():
+        build_pancancer(args.shared, manifest.parent, seed=args.seed, caps={"oral": ORAL_CAP},
+                        sources=shipped_sources(), progress=False)
+    return manifest
+
+
+def train_model(manifest: Path, args) -> Path:
+    from ldcsf.training.train import TrainConfig, train
+
+    run = args.work / "run"
+    if (run / "model.pt").is_file():
+        return run / "model.pt"
+    last = run / "checkpoints" / "last.ckpt"
+    config = TrainConfig(data=str(manifest), out=str(run), seed=args.seed, num_workers=0, accelerator="cpu",
+                         devices=1, resume=last.is_file(), patience=0, **RECIPES[RECOMMENDED])
+    started = time.monotonic()
+    model_file = train(config).model_file
+    (run / "training_seconds.txt").write_text(f"{time.monotonic() - started:.0f}\n")
+    return model_file
+
+
+def results_by_source(manifest: Path, args, folder: Path) -> dict:
+    """Test-split metrics per source, and on WSSS4LUAD's mask tiles, which the model never saw.
+
+    Scoring on WSSS4LUAD is the research use its licence allows; no weights derived from it ship.
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from ldcsf.data.pancancer import build_pancancer
+    from ldcsf.data.sources import SHARED_SOURCES
+    from ldcsf.evaluation.evaluate import evaluate
+    from ldcsf.options import PredictOptions
+    from ldcsf.shipped import load_shipped
+
+    options = PredictOptions(accelerator="cpu", devices=1, num_workers=0, progress=False)
+    shipped, frame, parts = load_shipped(folder), pd.read_csv(manifest), {}
+    for source, rows in frame[frame["split"].eq("test")].groupby("dataset"):
+        part = manifest.parent / f"test_{source}.csv"  # beside the manifest: its relative paths still hold
+        rows.to_csv(part, index=False)
+        parts[f"{source} (test split)"] = part
+    excluded = [s for s in SHARED_SOURCES if s.name in EXCLUDED_SOURCES]
+    held_out = args.work / "held_out" / "manifest.csv"
+    if not held_out.is_file():
+        build_pancancer(args.shared, held_out.parent, seed=args.seed, sources=excluded, progress=False)
+    parts["wsss4luad (never trained on; all tiles)"] = held_out
+    results = {}
+    for name, part in parts.items():
+        with tempfile.TemporaryDirectory() as scratch:
+            report = evaluate(shipped, part, scratch, split="all", options=options).report.to_dict()
+        results[name] = {"images": report["summary"]["images"], "mAP": report["summary"]["mAP"],
+                         "per_label": {label: {k: row[k] for k in ("accuracy", "auroc", "annotated")}
+                                       for label, row in report["per_label"].items()}}
+    return results
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from ldcsf.shipped import SHIPPED_DIR, card_path, export_shipped
+    from ldcsf.utils.atomic import write_json_atomic
+
+    manifest = build_data(args)
+    model_file = train_model(manifest, args)
+    out = args.out or SHIPPED_DIR
+    card = export_shipped(model_file, manifest, out, recipe=RECOMMENDED, version=args.version,
+                          excluded=EXCLUDED_SOURCES, command=" ".join(["python", *sys.argv]))
+    card["results_by_source"] = results_by_source(manifest, args, out)
+    seconds = args.work / "run" / "training_seconds.txt"  # absent when the run was resumed
+    card["training_seconds"] = float(seconds.read_text()) if seconds.is_file() else None
+    write_json_atomic(card_path(out), card)
+    print(json.dumps({k: card[k] for k in ("name", "version", "sha256")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
