@@ -6,7 +6,7 @@ Reads what `loso.py` left in its work folder (scores.json of every fold; tile_ar
 folds whose source has masks, e.g. GlaS) and trains nothing. Coverage: the share of held-out
 images whose mask's stroma fraction lies inside the interval computed from the model's tile areas.
 
-    .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas --threads 1 --out benchmarks/results/loso_glas
+    .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas wsss4luad_masks --threads 1 --out benchmarks/results/loso_masked
     .venv/bin/python benchmarks/heldout_sources.py --recipe lite0_area
 """
 
@@ -25,7 +25,8 @@ from loso import tsr_scores
 
 LABELS = ("stroma", "necrosis", "non_tumor", "tumor")
 #: GlaS images are 549 x 370 px at 0.875 µm/px: 4 x 3 tiles of 128 px (plus edge tiles), one
-#: 4 x 4 block. The per-image interval therefore resamples single tiles (1 x 1 blocks).
+#: 4 x 4 block; WSSS4LUAD images are 2-7 tiles wide. The per-image interval therefore resamples
+#: single tiles (1 x 1 blocks).
 IMAGE_BLOCK_TILES = 1
 
 
@@ -38,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def image_intervals(tiles: pd.DataFrame, block_tiles: int, tile_px: int = 128) -> pd.DataFrame:
+def image_intervals(tiles: pd.DataFrame, block_tiles: int) -> pd.DataFrame:
     """Per source image: true and predicted stroma fraction and the prediction's 95 % interval."""
     from ldcsf.analysis.uncertainty import stroma_fraction_interval
 
@@ -47,7 +48,7 @@ def image_intervals(tiles: pd.DataFrame, block_tiles: int, tile_px: int = 128) -
         true_s, true_t = part["frac_stroma"].sum(), part["frac_tumor"].sum()
         if true_t <= 0:
             continue  # a TSR is scored in tumours (benign GlaS images have none)
-        table = pd.DataFrame({"row": part["y"] // tile_px, "col": part["x"] // tile_px,
+        table = pd.DataFrame({"row": part["row"], "col": part["col"],
                               "area_stroma": part["area_stroma"], "area_tumor": part["area_tumor"],
                               "tissue_area_mm2": 1.0, "tissue_fraction": 1.0})
         interval = stroma_fraction_interval(table, weighting="estimated_area", block_tiles=block_tiles)

@@ -16,6 +16,8 @@ are kept under --work; a rerun skips finished folds.
     .venv/bin/python benchmarks/loso.py --threads 2
     .venv/bin/python benchmarks/loso.py --recipes swin_mini_random --sources nct_crc wsss4luad_masks
     .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas   # + TSR per GlaS image
+    .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources wsss4luad_masks --train-with glas
+(Sources with pixel masks, GlaS and the WSSS4LUAD mask tiles, are also scored by TSR per image.)
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), choices=list(RECIPES))
     p.add_argument("--sources", nargs="+", default=list(HELD_OUT), choices=[*HELD_OUT, *EXTRA_HELD_OUT],
                    help="sources held out (glas: colon images with gland masks, scored also by TSR per image)")
+    p.add_argument("--train-with", nargs="+", default=[], choices=list(EXTRA_HELD_OUT),
+                   help="add these sources to every fold's training (folds go to <--work>_with_<names>)")
     p.add_argument("--epochs", type=int, help="override every recipe's epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -50,7 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=RESULTS / "loso_work")
     p.add_argument("--out", type=Path, default=RESULTS / "loso", help="results stem (.md, .json)")
     p.add_argument("--quick", action="store_true", help="a few images per source and 2 steps: a smoke run for tests")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.extra_work = args.work  # extra sources' tiles: one place, so their cached maps are shared
+    if args.train_with:  # other training data, other fold models: never mixed with the default folds
+        args.work = args.work.with_name(f"{args.work.name}_with_{'_'.join(args.train_with)}")
+    return args
 
 
 def pancancer(args) -> Path:
@@ -76,6 +84,26 @@ def pancancer(args) -> Path:
     return out
 
 
+def with_extra_sources(full: Path, args) -> Path:
+    """`full` plus the --train-with sources, each split by its own groups (seed 0), beside it."""
+    import pandas as pd
+
+    from ldcsf.data.manifest import write_manifest
+    from ldcsf.data.splits import assign_splits
+
+    if not args.train_with:
+        return full
+    out = full.with_name(f"{full.stem}_with_{'_'.join(args.train_with)}.csv")
+    if out.is_file():
+        return out
+    parts = [pd.read_csv(full)]
+    for source in args.train_with:
+        rows = extra_rows(source, args)
+        parts.append(assign_splits(rows.drop(columns=["split"], errors="ignore"), group_col="group", seed=0))
+    write_manifest(pd.concat(parts, ignore_index=True), out)
+    return out
+
+
 def extra_rows(source: str, args):
     """The rows of a source outside the default set (tiles written once under --work), absolute paths."""
     import pandas as pd
@@ -84,10 +112,10 @@ def extra_rows(source: str, args):
     from ldcsf.data.pancancer import load_source
     from ldcsf.data.sources import shared_source
 
-    cached = args.work / "extra" / source / f"rows{'_quick' if args.quick else ''}.csv"
+    cached = args.extra_work / "extra" / source / f"rows{'_quick' if args.quick else ''}.csv"
     if cached.is_file():
         return pd.read_csv(cached)
-    frame = load_source(shared_source(source), args.data, args.work / "extra", list(default_labels()),
+    frame = load_source(shared_source(source), args.data, args.extra_work / "extra", list(default_labels()),
                         progress=not args.quick)
     if args.quick:  # two images of each grade
         keep = frame.groupby("glas_grade")["source_image"].unique().map(lambda s: list(s[:2])).sum()
@@ -130,6 +158,12 @@ def image_tsr(frame, areas: np.ndarray, labels: list[str]):
     per = per[per["frac_tumor"] > 0]
     return pd.DataFrame({"true": per["frac_stroma"] / (per["frac_stroma"] + per["frac_tumor"]),
                          "pred": per["pred_stroma"] / (per["pred_stroma"] + per["pred_tumor"])})
+
+
+def has_masks(frame) -> bool:
+    """Whether a source's rows are mask tiles (a true stroma and tumour area per tile, and their image)."""
+    return {"frac_stroma", "frac_tumor", "source_image", "x", "y"} <= set(frame.columns) and \
+        frame[["frac_stroma", "frac_tumor"]].notna().all().all()
 
 
 def tsr_scores(per_image) -> dict:
@@ -207,6 +241,7 @@ def predict(model_file: Path, frame, frozen: bool, args) -> np.ndarray:
 
 def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     import pandas as pd
+    from PIL import Image
 
     from ldcsf.checkpoint import read_checkpoint_payload
     from ldcsf.evaluation.metrics import compute_metrics
@@ -225,9 +260,12 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     probs = predict(model_file, held, bool(RECIPES[recipe].get("freeze_backbone")), args)
     targets = held[meta.labels].to_numpy(dtype=np.float32)
     tsr = None
-    if source in EXTRA_HELD_OUT:  # per tile areas kept beside the scores (the interval coverage reads them)
+    if has_masks(held):  # per tile areas kept beside the scores (the interval coverage reads them)
         areas = tile_areas(model_file, held)
+        with Image.open(held["path"].iloc[0]) as first:
+            tile_px = first.width  # mask tiles are square: 128 px for GlaS, 112 px for WSSS4LUAD
         tiles_out = held[["path", "source_image", "x", "y", "frac_stroma", "frac_tumor"]].assign(
+            row=held["y"] // tile_px, col=held["x"] // tile_px,
             **{f"area_{name}": areas[:, i] for i, name in enumerate(meta.labels)})
         tiles_out.to_csv(done.parent / "tile_areas.csv", index=False)
         tsr = tsr_scores(image_tsr(held, areas, list(meta.labels)))
@@ -268,7 +306,7 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    full = pancancer(args)
+    full = with_extra_sources(pancancer(args), args)
     results = []
     for source in args.sources:
         for recipe in args.recipes:

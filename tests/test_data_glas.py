@@ -106,3 +106,10 @@ def test_bad_mask_names_the_file(small_glas, tmp_path):
     pd.DataFrame({"image": ["a.jpg"]}).to_csv(tmp_path / "in" / "manifest.csv", index=False)
     with pytest.raises(ValueError, match="manifest.csv: missing column"):
         prepare_glas(tmp_path / "in", tmp_path / "out")
+
+
+def test_cli_names_an_unknown_added_source(shared_data, tmp_path, capsys):
+    from ldcsf.cli.main import main
+
+    code = main(["data", "pancancer", "--shared", str(shared_data), "--out", str(tmp_path), "--add-source", "glass"])
+    assert code != 0 and "unknown shared source 'glass'" in capsys.readouterr().err

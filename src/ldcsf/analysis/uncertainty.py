@@ -32,6 +32,7 @@ RESAMPLES = 2000
 SEED = 0
 LEVEL = 0.95
 Z_95 = 1.959964  # normal quantile of the ensemble widening
+RESAMPLE_CHUNK_DRAWS = 1_000_000  # block draws held in memory at once
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,14 @@ def bootstrap_fractions(stroma: np.ndarray, tumor: np.ndarray, blocks: np.ndarra
     stroma_sums = np.bincount(blocks, weights=stroma)
     tumor_sums = np.bincount(blocks, weights=tumor)
     n = len(stroma_sums)
-    # How often each block is drawn in each resample: the same as drawing n blocks with replacement.
-    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)
-    s, t = counts @ stroma_sums, counts @ tumor_sums
+    rng = np.random.default_rng(seed)
+    s, t = np.empty(resamples), np.empty(resamples)
+    # Resamples in chunks, so a slide of 100,000 tiles (6,000 blocks) needs ~10 MB, not ~100 MB.
+    chunk = max(1, RESAMPLE_CHUNK_DRAWS // n)
+    for start in range(0, resamples, chunk):
+        drawn = rng.integers(0, n, size=(min(chunk, resamples - start), n))  # n blocks with replacement
+        s[start:start + len(drawn)] = stroma_sums[drawn].sum(axis=1)
+        t[start:start + len(drawn)] = tumor_sums[drawn].sum(axis=1)
     return np.divide(s, s + t, out=np.full(resamples, np.nan), where=(s + t) > 0)
 
 
