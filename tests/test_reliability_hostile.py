@@ -5,7 +5,9 @@ damaged JPEG tiles, many missing slides (docs/reliability.md). Each test failed 
 
 from __future__ import annotations
 
+import csv
 import http.client
+import io
 import json
 import os
 import signal
@@ -292,22 +294,25 @@ def test_a_damaged_jpeg_tile_fails_its_slide_naming_the_tile(board_rgb, checkpoi
 
 # -- unclear: many missing slides, and n_tiles with failures ---------------------------------------
 def test_bookkeeping_grows_linearly_and_tile_counts_stay_whole(board_rgb, checkpoint, tmp_path):
-    def missing(count: int) -> float:
+    def missing(count: int, attempt: int) -> float:
         listing = tmp_path / f"missing-{count}.txt"
         listing.write_text("".join(f"gone-{i}.svs\n" for i in range(count)), encoding="utf-8")
         started = time.perf_counter()
-        table = run_cohort([listing], checkpoint, tmp_path / f"out-{count}", SETTINGS)
+        table = run_cohort([listing], checkpoint, tmp_path / f"out-{count}-{attempt}", SETTINGS)
         assert (table["status"] == "failed").all() and len(table) == count
         return time.perf_counter() - started
 
-    small, large = missing(150), missing(1200)  # 8x the slides
-    assert large < 10 * small, (small, large)  # measured ~4x; it was quadratic (17-24x)
-    assert len(pd.read_csv(tmp_path / "out-1200" / "cohort.csv")) == 1200
+    # 8x the slides: measured about 4x now, 17-24x when the bookkeeping was quadratic. Best of
+    # two runs each, so a busy machine's pauses do not decide the ratio.
+    small = min(missing(150, attempt) for attempt in range(2))
+    large = min(missing(1200, attempt) for attempt in range(2))
+    assert large < 10 * small, (small, large)
+    assert len(pd.read_csv(tmp_path / "out-1200-0" / "cohort.csv")) == 1200
 
     out = tmp_path / "mixed"
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "text.svs").write_text("not a slide", encoding="utf-8")
     run_cohort([board(tmp_path / "in", "case.tif", board_rgb), tmp_path / "in" / "text.svs"], checkpoint, out, SETTINGS)
-    lines = (out / "cohort.csv").read_text(encoding="utf-8").splitlines()
-    assert lines[0].endswith(",n_tiles") and any(line.endswith(",4") for line in lines)
-    assert not any(line.endswith(".0") for line in lines)
+    rows = list(csv.reader(io.StringIO((out / "cohort.csv").read_text(encoding="utf-8"))))
+    n_tiles = [row[rows[0].index("n_tiles")] for row in rows[1:]]
+    assert "4" in n_tiles and not any(value.endswith(".0") for value in n_tiles), n_tiles
