@@ -56,6 +56,7 @@ def test_the_shipped_model_trains_on_wsss4luad_and_keeps_glas_never_seen():
     assert {"wsss4luad_masks", "wsss4luad_names"} <= trained_on and "glas" not in trained_on
     card = read_card()
     assert set(card["excluded_sources"]) == {"glas"}
+    assert card["weights_licence"].startswith("research use only, not for clinical use")
     assert card["stroma_fraction_never_seen"]["glas"]["images"] > 50
 
 

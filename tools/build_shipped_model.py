@@ -34,6 +34,11 @@ EXCLUDED_SOURCES = {
 }
 
 
+#: The weights' terms, carried in the card: they inherit the training data's most restrictive licence.
+WEIGHTS_LICENCE = ("research use only, not for clinical use (inherited from WSSS4LUAD's research-use terms); "
+                   "ldcsf's code is Apache-2.0")
+
+
 #: Scratch folder -> the left-out sources scored there as never-seen sources (results_by_source).
 HELD_OUT = {"held_out_glas": ("glas",)}
 
@@ -154,6 +159,7 @@ def main(argv=None) -> int:
     card = export_shipped(model_file, manifest, out, recipe=RECOMMENDED, recipe_settings=RECIPES[RECOMMENDED],
                           version=args.version,
                           excluded=EXCLUDED_SOURCES, command=" ".join(["python", *sys.argv]))
+    card["weights_licence"] = WEIGHTS_LICENCE
     card["results_by_source"] = results_by_source(manifest, args, out)
     card["stroma_fraction_never_seen"] = stroma_fraction_never_seen(args, out)
     seconds = args.work / "run" / "training_seconds.txt"  # absent when the run was resumed
