@@ -127,13 +127,18 @@ def extra_rows(source: str, args):
 
 def tile_areas(model_file: Path, frame) -> np.ndarray:
     """(N, labels) mean estimated area of each label per tile (area head), else presence probabilities."""
+    from ldcsf.checkpoint import load_checkpoint
+
+    return loaded_tile_areas(load_checkpoint(model_file), frame)
+
+
+def loaded_tile_areas(loaded, frame) -> np.ndarray:
+    """`tile_areas` of an already loaded model (a checkpoint or the shipped model); `frame["path"]` absolute."""
     import torch
 
-    from ldcsf.checkpoint import load_checkpoint
     from ldcsf.data.dataset import load_rgb
     from ldcsf.data.transforms import build_transforms
 
-    loaded = load_checkpoint(model_file)
     model, meta = loaded.model, loaded.meta
     transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
     out = []

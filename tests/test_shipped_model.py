@@ -45,6 +45,21 @@ def test_the_shipped_model_is_the_current_recommended_recipe():
     assert card["recipe_settings"] == json.loads(json.dumps(RECIPES[RECOMMENDED])), "run `make model`"
 
 
+def test_the_shipped_model_trains_on_wsss4luad_and_keeps_glas_never_seen():
+    """WSSS4LUAD's masks are where stroma is learnt; GlaS, the other masked source, scores it unseen."""
+    sys.path.insert(0, str(TOOLS))
+    try:
+        import build_shipped_model as build
+    finally:
+        sys.path.remove(str(TOOLS))
+    trained_on = {s.name for s in build.shipped_sources()}
+    assert {"wsss4luad_masks", "wsss4luad_names"} <= trained_on and "glas" not in trained_on
+    card = read_card()
+    assert set(card["excluded_sources"]) == {"glas"}
+    assert card["weights_licence"].startswith("research use only, not for clinical use")
+    assert card["stroma_fraction_never_seen"]["glas"]["images"] > 50
+
+
 def test_a_changed_weights_file_is_refused_naming_it(tmp_path):
     folder = tmp_path / "shipped"
     shutil.copytree(SHIPPED_DIR, folder)
@@ -84,6 +99,8 @@ def test_slide_without_a_checkpoint_uses_the_shipped_model(shared_data, tmp_path
     assert (slide / "report.html").stat().st_size > 10_000
     tsr = json.loads((slide / "tsr.json").read_text())
     assert tsr["tsr"]["n_tiles"] > 10 and 0.0 <= tsr["tsr"]["stroma_fraction"] <= 1.0
+    # CMU-1's dermis is mostly collagen: a model trained without stroma masks saw 3 % stroma here
+    assert tsr["tsr"]["stroma_fraction"] > 0.5
     assert tsr["settings"]["checkpoint"].endswith(card["weights"])
     assert json.loads((slide / "inputs.json").read_text())["checkpoint"]["weights_sha256"] == card["sha256"]
 

@@ -2,8 +2,8 @@
 
     python tools/build_shipped_model.py --shared ../shared/data --work runs/shipped-build   # `make model`
 
-1. the pan-cancer set (`ldcsf data pancancer --cap oral=300`) without the sources whose licence
-   does not allow shipping weights derived from them (`shipped_sources`);
+1. the pan-cancer set (`ldcsf data pancancer --cap oral=300`) without the source kept out as a
+   never-seen one, GlaS (`shipped_sources`); the weights inherit WSSS4LUAD's terms: research use only;
 2. the README's recommended recipe (benchmarks/_recipe.py, RECOMMENDED) trained on it;
 3. the heads (everything after the frozen, pip-installed backbone) written as float16
    safetensors, and the card (labels, thresholds, µm/px, digest, test-split metrics of the
@@ -25,17 +25,22 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the recipes live with the benchm
 from _recipe import ORAL_CAP, RECIPES, RECOMMENDED  # noqa: E402
 
 #: Sources left out of the shipped model, and why (the shared data's README gives each licence).
+#: WSSS4LUAD ("research use") is in: its terms allow weights derived from it to be shared for research
+#: use, so the shipped weights are research use only, not for clinical use (docs/model_card.md).
 EXCLUDED_SOURCES = {
-    "wsss4luad_masks": "WSSS4LUAD is licensed for research use only and grants no right to redistribute "
-                       "works derived from it",
-    "wsss4luad_names": "WSSS4LUAD is licensed for research use only and grants no right to redistribute "
-                       "works derived from it",
-    "glas": "GlaS is provided for research purposes only and commercial uses are not allowed",
+    "glas": "kept out as a never-seen source so the card's held-out numbers stay honest: GlaS is the second "
+            "source with tissue masks, from another lab than WSSS4LUAD (its own terms: research purposes "
+            "only, no commercial use)",
 }
 
 
+#: The weights' terms, carried in the card: they inherit the training data's most restrictive licence.
+WEIGHTS_LICENCE = ("research use only, not for clinical use (inherited from WSSS4LUAD's research-use terms); "
+                   "ldcsf's code is Apache-2.0")
+
+
 #: Scratch folder -> the left-out sources scored there as never-seen sources (results_by_source).
-HELD_OUT = {"held_out": ("wsss4luad_masks", "wsss4luad_names"), "held_out_glas": ("glas",)}
+HELD_OUT = {"held_out_glas": ("glas",)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def shipped_sources():
-    """The sources `ldcsf data pancancer` builds by default, less those whose terms forbid shipping."""
+    """The sources `ldcsf data pancancer` builds by default, less those kept out (EXCLUDED_SOURCES)."""
     from ldcsf.data.sources import DEFAULT_SOURCES
 
     return tuple(s for s in DEFAULT_SOURCES if s.name not in EXCLUDED_SOURCES)
@@ -85,7 +90,7 @@ def train_model(manifest: Path, args) -> Path:
 def results_by_source(manifest: Path, args, folder: Path) -> dict:
     """Test-split metrics per source, and on the left-out sources' mask tiles, which the model never saw.
 
-    Scoring on WSSS4LUAD and GlaS is the research use their terms allow; no weights derived from them ship.
+    Scoring on GlaS is the research use its terms allow; no weights derived from it ship.
     """
     import tempfile
 
@@ -119,6 +124,27 @@ def results_by_source(manifest: Path, args, folder: Path) -> dict:
     return results
 
 
+def stroma_fraction_never_seen(args, folder: Path) -> dict:
+    """Per held-out source with masks: the shipped model's stroma fraction per image against the mask's.
+
+    Scored as `benchmarks/loso.py` scores a held-out GlaS fold (tiles' mean estimated areas summed
+    per image, tumour-bearing images only), so the card's figures compare with its results.
+    """
+    from loso import image_tsr, loaded_tile_areas, tsr_scores
+
+    from ldcsf.data.manifest import read_manifest
+    from ldcsf.shipped import load_shipped
+
+    shipped, results = load_shipped(folder), {}
+    for scratch_name, names in HELD_OUT.items():
+        manifest = read_manifest(args.work / scratch_name / "manifest.csv")
+        frame = manifest.frame.assign(path=[str(p) for p in manifest.image_paths()])
+        if {"frac_stroma", "frac_tumor", "source_image"} <= set(frame.columns):
+            areas = loaded_tile_areas(shipped, frame)
+            results[names[0]] = tsr_scores(image_tsr(frame, areas, list(shipped.meta.labels)))
+    return results
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -133,7 +159,9 @@ def main(argv=None) -> int:
     card = export_shipped(model_file, manifest, out, recipe=RECOMMENDED, recipe_settings=RECIPES[RECOMMENDED],
                           version=args.version,
                           excluded=EXCLUDED_SOURCES, command=" ".join(["python", *sys.argv]))
+    card["weights_licence"] = WEIGHTS_LICENCE
     card["results_by_source"] = results_by_source(manifest, args, out)
+    card["stroma_fraction_never_seen"] = stroma_fraction_never_seen(args, out)
     seconds = args.work / "run" / "training_seconds.txt"  # absent when the run was resumed
     card["training_seconds"] = float(seconds.read_text()) if seconds.is_file() else None
     write_json_atomic(card_path(out), card)

@@ -77,6 +77,6 @@ def checkpoint_or_shipped(checkpoint: str | None):
 
     from ..shipped import load_shipped, read_card, shipped_label
 
-    print(f"no --checkpoint: using the shipped model {shipped_label(read_card())} (research use only, "
-          "see docs/model_card.md)", file=sys.stderr)
+    print(f"no --checkpoint: using the shipped model {shipped_label(read_card())} (weights for research use "
+          "only, not for clinical use; see docs/model_card.md)", file=sys.stderr)
     return load_shipped()
