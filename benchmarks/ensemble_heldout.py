@@ -74,7 +74,9 @@ def widened_intervals(tiles: pd.DataFrame, areas: np.ndarray, labels: list[str],
             continue  # as image_intervals: a TSR is scored in tumours
         idx = part.index.to_numpy()
         members = [a[idx, stroma].sum() / (a[idx, stroma].sum() + a[idx, tumor].sum()) for a in areas]
-        table = pd.DataFrame({"row": part["y"] // tile_px, "col": part["x"] // tile_px,
+        # The tile grid as image_intervals reads it (row/col columns where the fold wrote them).
+        rows_, cols_ = (part["row"], part["col"]) if "row" in part else (part["y"] // tile_px, part["x"] // tile_px)
+        table = pd.DataFrame({"row": rows_, "col": cols_,
                               "area_stroma": part["area_stroma"], "area_tumor": part["area_tumor"],
                               "tissue_area_mm2": 1.0, "tissue_fraction": 1.0})
         interval = stroma_fraction_interval(table, weighting="estimated_area", block_tiles=IMAGE_BLOCK_TILES,
