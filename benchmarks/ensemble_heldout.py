@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 import loso
-from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
+from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, write_results
 from _recipe import RECIPES, RECOMMENDED, feature_cache_dir
 from heldout_sources import IMAGE_BLOCK_TILES, image_intervals
 
@@ -38,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", type=int, default=ENSEMBLE, help="heads in the ensemble")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared real H&E images")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder of the intermediates (manifest, map cache)")
     p.add_argument("--work", type=Path, default=None, help="fold folder (default: RESULTS/loso_work_ensemble)")
     p.add_argument("--out", type=Path, default=RESULTS / "ensemble_glas", help="results stem (.md, .json)")
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
     ensemble = f"{RECOMMENDED}_k{args.members}"
     RECIPES[ensemble] = {**RECIPES[RECOMMENDED], "ensemble": args.members}
     work = args.work or args.results / "loso_work_ensemble"
-    fold_args = loso.parse_args(["--recipes", RECOMMENDED, "--sources", SOURCE, "--work", str(work),
+    fold_args = loso.parse_args(["--recipes", RECOMMENDED, "--sources", SOURCE, "--work", str(work), "--data", str(args.data),
                                  *(["--quick"] if args.quick else [])])
     full = loso.pancancer(fold_args)
     results = [score(recipe, full, args, fold_args) for recipe in (RECOMMENDED, ensemble)]

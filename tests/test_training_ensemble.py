@@ -8,6 +8,9 @@ seed, the micro model at 64 px; then both on the CMU slide.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +137,21 @@ def test_the_cmu_slide_interval_carries_three_members(runs, shared_data, tmp_pat
     assert list(tiles.columns) == list(pd.read_parquet(tmp_path / "k1" / "tiles.parquet").columns)
     if k3["hotspot"] is not None:
         assert "3 ensemble members" in k3["hotspot"]["interval_method"]
+
+
+def test_the_ensemble_benchmark_scores_both_on_glas_quick(shared_data, tmp_path):
+    """benchmarks/ensemble_heldout.py --quick: both recipes trained without GlaS, the ensemble's interval widened."""
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ensemble_glas"
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "ensemble_heldout.py"), "--quick", "--threads", "1",
+                           "--data", str(shared_data), "--results", str(tmp_path), "--out", str(out)],
+                          capture_output=True, text=True, cwd=repo, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, three = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert (one["recipe"], three["recipe"]) == ("lite0_area", "lite0_area_k3")
+    assert one["mean_member_sd"] is None and three["mean_member_sd"] > 0
+    assert all(0 <= r["coverage"] <= 1 and r["images"] > 0 for r in (one, three))
+    model = load_checkpoint(tmp_path / "loso_work_ensemble" / "lite0_area_k3" / "glas" / "run" / "model.pt").model
+    assert ensemble_size(model) == 3
+    assert "| lite0_area_k3 |" in out.with_suffix(".md").read_text()
