@@ -119,6 +119,9 @@ class TrainConfig(DeviceOptions):
     feature_views: int = 4
     #: Frozen backbone: where the maps are kept (default: RUN_DIR/feature_cache); runs may share one.
     feature_cache: str | None = None
+    #: Frozen backbone: train this many heads (seeds seed, seed+1, ...) on the same cached maps and
+    #: keep them in one checkpoint whose outputs are their mean (ldcsf.models.ensemble).
+    ensemble: int = 1
     #: Fine-tune from this trained checkpoint: its labels, input settings (µm/px, size, normalisation)
     #: and frozen backbone are kept, the heads are fitted on `data` (ldcsf.training.adapt).
     init_from: str | None = None

@@ -39,6 +39,8 @@ class SlideAnalysis:
     area_maps: np.ndarray | None = None  # (tiles, labels, h, w) sub-tile area fractions of the own cells
     stroma_interval: FractionInterval | None = None  # None: no stroma and no tumour
     hotspot_interval: FractionInterval | None = None  # None: no hotspot
+    member_fractions: list[float] | None = None  # an ensemble's members' slide stroma fractions
+    hotspot_member_fractions: list[float] | None = None  # ... and their hotspot fractions
 
     @property
     def hotspot(self) -> Hotspot | None:
@@ -59,6 +61,7 @@ def analyse_slide(
     area_maps: np.ndarray | None = None,
     slide_id: str | None = None,
     member_fractions: Sequence[float] | None = None,
+    member_tiles: Sequence[pd.DataFrame] | None = None,
 ) -> SlideAnalysis:
     """The slide's TSR, hotspot and per-label summary.
 
@@ -72,6 +75,8 @@ def analyse_slide(
         slide_id: named at the start of a ValueError for a bad table.
         member_fractions: the slide's stroma fraction per ensemble member, when the model has
             several: they widen the slide's interval by their spread.
+        member_tiles: instead of `member_fractions`, each member's tile table (the same tiles): the
+            slide's and the hotspot's fractions are read from them as from `tiles`.
     """
     labels = list(labels)
     thresholds = [float(t) for t in thresholds]
@@ -88,16 +93,31 @@ def analyse_slide(
     except ValueError as err:
         raise ValueError(f"{slide_id}: {err}" if slide_id is not None else str(err)) from err
     interval_args = dict(stroma_label=stroma_label, tumor_label=tumor_label, weighting=weighting)
+    if member_fractions is None and member_tiles:
+        member_fractions = [stroma_fraction(member, **interval_args) for member in member_tiles]
     stroma_interval = stroma_fraction_interval(tiles, member_fractions=member_fractions, **interval_args)
     hotspot = search.hotspot
+    hotspot_members = None
+    if hotspot is not None and member_tiles:
+        hotspot_members = [stroma_fraction(member[member["tile_id"].isin(hotspot.tile_ids)], **interval_args)
+                           for member in member_tiles]
     hotspot_interval = None if hotspot is None else stroma_fraction_interval(
-        tiles[tiles["tile_id"].isin(hotspot.tile_ids)], **interval_args)
+        tiles[tiles["tile_id"].isin(hotspot.tile_ids)], member_fractions=hotspot_members, **interval_args)
     return SlideAnalysis(
         tiles=tiles, labels=labels, thresholds=thresholds, mpp=float(mpp), dimensions=tuple(dimensions), tsr=tsr,
         hotspot_search=search, field_diameter_um=float(field_diameter_um),
         min_tissue_coverage=DEFAULT_MIN_TISSUE_COVERAGE, label_summary=label_summary(tiles, labels, thresholds),
         area_maps=area_maps, stroma_interval=stroma_interval, hotspot_interval=hotspot_interval,
+        member_fractions=None if member_fractions is None else [float(f) for f in member_fractions],
+        hotspot_member_fractions=hotspot_members,
     )
+
+
+def stroma_fraction(tiles: pd.DataFrame, *, stroma_label: str, tumor_label: str, weighting: str) -> float:
+    """stroma / (stroma + tumour) of the tiles' areas, as the interval's point estimate reads them; NaN without either."""
+    stroma = label_area_mm2(tiles, stroma_label, weighting).sum()
+    tumor = label_area_mm2(tiles, tumor_label, weighting).sum()
+    return float(stroma / (stroma + tumor)) if stroma + tumor > 0 else float("nan")
 
 
 def label_summary(tiles: pd.DataFrame, labels: Sequence[str], thresholds: Sequence[float]) -> list[dict]:

@@ -122,10 +122,12 @@ def tsr_record(analysis: SlideAnalysis, slide_id: str, slide_path: str, settings
         "dimensions": [int(d) for d in analysis.dimensions],
         "labels": labels,
         "thresholds": analysis.thresholds,
-        "tsr": {**analysis.tsr.to_dict(), **interval_fields(analysis.stroma_interval)},
+        "tsr": {**analysis.tsr.to_dict(), **interval_fields(analysis.stroma_interval),
+                **member_fields(analysis.member_fractions)},
         "reliable": analysis.tsr.reliable,
         "reliability_note": analysis.tsr.reliability_note,
-        "hotspot": {**hotspot.to_dict(), **interval_fields(analysis.hotspot_interval)} if hotspot is not None else None,
+        "hotspot": {**hotspot.to_dict(), **interval_fields(analysis.hotspot_interval),
+                    **member_fields(analysis.hotspot_member_fractions)} if hotspot is not None else None,
         "hotspot_search": {
             "field_diameter_um": float(analysis.field_diameter_um),
             "min_tissue_coverage": analysis.min_tissue_coverage,
@@ -189,6 +191,13 @@ def interval_fields(interval) -> dict:
     if interval is None:
         return {"stroma_fraction_interval": None, "interval_method": None, "near_cutoff": None}
     return interval.to_dict()
+
+
+def member_fields(fractions) -> dict:
+    """An ensemble's per-member stroma fractions (tsr.json's "tsr" and "hotspot"); nothing for a single model."""
+    if not fractions:
+        return {}
+    return {"member_stroma_fractions": [None if f != f else float(f) for f in fractions]}  # NaN -> null
 
 
 def cohort_row(slide_id: str, slide_path: str, tsr, hotspot, interval=None, hotspot_interval=None) -> dict:

@@ -59,9 +59,14 @@ class PredictionStore:
     def part_files(self) -> list[Path]:
         return sorted(self.directory.glob("part-*.npz")) if self.matches() else []
 
-    def write_batch(self, index: np.ndarray, probs: np.ndarray, rank: int, areas: np.ndarray | None = None) -> None:
+    def write_batch(self, index: np.ndarray, probs: np.ndarray, rank: int, areas: np.ndarray | None = None,
+                    member_probs: np.ndarray | None = None, member_areas: np.ndarray | None = None) -> None:
         name = f"part-r{rank:03d}-{int(index.min()):08d}-{len(index):05d}.npz"
         extra = {} if areas is None else {"areas": areas.astype(np.float16)}
+        if member_probs is not None:
+            extra["member_probs"] = member_probs.astype(np.float32)
+        if member_areas is not None:
+            extra["member_areas"] = member_areas.astype(np.float16)
         with atomic_path(self.directory / name) as tmp:
             np.savez(tmp, index=index, probs=probs, **extra)
 
@@ -77,16 +82,20 @@ class PredictionStore:
                 probs[part["index"]] = part["probs"]
         return probs
 
-    def collect_areas(self, n_tiles: int) -> np.ndarray | None:
-        """(n_tiles, n_labels, h, w) sub-tile area maps of a model with an area head, else None."""
+    def collect_areas(self, n_tiles: int, key: str = "areas") -> np.ndarray | None:
+        """(n_tiles, n_labels, h, w) sub-tile area maps of a model with an area head, else None.
+
+        `key`: "member_probs" (n_tiles, K, n_labels) or "member_areas" (n_tiles, K, n_labels, h, w) read
+        an ensemble's per-member outputs the same way (None when the parts have none).
+        """
         maps = None
         for path in self.part_files():
             with np.load(path) as part:
-                if "areas" not in part:
+                if key not in part:
                     return None
                 if maps is None:
-                    maps = np.full((n_tiles, *part["areas"].shape[1:]), np.nan, dtype=np.float32)
-                maps[part["index"]] = part["areas"]
+                    maps = np.full((n_tiles, *part[key].shape[1:]), np.nan, dtype=np.float32)
+                maps[part["index"]] = part[key]
         return maps
 
     def clear(self) -> None:
@@ -101,11 +110,10 @@ class PartWriter(BasePredictionWriter):
         self.store = store
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        areas = prediction.get("areas")
-        self.store.write_batch(
-            prediction["index"].cpu().numpy(), prediction["probs"].cpu().numpy(), rank=trainer.global_rank,
-            areas=None if areas is None else areas.cpu().numpy(),
-        )
+        optional = {key: None if prediction.get(key) is None else prediction[key].cpu().numpy()
+                    for key in ("areas", "member_probs", "member_areas")}
+        self.store.write_batch(prediction["index"].cpu().numpy(), prediction["probs"].cpu().numpy(),
+                               rank=trainer.global_rank, **optional)
 
 
 class RemainingTiles(L.LightningDataModule):
@@ -155,16 +163,18 @@ def predict_tiles(
     mean: Sequence[float] = (0.0, 0.0, 0.0),
     std: Sequence[float] = (1.0, 1.0, 1.0),
     tta: bool = False,
+    members: bool = False,
     **trainer_kwargs,
 ) -> L.Trainer:
     """Predict every tile not yet in `store`; return the trainer (its ranks tell who merges).
 
     `make_dataset(done_indices)` builds the TileDataset of the tiles still to predict; `mean` and
-    `std` normalise its [0, 1] RGB for the model (the checkpoint's).
+    `std` normalise its [0, 1] RGB for the model (the checkpoint's); `members`: store an ensemble's
+    per-member outputs too.
     """
     trainer = make_trainer(store, **trainer_kwargs)
     data = RemainingTiles(store, make_dataset, batch_size=batch_size, num_workers=num_workers)
-    trainer.predict(Predictor(model, mean, std, tta=tta), datamodule=data, return_predictions=False)
+    trainer.predict(Predictor(model, mean, std, tta=tta, members=members), datamodule=data, return_predictions=False)
     trainer.strategy.barrier("ldcsf-predicted")
     if data.dataset is not None:
         data.dataset.close()

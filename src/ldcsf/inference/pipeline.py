@@ -151,7 +151,8 @@ def run_slide(
 
     extra = {} if settings.field_diameter_um is None else {"field_diameter_um": settings.field_diameter_um}
     analysis = analyse_slide(predictions.tiles, predictions.labels, predictions.thresholds, plan.mpp,
-                             plan.dimensions, area_maps=predictions.area_maps, slide_id=slide_id, **extra)
+                             plan.dimensions, area_maps=predictions.area_maps, slide_id=slide_id,
+                             member_tiles=predictions.member_tiles, **extra)
     row = write_slide_outputs(
         out_dir, analysis, slide_id=slide_id, slide_path=printable_name(slide_path), thumbnail=plan.thumbnail,
         thumbnail_downsample=plan.thumbnail_downsample,

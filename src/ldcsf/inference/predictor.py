@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 
+from ..models.ensemble import ensemble_size
 from ..options import lightning_precision
 
 
@@ -25,6 +26,10 @@ def model_outputs(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.T
     if getattr(model, "has_area_head", False):
         return model.forward_with_areas(images)
     return model(images), None
+
+
+# Each mirrored map is flipped back before averaging, so cells stay where they are.
+_UNFLIP = [lambda m: m, lambda m: m.flip(-1), lambda m: m.flip(-2)]
 
 
 class Predictor(L.LightningModule):
@@ -47,9 +52,12 @@ class Predictor(L.LightningModule):
         std: Sequence[float] = (1.0, 1.0, 1.0),
         channels_last: bool | None = None,
         tta: bool = False,
+        members: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
+        #: also return each ensemble member's outputs ("member_probs", "member_areas"), for a model that has members
+        self.members = members and ensemble_size(model) > 1
         #: flip test-time augmentation: average the probabilities of the tile and its two mirror images
         self.tta = tta
         # Normalisation of 0-255 values: (x / 255 - mean) / std = (x - 255 mean) / (255 std).
@@ -86,16 +94,30 @@ class Predictor(L.LightningModule):
         return self._as_weights(images)
 
     def predict_images(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"probs"} and, with an area head, {"areas"} of a batch of model input."""
+        """{"probs"} and, with an area head, {"areas"} of a batch of model input.
+
+        With `members`: also {"member_probs"} (N, K, L) and {"member_areas"} (N, K, L, h, w), from
+        the same pass (the model's outputs are the mean of its members' logits).
+        """
         views = [images, images.flip(-1), images.flip(-2)] if self.tta else [images]
+        if self.members:
+            return self._with_members(views)
         outputs = [model_outputs(self.model, view) for view in views]
         probs = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs]).mean(0)
         if outputs[0][1] is None:
             return {"probs": probs}
-        # Each mirrored map is flipped back before averaging, so cells stay where they are.
-        unflip = [lambda m: m, lambda m: m.flip(-1), lambda m: m.flip(-2)]
-        areas = torch.stack([undo(torch.sigmoid(a.float())) for undo, (_, a) in zip(unflip, outputs)]).mean(0)
+        areas = torch.stack([undo(torch.sigmoid(a.float())) for undo, (_, a) in zip(_UNFLIP, outputs)]).mean(0)
         return {"probs": probs, "areas": areas}
+
+    def _with_members(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        outputs = [self.model.forward_members(view) for view in views]  # (K, N, L) logits, (K, N, L, h, w) areas
+        out = {"probs": torch.stack([torch.sigmoid(m.float().mean(0)) for m, _ in outputs]).mean(0),
+               "member_probs": torch.stack([torch.sigmoid(m.float()) for m, _ in outputs]).mean(0).transpose(0, 1)}
+        if outputs[0][1] is not None:
+            out["areas"] = torch.stack([undo(torch.sigmoid(a.float().mean(0))) for undo, (_, a) in zip(_UNFLIP, outputs)]).mean(0)
+            members = torch.stack([undo(torch.sigmoid(a.float())) for undo, (_, a) in zip(_UNFLIP, outputs)]).mean(0)
+            out["member_areas"] = members.transpose(0, 1)
+        return out
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         if isinstance(batch, dict):

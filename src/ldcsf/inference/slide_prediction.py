@@ -3,7 +3,7 @@
 Predictions go to a `PredictionStore` (the slide's `.parts/` folder) batch by batch, so an
 interrupted slide continues from its last complete batch; this step reads them back into the
 tile table (prob_/pred_ columns, and area_ columns with the own-cell sub-tile maps of a model
-with an area head).
+with an area head), and an ensemble's members into one such table each (for the TSR interval).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class SlidePredictions:
     labels: list[str]
     thresholds: list[float]
     area_maps: np.ndarray | None = None  # (tiles, labels, h, w) of each tile's own cell
+    #: an ensemble's members, each as its own tile table (same tiles, its prob_/pred_/area_ columns)
+    member_tiles: list[pd.DataFrame] | None = None
 
 
 def stain_norm_for(meta, override: str | None) -> dict | None:
@@ -65,7 +67,7 @@ def predict_slide(plan: SlidePlan, loaded, settings, store: PredictionStore, sta
             batch_size=settings.batch_size, num_workers=settings.num_workers, mean=meta.mean, std=meta.std,
             tta=settings.tta, accelerator=settings.accelerator, devices=settings.devices,
             strategy=settings.strategy, num_nodes=settings.num_nodes, precision=settings.precision,
-            callbacks=callbacks, progress=settings.progress,
+            callbacks=callbacks, progress=settings.progress, members=True,
         )
         if not trainer.is_global_zero:
             return None
@@ -80,7 +82,24 @@ def predict_slide(plan: SlidePlan, loaded, settings, store: PredictionStore, sta
         area_maps = own_cell_maps(area_maps, plan.spec.tile_size, plan.spec.stride)
         tiles = add_area_columns(tiles, area_maps, meta.labels)
     return SlidePredictions(tiles=tiles, labels=list(meta.labels), thresholds=[float(t) for t in meta.thresholds],
-                            area_maps=area_maps)
+                            area_maps=area_maps, member_tiles=member_tables(plan, store, meta))
+
+
+def member_tables(plan: SlidePlan, store: PredictionStore, meta) -> list[pd.DataFrame] | None:
+    """Each ensemble member's tile table, built as the slide's own; None without members in the parts."""
+    n_tiles = len(plan.tiles)
+    probs = store.collect_areas(n_tiles, key="member_probs")
+    if probs is None:
+        return None
+    areas = store.collect_areas(n_tiles, key="member_areas")
+    tables = []
+    for k in range(probs.shape[1]):
+        table = add_predictions(plan.tiles, probs[:, k], meta.labels, meta.thresholds)
+        if areas is not None:
+            table = add_area_columns(table, own_cell_maps(areas[:, k], plan.spec.tile_size, plan.spec.stride),
+                                     meta.labels)
+        tables.append(table)
+    return tables
 
 
 def _dataset_maker(plan: SlidePlan, meta, settings, stain_norm: dict | None):

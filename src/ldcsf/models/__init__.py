@@ -2,6 +2,7 @@
 
 from .base import DEFAULT_LABELS, MultiLabelClassifier
 from .baselines import TimmClassifier
+from .ensemble import HeadEnsemble
 from .factory import count_parameters, create_model, describe_model, list_models
 from .ldcsf import LDCSF, FeatureReconstruction, LocalDepthConv
 
@@ -9,6 +10,7 @@ __all__ = [
     "DEFAULT_LABELS",
     "LDCSF",
     "FeatureReconstruction",
+    "HeadEnsemble",
     "LocalDepthConv",
     "MultiLabelClassifier",
     "TimmClassifier",

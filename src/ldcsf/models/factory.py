@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import torch
+
 from .baselines import TimmClassifier
 from .base import MultiLabelClassifier, resolve_labels
 from .ldcsf import LDCSF
@@ -126,7 +128,8 @@ def create_model(
         pretrained_file: load the backbone's weights from a local `.safetensors`/`.pth` file.
         **kwargs: the variant's keyword arguments, e.g. `use_ldc=False`, `img_size=256`; and
             `area_head=True` for any variant: a per-position area-fraction head (see
-            `MultiLabelClassifier.enable_area_head`).
+            `MultiLabelClassifier.enable_area_head`); and `ensemble=K` (with `ensemble_seeds`, one
+            per member): K members on one backbone, their outputs averaged (`ensemble.HeadEnsemble`).
     """
     variant = _variant(name)
     if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
@@ -136,8 +139,51 @@ def create_model(
     label_names = resolve_labels(num_labels, labels)
     # Not an argument of any variant: the area head sits on top of whichever map the variant makes.
     area_head = bool(kwargs.pop("area_head", False))
+    members, seeds = _ensemble_args(kwargs.pop("ensemble", 1), kwargs.pop("ensemble_seeds", None))
+    if members > 1:
+        model = _build_ensemble(name, variant, members, seeds, area_head, label_names, pretrained, pretrained_file,
+                                kwargs)
+        model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs),
+                                                    **({"area_head": True} if area_head else {}),
+                                                    "ensemble": members, "ensemble_seeds": seeds}}
+        return model
+    model = _build_variant(name, variant, label_names, pretrained, pretrained_file, kwargs)
+    if area_head:
+        model.enable_area_head()
+        kwargs["area_head"] = True
+    # Everything needed to rebuild the same architecture (weights come from a checkpoint).
+    model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs)}}
+    return model
+
+
+def _ensemble_args(members, seeds) -> tuple[int, list[int]]:
+    """(K, one seed per member) of the `ensemble`/`ensemble_seeds` arguments, with one-line errors."""
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(f"ensemble must be a whole number of members (1 or more), got {members!r}")
+    seeds = list(range(members)) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != members:
+        raise ValueError(f"ensemble={members} needs {members} ensemble_seeds, got {len(seeds)}")
+    return members, seeds
+
+
+def _build_ensemble(name, variant, members, seeds, area_head, labels, pretrained, pretrained_file, kwargs):
+    from .ensemble import HeadEnsemble
+
+    built = []
+    for seed in seeds:
+        # Each member starts from its own seed; the caller's random state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            member = _build_variant(name, variant, labels, pretrained, pretrained_file, kwargs)
+            if area_head:
+                member.enable_area_head()
+        built.append(member)
+    return HeadEnsemble(built, seeds)
+
+
+def _build_variant(name, variant, label_names, pretrained, pretrained_file, kwargs) -> MultiLabelClassifier:
     try:
-        model = variant.build(labels=label_names, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
+        return variant.build(labels=label_names, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
     except TypeError as err:  # a keyword the variant (or timm below it) does not take
         unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
         fixed = re.search(r"multiple values for keyword argument '(\w+)'", str(err))
@@ -147,12 +193,6 @@ def create_model(
         if unexpected is None:
             raise
         raise ValueError(f"model {name} has no argument {unexpected.group(1)!r} (arguments given: {kwargs})") from err
-    if area_head:
-        model.enable_area_head()
-        kwargs["area_head"] = True
-    # Everything needed to rebuild the same architecture (weights come from a checkpoint).
-    model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs)}}
-    return model
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

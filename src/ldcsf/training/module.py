@@ -23,6 +23,7 @@ from ..evaluation.metrics import mean_average_precision
 from ..inference.gather import gather_by_index, per_image
 from ..inference.predictor import model_outputs
 from ..models import MultiLabelClassifier
+from ..models.ensemble import ensemble_size
 from ..options import TrainConfig
 from .losses import build_loss
 from .schedule import warmup_cosine_schedule
@@ -115,7 +116,14 @@ class MultiLabelModule(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch, *self._logits_and_areas(batch), stage="train")
+        if "features" in batch and ensemble_size(self.model) > 1:
+            # Each head is fitted on its own outputs, not through the mean: K independent heads
+            # (they share no weights, so each one's gradient is that of its own loss).
+            logits, areas = self.model.member_outputs(batch["features"])
+            loss = torch.stack([self._loss(batch, logits[k].float(), None if areas is None else areas[k], "train")
+                                for k in range(len(logits))]).mean()
+        else:
+            loss = self._loss(batch, *self._logits_and_areas(batch), stage="train")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]))
         return loss
 

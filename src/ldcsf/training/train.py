@@ -79,8 +79,27 @@ def build_model(config: TrainConfig, labels: Sequence[str]):
     if reserved:
         raise ValueError(f"model {config.model}: {', '.join(reserved)} cannot be a model argument "
                          "(set by the data and the training options)")
+    for key in ("ensemble", "ensemble_seeds"):
+        if key in kwargs:
+            raise ValueError(f"model {config.model}: {key} is set by --ensemble, not as a model argument")
+    if config.ensemble > 1:
+        # One seed per member; the split keeps using `config.seed`, so every member sees the same data.
+        kwargs |= {"ensemble": config.ensemble, "ensemble_seeds": [config.seed + k for k in range(config.ensemble)]}
     return create_model(config.model, labels=labels, pretrained=config.pretrained,
                         pretrained_file=config.pretrained_file, **kwargs)
+
+
+def check_ensemble(config: TrainConfig, model) -> None:
+    """K heads share one backbone only when it does not train; say so before any work is done."""
+    from ..models.ensemble import ensemble_size
+
+    if isinstance(config.ensemble, bool) or not isinstance(config.ensemble, int) or config.ensemble < 1:
+        raise ValueError(f"--ensemble must be a whole number of heads (1 or more), got {config.ensemble!r}")
+    if config.ensemble > 1 and config.init_from:
+        raise ValueError("--ensemble builds a new model: it cannot be combined with --init-from")
+    if max(config.ensemble, ensemble_size(model)) > 1 and not config.freeze_backbone:
+        raise ValueError(f"--ensemble {max(config.ensemble, ensemble_size(model))} trains heads on one frozen "
+                         "backbone: add --freeze-backbone")
 
 
 def check_same_model(resumed, model, where: str) -> None:
@@ -118,6 +137,8 @@ def train(config: TrainConfig) -> TrainResult:
     from .module import MultiLabelModule
 
     run_dir = Path(config.out)
+    if config.ensemble > 1 and not config.freeze_backbone:  # refused before the run folder is touched
+        check_ensemble(config, None)
     last_path = _check_run_dir(config, run_dir)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -135,6 +156,7 @@ def train(config: TrainConfig) -> TrainResult:
         manifest = mixed_manifest(manifest, config.mix_with, config.mix_ratio, config.seed)
     _warn_without_tsr_labels(manifest.labels, config.data)
     model = start.model.train() if start is not None else build_model(config, manifest.labels)
+    check_ensemble(config, model)
     if config.resume:
         resumed = read_checkpoint_payload(last_path)[0]
         check_labels(resumed.labels, manifest.labels, where=str(last_path), data=config.data)

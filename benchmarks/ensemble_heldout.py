@@ -1,0 +1,143 @@
+"""One head against an ensemble of three, GlaS held out: does the members' spread make the
+per-image stroma interval hold the mask's fraction more often, and what does the mean cost or gain?
+
+Trains the recommended recipe (`lite0_area`) and the same recipe with `ensemble=3` (seeds 0, 1,
+2 on the same cached backbone maps) on every default source, as `loso.py` does for a held-out
+source, and scores each GlaS image with tumour in its mask: stroma fraction MAE, Spearman and
+stroma-high/low agreement of the model's estimated areas (the ensemble's mean) against the mask,
+and coverage, the share of images whose mask fraction lies in the 95 % interval. The interval is
+`heldout_sources.py`'s (tile bootstrap within the image); for the ensemble it is widened by the
+spread of the members' own fractions of that image (`analysis.uncertainty`).
+
+    .venv/bin/python benchmarks/ensemble_heldout.py --threads 2
+
+Finished folds are kept under --work (a rerun only rescores them); --results moves every
+intermediate (pan-cancer manifest, backbone-map cache) away from benchmarks/results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import loso
+from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, write_results
+from _recipe import RECIPES, RECOMMENDED, feature_cache_dir
+from heldout_sources import IMAGE_BLOCK_TILES, image_intervals
+
+ENSEMBLE = 3
+SOURCE = "glas"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--members", type=int, default=ENSEMBLE, help="heads in the ensemble")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared real H&E images")
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder of the intermediates (manifest, map cache)")
+    p.add_argument("--work", type=Path, default=None, help="fold folder (default: RESULTS/loso_work_ensemble)")
+    p.add_argument("--out", type=Path, default=RESULTS / "ensemble_glas", help="results stem (.md, .json)")
+    p.add_argument("--quick", action="store_true", help="loso.py's smoke run: a few images, 2 steps")
+    return p.parse_args(argv)
+
+
+def member_tile_areas(model_file: Path, held: pd.DataFrame, cache_dir: Path) -> tuple[np.ndarray, list[str]]:
+    """(K, tiles, labels) each member's mean estimated area per tile, from the cached view-0 maps."""
+    import torch
+
+    from ldcsf.checkpoint import load_checkpoint
+    from ldcsf.data.manifest import Manifest
+    from ldcsf.training.area_data import FeatureCache
+
+    loaded = load_checkpoint(model_file)
+    model, meta = loaded.model, loaded.meta
+    cache = FeatureCache(cache_dir, model, meta.input_size, meta.mean, meta.std, meta.labels)
+    manifest = Manifest(frame=held.reset_index(drop=True), root=Path("/"), labels=list(meta.labels))
+    features, _ = cache.load(manifest, 1, progress=False)
+    with torch.inference_mode():
+        _, areas = model.member_outputs(features[:, 0].float())
+    return torch.sigmoid(areas).mean((-2, -1)).numpy(), list(meta.labels)
+
+
+def widened_intervals(tiles: pd.DataFrame, areas: np.ndarray, labels: list[str], tile_px: int = 128) -> pd.DataFrame:
+    """Per image: `heldout_sources.image_intervals` widened by the members' fractions of the image."""
+    from ldcsf.analysis.uncertainty import stroma_fraction_interval
+
+    stroma, tumor = labels.index("stroma"), labels.index("tumor")
+    rows = []
+    for image, part in tiles.groupby("source_image"):
+        if part["frac_tumor"].sum() <= 0:
+            continue  # as image_intervals: a TSR is scored in tumours
+        idx = part.index.to_numpy()
+        members = [a[idx, stroma].sum() / (a[idx, stroma].sum() + a[idx, tumor].sum()) for a in areas]
+        # The tile grid as image_intervals reads it (row/col columns where the fold wrote them).
+        rows_, cols_ = (part["row"], part["col"]) if "row" in part else (part["y"] // tile_px, part["x"] // tile_px)
+        table = pd.DataFrame({"row": rows_, "col": cols_,
+                              "area_stroma": part["area_stroma"], "area_tumor": part["area_tumor"],
+                              "tissue_area_mm2": 1.0, "tissue_fraction": 1.0})
+        interval = stroma_fraction_interval(table, weighting="estimated_area", block_tiles=IMAGE_BLOCK_TILES,
+                                            member_fractions=members)
+        rows.append({"image": Path(image).stem, "low": interval.low, "high": interval.high,
+                     "member_sd": float(np.std(members, ddof=1))})
+    return pd.DataFrame(rows)
+
+
+def score(recipe: str, full: Path, args, fold_args) -> dict:
+    start = time.time()
+    result = loso.run_fold(recipe, SOURCE, full, fold_args)
+    fold = fold_args.work / recipe / SOURCE
+    tiles = pd.read_csv(fold / "tile_areas.csv")
+    per_image = image_intervals(tiles, IMAGE_BLOCK_TILES)
+    members = None
+    if RECIPES[recipe].get("ensemble", 1) > 1:
+        # The maps loso.py's scoring cached (its --quick keeps them in the work folder).
+        cache_dir = fold_args.work / "cache" if args.quick else feature_cache_dir(args.results)
+        areas, labels = member_tile_areas(fold / "run" / "model.pt", loso.extra_rows(SOURCE, fold_args), cache_dir)
+        widened = widened_intervals(tiles, areas, labels)
+        if list(widened["image"]) != list(per_image["image"]):
+            raise SystemExit(f"{fold}: the member intervals do not line up with the images")
+        per_image = per_image.assign(low=widened["low"].to_numpy(), high=widened["high"].to_numpy())
+        members = float(widened["member_sd"].mean())
+    inside = (per_image["low"] <= per_image["true"]) & (per_image["true"] <= per_image["high"])
+    return {"recipe": recipe, **result["tsr"], "coverage": float(inside.mean()),
+            "mean_interval_width": float((per_image["high"] - per_image["low"]).mean()),
+            "mean_member_sd": members, "training_seconds": result["training_seconds"],
+            "seconds": time.time() - start}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    loso.RESULTS = args.results  # the manifest and the map cache that loso's folds use
+    ensemble = f"{RECOMMENDED}_k{args.members}"
+    RECIPES[ensemble] = {**RECIPES[RECOMMENDED], "ensemble": args.members}
+    work = args.work or args.results / "loso_work_ensemble"
+    fold_args = loso.parse_args(["--recipes", RECOMMENDED, "--sources", SOURCE, "--work", str(work), "--data", str(args.data),
+                                 *(["--quick"] if args.quick else [])])
+    full = loso.pancancer(fold_args)
+    results = [score(recipe, full, args, fold_args) for recipe in (RECOMMENDED, ensemble)]
+    rows = [[r["recipe"], r["images"], fmt(r["mae"], 3), fmt(r["spearman"], 2), f"{100 * r['high_low_agreement']:.0f}%",
+             f"{100 * r['coverage']:.0f}%", fmt(r["mean_interval_width"], 2), fmt(r["mean_member_sd"], 3),
+             fmt(r["training_seconds"], 0)] for r in results]
+    md = [f"# One head against {args.members}, GlaS held out (recipe {RECOMMENDED})\n",
+          f"- command: `{command_line()}`\n- date: {now()}\n",
+          "Per GlaS image with tumour in its mask: stroma fraction of the model's estimated areas (an ensemble's "
+          "mean) against the mask's; coverage: share of images whose mask fraction lies in the 95 % interval "
+          "(tile bootstrap within the image, widened by the members' spread for the ensemble).\n",
+          markdown_table(["recipe", "images", "MAE", "Spearman", "high/low", "coverage", "mean width",
+                          "mean member sd", "training s"], rows)]
+    write_results(args.out, "\n".join(md), {"command": command_line(), "date": now(), "results": results})
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
