@@ -155,3 +155,19 @@ def test_the_ensemble_benchmark_scores_both_on_glas_quick(shared_data, tmp_path)
     model = load_checkpoint(tmp_path / "loso_work_ensemble" / "lite0_area_k3" / "glas" / "run" / "model.pt").model
     assert ensemble_size(model) == 3
     assert "| lite0_area_k3 |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_member_outputs_leave_the_predicted_mean_unchanged(runs, tta):
+    """The slide pipeline's per-member pass gives the same probabilities and areas as the plain one."""
+    from ldcsf.inference.predictor import Predictor
+
+    manifest, three, _ = runs
+    model = load_checkpoint(three.model_file).model
+    x = real_batch(manifest)
+    with torch.inference_mode():
+        plain = Predictor(model, tta=tta).predict_images(x)
+        members = Predictor(model, tta=tta, members=True).predict_images(x)
+    assert torch.allclose(plain["probs"], members["probs"], atol=1e-6)
+    assert torch.allclose(plain["areas"], members["areas"], atol=1e-6)
+    assert members["member_probs"].shape == (len(x), 3, 4) and members["member_areas"].shape[:3] == (len(x), 3, 4)
