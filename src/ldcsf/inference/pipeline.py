@@ -142,7 +142,7 @@ def run_slide(
         return SlideResult(slide_id, out_dir, "skipped", row)
 
     plan = plan_slide(slide_path, meta, settings, slide_id)
-    settle_split(settings, loaded, slide_path, plan.boxes)
+    settings = settle_split(settings, loaded, slide_path, plan.boxes)
     stain_norm = stain_norm_for(meta, settings.stain_norm)
     store = PredictionStore(out_dir / PARTS_DIR, parts_fingerprint(plan, loaded, settings, stain_norm))
     predictions = predict_slide(plan, loaded, settings, store, stain_norm, callbacks=callbacks)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -101,22 +101,28 @@ def choose_split(
     return Split(best[0], best[1], predicted_tiles_per_s(*best, read_s, model_s), read_s, model_s)
 
 
-def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 8) -> None:
-    """Fill in `settings.num_workers` (and torch's threads) when they are left to measurement (None).
+def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 8):
+    """Fill in `settings.num_workers` (and torch's threads) when they are left to measurement (None);
+    return the settings to predict this slide with.
 
-    Measured once, on the first slide that has tiles to predict, and kept in `settings` for the
-    rest of the cohort. On a GPU, or across several devices or machines, the model is not on
-    these cores: readers then take up to MAX_WORKERS cores, as before.
+    Measured once, on the first slide that has more than one batch of tiles, and kept in
+    `settings` for the rest of the cohort. A slide of one batch or less is read in the main
+    process with every core on the model (a copy of `settings` says so; the cohort's choice stays
+    open): timing the split would cost more than any split could save on one batch. On a GPU, or
+    across several devices or machines, the model is not on these cores: readers then take up to
+    MAX_WORKERS cores, as before.
     """
     if settings.num_workers is not None:
-        return
+        return settings
     from ..utils.workers import default_num_workers
 
     on_gpu = settings.accelerator in ("gpu", "cuda", "mps") or (
         settings.accelerator == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()))
     if on_gpu or str(settings.devices) not in ("auto", "1") or settings.num_nodes > 1:
         settings.num_workers = default_num_workers(MAX_WORKERS)
-        return
+        return settings
+    if len(boxes) <= settings.batch_size:
+        return replace(settings, num_workers=0)
     from .dataset import TileDataset
     from .predictor import Predictor
     from .runtimes import runtime_model
@@ -132,3 +138,4 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
         data.close()
     settings.num_workers = split.workers
     log.info("cores: %s", split.describe())
+    return settings
