@@ -1,7 +1,7 @@
 """What a slide costs before its first tile: the shortcuts give the same outputs as the long way.
 
-* A slide of one batch or less is read in-process without timing the reader/model split first;
-  its tile table and TSR equal those of a run with a reader process.
+* A small slide is read in-process without timing the reader/model split first; its tile
+  table and TSR equal those of a run with a reader process.
 * Pen ink is looked for only among saturated pixels; the mask equals the full-image one.
 """
 
@@ -16,6 +16,7 @@ import pytest
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
 from ldcsf.inference import SlideSettings, run_cohort
+from ldcsf.inference.split import MIN_TILES_TO_MEASURE
 from ldcsf.wsi import open_slide
 from ldcsf.wsi.pen_marks import (BLUE_HUE, BLUE_MAX_VALUE, BLUE_MIN_SATURATION, GREEN_HUE, GREEN_MIN_SATURATION,
                                  hue_degrees, pen_ink_mask)
@@ -57,16 +58,16 @@ def checkpoint(tmp_path_factory):
     return save_checkpoint(path, model, CheckpointMeta.for_model(model, thresholds=[0.5, 0.4, 0.6, 0.5], mpp=1.25))
 
 
-def test_one_batch_slide_skips_the_split_measurement_with_identical_outputs(shared_data, checkpoint, tmp_path):
+def test_small_slide_skips_the_split_measurement_with_identical_outputs(shared_data, checkpoint, tmp_path):
     slide = shared_data / CMU
-    measured = SlideSettings(batch_size=256, num_workers=None, progress=False)  # as `ldcsf slide` asks
+    measured = SlideSettings(batch_size=32, num_workers=None, progress=False)  # as `ldcsf slide` asks
     run_cohort([slide], checkpoint, tmp_path / "short", measured)
     assert measured.num_workers is None  # nothing measured: the cohort's split stays open for a larger slide
-    run_cohort([slide], checkpoint, tmp_path / "reader", SlideSettings(batch_size=256, num_workers=1, progress=False))
+    run_cohort([slide], checkpoint, tmp_path / "reader", SlideSettings(batch_size=32, num_workers=1, progress=False))
 
     short, reader = (tmp_path / name / "CMU-1-Small-Region" for name in ("short", "reader"))
     tiles = pd.read_parquet(short / "tiles.parquet")
-    assert 50 < len(tiles) <= 256  # one batch
+    assert 32 * 2 < len(tiles) <= MIN_TILES_TO_MEASURE  # several batches, too few to time the split
     pd.testing.assert_frame_equal(tiles, pd.read_parquet(reader / "tiles.parquet"), check_exact=True)
     first, second = (json.loads((d / "tsr.json").read_text()) for d in (short, reader))
     assert first["settings"]["num_workers"] == 0 and second["settings"]["num_workers"] == 1

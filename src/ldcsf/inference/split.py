@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 #: Reader processes tried at most (beyond 4, tile decoding has never been the limit on one slide).
 MAX_WORKERS = 4
+#: Slides with at most this many tiles (or one batch, if larger) are read in-process without
+#: timing the split. The timing runs the model six times on 8 tiles after loading it once per
+#: thread count: ~1.9 s of a 6.5 s CMU-1-Small-Region run with a micro model
+#: (benchmarks/results/fixed_cost.md), while the best split is at most ~1.4x the in-process one,
+#: so it pays back only on a few hundred tiles or more.
+MIN_TILES_TO_MEASURE = 256
 
 
 @dataclass
@@ -105,10 +111,10 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
     """Fill in `settings.num_workers` (and torch's threads) when they are left to measurement (None);
     return the settings to predict this slide with.
 
-    Measured once, on the first slide that has more than one batch of tiles, and kept in
-    `settings` for the rest of the cohort. A slide of one batch or less is read in the main
-    process with every core on the model (a copy of `settings` says so; the cohort's choice stays
-    open): timing the split would cost more than any split could save on one batch. On a GPU, or
+    Measured once, on the first slide with more than MIN_TILES_TO_MEASURE tiles (and more than
+    one batch), and kept in `settings` for the rest of the cohort. A smaller slide is read in the
+    main process with every core on the model (a copy of `settings` says so; the cohort's choice
+    stays open): timing the split would cost more than any split could save on it. On a GPU, or
     across several devices or machines, the model is not on these cores: readers then take up to
     MAX_WORKERS cores, as before.
     """
@@ -121,7 +127,7 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
     if on_gpu or str(settings.devices) not in ("auto", "1") or settings.num_nodes > 1:
         settings.num_workers = default_num_workers(MAX_WORKERS)
         return settings
-    if len(boxes) <= settings.batch_size:
+    if len(boxes) <= max(settings.batch_size, MIN_TILES_TO_MEASURE):
         return replace(settings, num_workers=0)
     from .dataset import TileDataset
     from .predictor import Predictor
