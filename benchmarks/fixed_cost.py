@@ -60,7 +60,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="plain timed runs per variant (best is kept)")
     p.add_argument("--baseline-src", type=Path, default=None, help="an older src/ folder to time the same way")
     p.add_argument("--out", type=Path, default=RESULTS / "fixed_cost")
-    return p.parse_args(argv)
+    p.add_argument("--quick", action="store_true", help="the micro checkpoint only, one run (tests)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats = 1
+    return args
 
 
 def micro_checkpoint(work: Path) -> Path:
@@ -103,6 +107,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(dir=REPO / "runs" if (REPO / "runs").is_dir() else None) as tmp:
         work = Path(tmp)
         models = {"shipped default": None, "micro checkpoint": micro_checkpoint(work)}
+        if args.quick:
+            del models["shipped default"]
         wall: dict[tuple[str, str], list[float]] = {}
         for r in range(args.repeats):  # interleaved: every variant sees the same machine
             for model, ckpt in models.items():

@@ -73,3 +73,25 @@ def test_small_slide_skips_the_split_measurement_with_identical_outputs(shared_d
     assert first["settings"]["num_workers"] == 0 and second["settings"]["num_workers"] == 1
     for key in ("tsr", "hotspot", "label_summary", "hotspot_search"):
         assert first[key] == second[key], key
+
+
+def test_fixed_cost_benchmark_breaks_a_slide_down(shared_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "fixed_cost"
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "fixed_cost.py"), "--quick", "--out", str(out),
+                           "--slide", str(shared_data / CMU)], capture_output=True, text=True, cwd=repo,
+                          env={**os.environ, "PYTHONPATH": str(repo / "src")}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.with_suffix(".json").read_text())
+    steps = result["profiled_steps_s"]["this / micro checkpoint"]
+    whole = steps["whole command (profiled)"]
+    for step in ("imports, wherever they happen", "plan: tissue detection", "prediction (Trainer.predict)",
+                 "pictures (5 PNG)", "checkpoint load"):
+        assert 0 < steps[step] < whole, step
+    assert steps["reader/model split measurement"] < 0.05  # a small slide is not timed for the split
+    assert result["wall_s"]["this / micro checkpoint"]["best"] > 0 and len(result["load_average_1_5_15"]["before"]) == 3
