@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 #: Reader processes tried at most (beyond 4, tile decoding has never been the limit on one slide).
 MAX_WORKERS = 4
 #: Slides with at most this many tiles (or one batch, if larger) are read in-process without
-#: timing the split. The timing runs the model six times on 8 tiles after loading it once per
-#: thread count: ~1.9 s of a 6.5 s CMU-1-Small-Region run with a micro model
-#: (benchmarks/results/fixed_cost.md), while the best split is at most ~1.4x the in-process one,
-#: so it pays back only on a few hundred tiles or more.
+#: timing the split. The timing runs the model six times on 8 tiles at each thread count: 0.26 s
+#: (profiled) of the shipped model's CMU-1-Small-Region run on an idle machine, 1.9-5.6 s at load 3.4
+#: (docs/benchmarks.md, "Fixed cost of one slide"), while the best split is at most ~1.4x the
+#: in-process one: it pays back only from a few hundred tiles.
 MIN_TILES_TO_MEASURE = 256
 
 
