@@ -95,3 +95,27 @@ def test_fixed_cost_benchmark_breaks_a_slide_down(shared_data, tmp_path):
         assert 0 < steps[step] < whole, step
     assert steps["reader/model split measurement"] < 0.05  # a small slide is not timed for the split
     assert result["wall_s"]["this / micro checkpoint"]["best"] > 0 and len(result["load_average_1_5_15"]["before"]) == 3
+
+
+def test_no_pictures_leaves_out_the_pngs_only(shared_data, checkpoint, tmp_path):
+    from ldcsf.cli.main import main
+
+    out = tmp_path / "plain"
+    assert main(["slide", str(shared_data / CMU), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--no-pictures", "--no-progress", "--num-workers", "0"]) == 0
+    slide_dir = out / "CMU-1-Small-Region"
+    assert not list(slide_dir.glob("*.png"))
+    record = json.loads((slide_dir / "tsr.json").read_text())
+    assert not any(name.endswith(".png") for name in record["files"])
+    assert all((slide_dir / name).is_file() for name in record["files"])
+    assert "<img" not in (slide_dir / "report.html").read_text()
+    # The same numbers as a run with pictures; a rerun with pictures is refused (other settings), not skipped.
+    run_cohort([shared_data / CMU], checkpoint, tmp_path / "full", SlideSettings(progress=False))
+    full = json.loads((tmp_path / "full" / "CMU-1-Small-Region" / "tsr.json").read_text())
+    assert record["tsr"] == full["tsr"] and record["hotspot"] == full["hotspot"]
+    assert "<img" in (tmp_path / "full" / "CMU-1-Small-Region" / "report.html").read_text()
+    pd.testing.assert_frame_equal(pd.read_parquet(slide_dir / "tiles.parquet"),
+                                  pd.read_parquet(tmp_path / "full" / "CMU-1-Small-Region" / "tiles.parquet"))
+    again = run_cohort([shared_data / CMU], checkpoint, out, SlideSettings(progress=False))
+    assert again["status"].tolist() == ["failed"]
+
