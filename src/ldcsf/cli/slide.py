@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
     # The command measures the reader count by default (None); library calls read in-process (SlideSettings: 0).
     parser.add_argument("--num-workers", type=parse_workers, default=None,
                         help="processes reading tiles, or auto (default): on a CPU the split of cores between "
-                             "readers and model is measured on the first slide; on a GPU up to 4 readers")
+                             "readers and model is measured on the first slide of over 256 tiles (smaller ones are "
+                             "read in-process); on a GPU up to 4 readers")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for the model (default on CPU: as measured, or the cores the readers leave free)")
     option("--accelerator", help="cpu, gpu, mps or auto")
