@@ -3,6 +3,8 @@
 * A small slide is read in-process without timing the reader/model split first; its tile
   table and TSR equal those of a run with a reader process.
 * Pen ink is looked for only among saturated pixels; the mask equals the full-image one.
+* `--no-pictures` leaves out the PNGs and nothing else.
+* `benchmarks/fixed_cost.py` breaks a run down into its steps.
 """
 
 from __future__ import annotations
