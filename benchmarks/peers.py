@@ -215,6 +215,7 @@ def main(argv=None) -> int:
         slides.append(build_mosaic_slide(args.slide_dir / f"mosaic_{side}.tiff", side, args.data))
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
+    load_start = os.getloadavg()
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="ldcsf-peers-") as tmp:
         work = Path(tmp)
@@ -252,13 +253,20 @@ def main(argv=None) -> int:
     result = {"command": command_line(), "date": now(), "machine": machine.to_dict(), "model": args.model,
               "tile": model_spec, "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats,
               "status": status, "tools": tools, "runs": runs, "summary": summary,
-              "load_average": os.getloadavg(), "agreement_tolerance": AGREEMENT_TOLERANCE,
+              "load_average": os.getloadavg(), "load_average_start": load_start,
+              "loaded_machine": loaded_machine(load_start, os.getloadavg()), "agreement_tolerance": AGREEMENT_TOLERANCE,
               "speedup_vs_fastest_peer": speedup(summary, slides[-1].name if slides else None)}
     markdown = render(result, machine)
     md, js = write_results(args.out, markdown, result)
     print(markdown)
     print(f"wrote {md} and {js}", file=sys.stderr)
     return 0
+
+
+def loaded_machine(*loads: tuple[float, float, float]) -> int | None:
+    """The core count when a 1-minute load average of the run exceeded it (timings then not from an idle machine)."""
+    cores = os.cpu_count() or 1
+    return cores if any(load[0] > cores for load in loads) else None
 
 
 def summarise(runs: list[dict], slides: list[Path]) -> list[dict]:
@@ -289,7 +297,22 @@ def speedup(summary: list[dict], largest: str | None) -> dict | None:
     best = max(ours, key=lambda r: r["tiles_per_s"])
     return {"slide": largest, "ldcsf_tool": best["tool"], "peer": fastest_peer["tool"],
             "ratio": best["tiles_per_s"] / fastest_peer["tiles_per_s"],
-            "seconds_ratio": fastest_peer["seconds"] / best["seconds"]}
+            "seconds_ratio": fastest_peer["seconds"] / best["seconds"],
+            "seconds_ratio_by_slide": seconds_ratio_by_slide(summary)}
+
+
+def seconds_ratio_by_slide(summary: list[dict]) -> dict[str, dict]:
+    """Per slide: the fastest peer's seconds per slide over ldcsf's best (above 1: ldcsf is faster)."""
+    ratios = {}
+    for slide in dict.fromkeys(r["slide"] for r in summary):
+        rows = [r for r in summary if r["slide"] == slide]
+        peers = [r for r in rows if not r["tool"].startswith("ldcsf")]
+        ours = [r for r in rows if r["tool"].startswith("ldcsf") and r["tool"] != "ldcsf-1reader"]
+        if peers and ours:
+            peer, best = min(peers, key=lambda r: r["seconds"]), min(ours, key=lambda r: r["seconds"])
+            ratios[slide] = {"ldcsf_tool": best["tool"], "peer": peer["tool"],
+                             "seconds_ratio": peer["seconds"] / best["seconds"]}
+    return ratios
 
 
 def render(result: dict, machine) -> str:
@@ -298,8 +321,12 @@ def render(result: dict, machine) -> str:
     out.append(f"- model {result['model']} ({tile['tile_px']} px tiles at {tile['tile_mpp']:g} µm/px), untrained weights "
                f"(seed 0; speed and agreement do not depend on them), batch {result['batch_size']}, "
                f"{result['threads']} thread(s); each tool a fresh process, {result['repeats']} run(s) each, interleaved")
-    out.append(f"- load average at the end: {', '.join(f'{v:.1f}' for v in result['load_average'])} "
+    start = result.get("load_average_start")
+    out.append((f"- load average at the start: {', '.join(f'{v:.1f}' for v in start)}; " if start else "- ")
+               + f"at the end: {', '.join(f'{v:.1f}' for v in result['load_average'])} "
                "(a shared machine: compare ratios, not absolute numbers)")
+    if result.get("loaded_machine"):
+        out.append(f"- **not an idle machine**: a 1-minute load average above {result['loaded_machine']} cores")
     out.append("- *tiles/s* = tiles the tool predicted / end-to-end seconds (process start to exit); the naive loop "
                "predicts every grid tile (no tissue detection), TIAToolbox those its own tissue mask keeps")
     out.append(f"- *agree*: on the tiles both predicted, largest |Δ probability| vs ldcsf and share of equal "
@@ -314,6 +341,10 @@ def render(result: dict, machine) -> str:
     if sp:
         out.append(f"**Speed-up vs the fastest peer** on {sp['slide']}: {sp['ldcsf_tool']} / {sp['peer']} = "
                    f"**{sp['ratio']:.2f}x** tiles/s ({sp['seconds_ratio']:.2f}x in seconds per slide); target 1.5x.\n")
+        by_slide = sp.get("seconds_ratio_by_slide") or {}
+        if by_slide:
+            out.append("Seconds per slide, fastest peer / ldcsf (above 1: ldcsf is faster): " + "; ".join(
+                f"{slide} {r['seconds_ratio']:.2f}x ({r['ldcsf_tool']} vs {r['peer']})" for slide, r in by_slide.items()) + "\n")
     missing = {k: v for k, v in result["status"].items() if k in ("tiatoolbox", "ldcsf-openvino", "slideflow") and v}
     if missing:
         out += ["## Not measured\n"] + [f"- {k}: {v}" for k, v in missing.items()] + [""]

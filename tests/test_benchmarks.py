@@ -227,6 +227,8 @@ def test_peers_quick_without_tiatoolbox_says_so(tmp_path, shared_data):
     speedup = result["speedup_vs_fastest_peer"]
     assert speedup["peer"] == "naive" and speedup["ratio"] == pytest.approx(
         rows["ldcsf"]["tiles_per_s"] / rows["naive"]["tiles_per_s"])
+    by_slide = speedup["seconds_ratio_by_slide"]["mosaic_896.tiff"]
+    assert by_slide["seconds_ratio"] == pytest.approx(rows["naive"]["seconds"] / rows["ldcsf"]["seconds"])
     markdown = out.with_suffix(".md").read_text()
     assert "peers.py --quick" in markdown and "## Not measured" in markdown and "slideflow" in markdown
 

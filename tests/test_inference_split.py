@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ldcsf.inference import SlideSettings
-from ldcsf.inference.split import candidate_splits, predicted_tiles_per_s, settle_split
+from ldcsf.inference.split import MIN_TILES_TO_MEASURE, candidate_splits, predicted_tiles_per_s, settle_split
 from ldcsf.wsi import TileSpec, detect_tissue, open_slide, tile_grid
 
 CMU = "slides/CMU-1-Small-Region.svs"
@@ -53,6 +54,9 @@ def test_split_measured_on_a_real_slide(shared_data, tmp_path):
         assert torch.get_num_threads() == split.threads
 
         settings = SlideSettings(num_workers=None, accelerator="cpu", progress=False)
+        assert settle_split(settings, loaded, shared_data / CMU, boxes[:64]).num_workers == 0  # too few to time
+        assert settings.num_workers is None
+        boxes = np.concatenate([boxes] * (MIN_TILES_TO_MEASURE // len(boxes) + 1))  # enough tiles to be timed
         settle_split(settings, loaded, shared_data / CMU, boxes)
         chosen = settings.num_workers
         assert isinstance(chosen, int) and chosen >= 0

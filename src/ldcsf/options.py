@@ -153,4 +153,5 @@ class SlideSettings(DeviceOptions):
     progress: bool = True
     overwrite: bool = False  # replace results made from other inputs instead of refusing
     strict: bool = False  # stop the cohort at the first failed slide
+    pictures: bool = True  # overlay.png and heatmap_<label>.png, also shown in the report (~1 s a slide)
     runtime: str = PredictOptions.runtime  # torch, onnx or openvino (ldcsf.inference.runtimes)

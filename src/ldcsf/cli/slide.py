@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
     # The command measures the reader count by default (None); library calls read in-process (SlideSettings: 0).
     parser.add_argument("--num-workers", type=parse_workers, default=None,
                         help="processes reading tiles, or auto (default): on a CPU the split of cores between "
-                             "readers and model is measured on the first slide; on a GPU up to 4 readers")
+                             "readers and model is measured on the first slide of over 256 tiles (smaller ones are "
+                             "read in-process); on a GPU up to 4 readers")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for the model (default on CPU: as measured, or the cores the readers leave free)")
     option("--accelerator", help="cpu, gpu, mps or auto")
@@ -58,6 +59,8 @@ def add_parser(subparsers) -> None:
     option("--overwrite", action="store_true",
            help="replace results in OUT made from another slide, checkpoint or settings (default: refuse)")
     option("--strict", action="store_true", help="stop at the first slide that fails (exit 1)")
+    parser.add_argument("--no-pictures", action="store_true",
+                        help="leave out overlay.png and the heatmaps (and the report's pictures): about 1 s less per slide")
     parser.set_defaults(func=run)
 
 
@@ -89,7 +92,8 @@ def parse_devices(value: str) -> int | str | list[int]:
 
 def slide_settings(args) -> SlideSettings:
     """The SlideSettings of parsed `ldcsf slide` arguments: fields by name, and the two flags that are not one to one."""
-    return from_args(SlideSettings, args, devices=parse_devices(args.devices), progress=not args.no_progress)
+    return from_args(SlideSettings, args, devices=parse_devices(args.devices), progress=not args.no_progress,
+                     pictures=not args.no_pictures)
 
 
 def run(args) -> int:

@@ -69,6 +69,7 @@ def write_slide_outputs(
     thumbnail: Image.Image,
     thumbnail_downsample: float,
     settings: dict,
+    pictures: bool = True,
 ) -> dict:
     """Write all outputs of one analysed slide (`ldcsf.analysis.slide_analysis`); return its cohort row.
 
@@ -79,6 +80,7 @@ def write_slide_outputs(
         thumbnail: the slide's thumbnail; thumbnail_downsample: level-0 pixels per thumbnail pixel.
         settings: what produced the predictions (checkpoint, model, tile size, ...): copied
             into tsr.json and the report.
+        pictures: draw overlay.png and the heatmaps (and show them in the report).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ def write_slide_outputs(
             np.savez_compressed(handle, tile_id=tiles["tile_id"].to_numpy(), labels=np.array(labels),
                                 maps=area_maps.astype(np.float16))
 
-    images = write_pictures(out_dir, analysis, slide_id, thumbnail, thumbnail_downsample)
+    images = write_pictures(out_dir, analysis, slide_id, thumbnail, thumbnail_downsample) if pictures else []
 
     collection = tiles_to_geojson(tiles, labels, thresholds, hotspot, slide_id=slide_id,
                                   dimensions=analysis.dimensions)
@@ -108,11 +110,12 @@ def write_slide_outputs(
     ))
 
     row = cohort_row(slide_id, slide_path, tsr, hotspot, analysis.stroma_interval, analysis.hotspot_interval)
-    write_json_atomic(out_dir / TSR_JSON, tsr_record(analysis, slide_id, slide_path, settings, row))
+    write_json_atomic(out_dir / TSR_JSON, tsr_record(analysis, slide_id, slide_path, settings, row, pictures))
     return row
 
 
-def tsr_record(analysis: SlideAnalysis, slide_id: str, slide_path: str, settings: dict, row: dict) -> dict:
+def tsr_record(analysis: SlideAnalysis, slide_id: str, slide_path: str, settings: dict, row: dict,
+               pictures: bool = True) -> dict:
     """The content of tsr.json: every number of the analysis, the settings and the cohort row."""
     labels, hotspot, search = analysis.labels, analysis.hotspot, analysis.hotspot_search
     return {
@@ -139,8 +142,9 @@ def tsr_record(analysis: SlideAnalysis, slide_id: str, slide_path: str, settings
         "label_summary": analysis.label_summary,
         "settings": settings,
         "cohort_row": row,
-        "files": [TSR_JSON, "tiles.parquet", "tiles.csv", OVERLAY_PNG, *map(heatmap_filename, labels), GEOJSON,
-                  REPORT_HTML, *([SUBTILE_MAPS] if analysis.area_maps is not None else [])],
+        "files": [TSR_JSON, "tiles.parquet", "tiles.csv",
+                  *([OVERLAY_PNG, *map(heatmap_filename, labels)] if pictures else []),
+                  GEOJSON, REPORT_HTML, *([SUBTILE_MAPS] if analysis.area_maps is not None else [])],
         "ldcsf_version": __version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

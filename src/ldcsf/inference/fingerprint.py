@@ -75,6 +75,8 @@ def result_fingerprint(slide_path: str | Path, loaded, settings) -> dict:
             "field_diameter_um": settings.field_diameter_um,
             "tta": bool(settings.tta),
             "stain_norm": settings.stain_norm,
+            # Only when off, so results made before the switch existed still match.
+            **({} if getattr(settings, "pictures", True) else {"pictures": False}),
         },
     }
 

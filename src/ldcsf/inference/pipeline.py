@@ -142,7 +142,7 @@ def run_slide(
         return SlideResult(slide_id, out_dir, "skipped", row)
 
     plan = plan_slide(slide_path, meta, settings, slide_id)
-    settle_split(settings, loaded, slide_path, plan.boxes)
+    settings = settle_split(settings, loaded, slide_path, plan.boxes)
     stain_norm = stain_norm_for(meta, settings.stain_norm)
     store = PredictionStore(out_dir / PARTS_DIR, parts_fingerprint(plan, loaded, settings, stain_norm))
     predictions = predict_slide(plan, loaded, settings, store, stain_norm, callbacks=callbacks)
@@ -156,7 +156,7 @@ def run_slide(
     row = write_slide_outputs(
         out_dir, analysis, slide_id=slide_id, slide_path=printable_name(slide_path), thumbnail=plan.thumbnail,
         thumbnail_downsample=plan.thumbnail_downsample,
-        settings=recorded_settings(plan, loaded, settings, stain_norm),
+        settings=recorded_settings(plan, loaded, settings, stain_norm), pictures=settings.pictures,
     )
     store.clear()  # the outputs are complete: the parts are no longer needed
     return SlideResult(slide_id, out_dir, "ok", row, plan=plan, analysis=analysis)

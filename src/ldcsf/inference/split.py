@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 #: Reader processes tried at most (beyond 4, tile decoding has never been the limit on one slide).
 MAX_WORKERS = 4
+#: Slides with at most this many tiles (or one batch, if larger) are read in-process without
+#: timing the split. The timing runs the model six times on 8 tiles at each thread count: 0.26 s
+#: (profiled) of the shipped model's CMU-1-Small-Region run on an idle machine, 1.9-5.6 s at load 3.4
+#: (docs/benchmarks.md, "Fixed cost of one slide"), while the best split is at most ~1.4x the
+#: in-process one: it pays back only from a few hundred tiles.
+MIN_TILES_TO_MEASURE = 256
 
 
 @dataclass
@@ -101,22 +107,28 @@ def choose_split(
     return Split(best[0], best[1], predicted_tiles_per_s(*best, read_s, model_s), read_s, model_s)
 
 
-def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 8) -> None:
-    """Fill in `settings.num_workers` (and torch's threads) when they are left to measurement (None).
+def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 8):
+    """Fill in `settings.num_workers` (and torch's threads) when they are left to measurement (None);
+    return the settings to predict this slide with.
 
-    Measured once, on the first slide that has tiles to predict, and kept in `settings` for the
-    rest of the cohort. On a GPU, or across several devices or machines, the model is not on
-    these cores: readers then take up to MAX_WORKERS cores, as before.
+    Measured once, on the first slide with more than MIN_TILES_TO_MEASURE tiles (and more than
+    one batch), and kept in `settings` for the rest of the cohort. A smaller slide is read in the
+    main process with every core on the model (a copy of `settings` says so; the cohort's choice
+    stays open): timing the split would cost more than any split could save on it. On a GPU, or
+    across several devices or machines, the model is not on these cores: readers then take up to
+    MAX_WORKERS cores, as before.
     """
     if settings.num_workers is not None:
-        return
+        return settings
     from ..utils.workers import default_num_workers
 
     on_gpu = settings.accelerator in ("gpu", "cuda", "mps") or (
         settings.accelerator == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()))
     if on_gpu or str(settings.devices) not in ("auto", "1") or settings.num_nodes > 1:
         settings.num_workers = default_num_workers(MAX_WORKERS)
-        return
+        return settings
+    if len(boxes) <= max(settings.batch_size, MIN_TILES_TO_MEASURE):
+        return replace(settings, num_workers=0)
     from .dataset import TileDataset
     from .predictor import Predictor
     from .runtimes import runtime_model
@@ -132,3 +144,4 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
         data.close()
     settings.num_workers = split.workers
     log.info("cores: %s", split.describe())
+    return settings

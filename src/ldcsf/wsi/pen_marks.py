@@ -33,8 +33,19 @@ def hue_degrees(rgb: np.ndarray) -> np.ndarray:
 
 
 def pen_ink_mask(rgb: np.ndarray, saturation: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """True where a pixel looks like marker ink (saturation and value in [0, 1], as HSV)."""
-    hue = hue_degrees(rgb)
-    green = (hue >= GREEN_HUE[0]) & (hue < GREEN_HUE[1]) & (saturation > GREEN_MIN_SATURATION)
-    blue = (hue >= BLUE_HUE[0]) & (hue <= BLUE_HUE[1]) & (saturation > BLUE_MIN_SATURATION) & (value < BLUE_MAX_VALUE)
-    return green | blue
+    """True where a pixel looks like marker ink (saturation and value in [0, 1], as HSV).
+
+    Hue is computed only for pixels saturated enough to be ink (at most those of the tissue),
+    not for the glass that makes up most of a thumbnail: the same mask, several times faster.
+    """
+    saturation = np.asarray(saturation)
+    candidates = saturation > min(GREEN_MIN_SATURATION, BLUE_MIN_SATURATION)
+    ink = np.zeros(saturation.shape, dtype=bool)
+    if not candidates.any():
+        return ink
+    hue = hue_degrees(np.asarray(rgb)[candidates])  # (n, 3) pixels -> (n,) hues
+    sat, val = saturation[candidates], np.asarray(value)[candidates]
+    green = (hue >= GREEN_HUE[0]) & (hue < GREEN_HUE[1]) & (sat > GREEN_MIN_SATURATION)
+    blue = (hue >= BLUE_HUE[0]) & (hue <= BLUE_HUE[1]) & (sat > BLUE_MIN_SATURATION) & (val < BLUE_MAX_VALUE)
+    ink[candidates] = green | blue
+    return ink
