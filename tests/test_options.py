@@ -63,7 +63,7 @@ def test_flags_reach_the_options_by_field_name():
 #: Fields without an argument of their name: library-only, or given explicitly by the command's builder.
 @pytest.mark.parametrize("command,argv,cls,not_flags", [
     ("train", ["--data", "m.csv", "--out", "r"], TrainConfig, {"split_fractions", "model_kwargs"}),
-    ("slide", ["a.svs", "--checkpoint", "m.pt", "--out", "o"], SlideSettings, {"progress"}),
+    ("slide", ["a.svs", "--checkpoint", "m.pt", "--out", "o"], SlideSettings, {"progress", "pictures"}),
     ("evaluate", ["--checkpoint", "m.pt", "--data", "m.csv", "--out", "e"], PredictOptions, {"runtime", "trainer_kwargs"}),
 ])
 def test_every_field_has_a_flag_of_its_name_or_is_listed(command, argv, cls, not_flags):
@@ -107,7 +107,7 @@ def test_saved_records_keep_their_keys():
     assert set(asdict(TrainConfig(data="m.csv", model="x", out="r"))) >= train_keys
     slide_keys = {"mpp", "overlap", "min_tissue", "batch_size", "num_workers", "threads", "accelerator", "devices",
                   "strategy", "num_nodes", "precision", "field_diameter_um", "limit_tiles", "tta", "stain_norm",
-                  "progress", "overwrite", "strict", "runtime"}
+                  "progress", "overwrite", "strict", "runtime", "pictures"}
     assert set(asdict(SlideSettings())) == slide_keys  # the settings every tsr.json records: unchanged
     predict_keys = {"accelerator", "devices", "strategy", "num_nodes", "precision", "batch_size", "num_workers",
                     "progress", "runtime", "trainer_kwargs"}
