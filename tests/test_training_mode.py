@@ -1,10 +1,14 @@
-"""Frozen-backbone training: the heads train in training mode, the frozen backbone stays in eval mode.
+"""Frozen-backbone training: which mode the heads train in.
 
 Lightning keeps whatever mode the model is in when training starts, and the backbone maps are
-computed (in eval mode) while Lightning sets up the loaders, inside `fit`: a mode left behind by
-that step would be the mode the heads train in (BatchNorm frozen at its initial statistics,
-dropout off). BatchNorm's batch counter shows which mode training ran in: it only counts in
-training mode.
+computed while Lightning sets up the loaders, inside `fit`: `FeatureCache.load` leaves the whole
+model in eval mode, so the heads train in eval mode (BatchNorm on its initial statistics, dropout
+off). BatchNorm's batch counter shows which mode training ran in: it only counts in training mode.
+
+The tests state what training-mode heads would look like and are expected to fail: the recipe as
+it is scored better on held-out sources than with the heads in training mode
+(docs/results.md, "Heads trained in training mode"). A change that makes them pass changes the
+recommended recipe's training and needs those measurements again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from ldcsf.training import TrainConfig, train
 from ldcsf.training.area_data import FeatureCache
 
 LABELS = ["stroma", "necrosis", "non_tumor", "tumor"]
+
+#: The current behaviour, kept on purpose (measured); strict, so that a change to it is seen.
+EVAL_MODE_HEADS = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="frozen-backbone heads train in eval mode (kept: training mode scored worse on held-out GlaS and "
+           "WSSS4LUAD, docs/results.md)")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +51,7 @@ def head_modules(model) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if id(m) not in backbone]
 
 
+@EVAL_MODE_HEADS
 def test_loading_cached_maps_leaves_every_module_in_its_mode(nct_manifest, tmp_path):
     model = create_model("ldcsf_swin_micro", labels=LABELS, area_head=True).train()
     model.backbone_module().eval()  # what --freeze-backbone does
@@ -54,6 +65,7 @@ def test_loading_cached_maps_leaves_every_module_in_its_mode(nct_manifest, tmp_p
     assert heads and all(m.training for _, m in heads), [n for n, m in heads if not m.training]
 
 
+@EVAL_MODE_HEADS
 def test_frozen_backbone_heads_train_in_training_mode(nct_manifest, tmp_path):
     config = TrainConfig(data=str(nct_manifest), model="ldcsf_swin_micro", model_kwargs={"area_head": True},
                          out=str(tmp_path / "run"), epochs=2, batch_size=6, lr=2e-3, warmup_epochs=0.2, patience=0,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,27 +32,13 @@ from ..utils.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 
-@contextmanager
-def eval_mode(model: torch.nn.Module):
-    """`model` in eval mode inside the block; every submodule's own mode restored after it.
-
-    Restoring each submodule, not `model.train(was_training)`: that would also switch a frozen
-    backbone, kept in eval mode on purpose, back to training mode. (Written here because torch
-    has no public context manager for this.)
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def feature_grid(model, input_size: int) -> tuple[int, int]:
     """(h, w) of the model's feature map for an input of `input_size` px."""
-    with eval_mode(model), torch.inference_mode():
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
         shape = model.forward_features(torch.zeros(1, 3, input_size, input_size)).shape[-2:]
+    model.train(was_training)
     return int(shape[0]), int(shape[1])
 
 
@@ -173,17 +158,13 @@ class FeatureCache:
 
     def load(self, manifest: Manifest, views: int, progress: bool = True, what: str = "",
              batch_images: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, views, C, h, w) maps and (N, views, L, h, w) area targets of a manifest's rows.
-
-        The model is in eval mode only while the backbone runs: this is called when Lightning
-        asks for a loader, inside `fit`, and Lightning does not switch the model back to
-        training mode afterwards, so a mode left behind here is the mode the heads train in.
-        """
+        """(N, views, C, h, w) maps and (N, views, L, h, w) area targets of a manifest's rows."""
+        self.model.eval()
         rows = list(zip(manifest.image_paths(), mask_paths(manifest)))
         found: list = [self.cached(path, views) for path, _ in rows]
         missing = [i for i, item in enumerate(found) if item is None]
         with tqdm(total=len(missing), desc=f"backbone features {what}".strip(), unit="img",
-                  disable=not progress or not missing) as bar, eval_mode(self.model):
+                  disable=not progress or not missing) as bar:
             for start in range(0, len(missing), batch_images):
                 chunk = missing[start:start + batch_images]
                 for i, item in zip(chunk, self.compute([rows[i] for i in chunk], views)):
