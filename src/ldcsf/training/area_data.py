@@ -160,8 +160,8 @@ class FeatureCache:
              batch_images: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, views, C, h, w) maps and (N, views, L, h, w) area targets of a manifest's rows."""
         # Leaves the whole model in eval mode, and so the heads of a frozen-backbone fit (this runs
-        # inside it): kept, as it scored better on held-out sources than training-mode heads
-        # (docs/results.md, "Heads trained in training mode"; tests/test_training_mode.py).
+        # inside it): kept, as training-mode heads scored worse on held-out sources (GlaS MAE,
+        # WSSS4LUAD Spearman; docs/results.md, "Heads trained in training mode").
         self.model.eval()
         rows = list(zip(manifest.image_paths(), mask_paths(manifest)))
         found: list = [self.cached(path, views) for path, _ in rows]
