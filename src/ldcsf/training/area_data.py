@@ -159,6 +159,9 @@ class FeatureCache:
     def load(self, manifest: Manifest, views: int, progress: bool = True, what: str = "",
              batch_images: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, views, C, h, w) maps and (N, views, L, h, w) area targets of a manifest's rows."""
+        # Leaves the whole model in eval mode, and so the heads of a frozen-backbone fit (this runs
+        # inside it): kept, as training-mode heads scored worse on held-out sources (GlaS MAE,
+        # WSSS4LUAD Spearman; docs/results.md, "Heads trained in training mode").
         self.model.eval()
         rows = list(zip(manifest.image_paths(), mask_paths(manifest)))
         found: list = [self.cached(path, views) for path, _ in rows]
