@@ -20,34 +20,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from PIL import Image
 
 from ldcsf.cli.main import main
 from ldcsf.inference import SlideSettings, run_cohort
 from ldcsf.utils.paths import name_from_printable, printable_name
 from ldcsf.viewer import OutputFolder
-from test_reliability_failures import SRC, board, cli, micro_checkpoint
+from test_reliability_failures import SRC, board, board_rgb, checkpoint, cli, micro_checkpoint  # noqa: F401 - fixtures
 from viewer_support import running_server
 
 SETTINGS = SlideSettings(batch_size=4, progress=False)
 CMU = "slides/CMU-1-Small-Region.svs"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """64 px input at 2 µm/px: 256 level-0 px tiles on a 0.5 µm/px slide."""
-    return micro_checkpoint(tmp_path_factory.mktemp("ckpt") / "micro.pt")
-
-
-@pytest.fixture(scope="module")
-def board_rgb(shared_data) -> np.ndarray:
-    """512 x 512 px of real stroma and tumour (NCT-CRC tiles), a 2 x 2 grid of 256 px tiles."""
-    nct = shared_data / "nct_crc"
-    stroma = np.asarray(Image.open(nct / "STR-TCGA-HGDYLEWM.png").convert("RGB"))
-    tumor = np.asarray(Image.open(nct / "TUM-TCGA-DRHQMTQA.png").convert("RGB"))
-    pad = lambda a: np.pad(a, ((0, 32), (0, 32), (0, 0)), mode="reflect")  # noqa: E731 - 224 -> 256 px
-    top = np.concatenate([pad(stroma), pad(tumor)], 1)
-    return np.concatenate([top, top[:, ::-1]], 0)
 
 
 # -- 1. a name that is not UTF-8 ---------------------------------------------------------------------

@@ -66,8 +66,8 @@ def slide_id_for(path: str | Path) -> str:
     return safe_name(Path(name).stem)
 
 
-def is_complete(slide_dir: str | Path) -> bool:
-    """Whether the folder holds a finished slide: a tsr.json that reads back.
+def finished_row(slide_dir: str | Path) -> dict | None:
+    """The cohort row of a finished slide's folder (its tsr.json read back), or None if unfinished.
 
     A damaged tsr.json (a disk fault, an edit) is that slide's problem alone: it counts as
     unfinished, so the slide is redone, with a warning that names the file.
@@ -75,13 +75,12 @@ def is_complete(slide_dir: str | Path) -> bool:
     from ..export.slide_outputs import TSR_JSON, read_cohort_row
 
     if not (Path(slide_dir) / TSR_JSON).is_file():
-        return False
+        return None
     try:
-        read_cohort_row(slide_dir)
+        return read_cohort_row(slide_dir)
     except (OSError, ValueError) as err:
         log.warning("%s; the slide is predicted again", err)
-        return False
-    return True
+        return None
 
 
 @dataclass
@@ -124,7 +123,7 @@ def run_slide(
     Under a multi-process strategy (DDP) every process calls this; all predict their share
     and only global rank 0 writes the outputs (the others get status "not_written").
     """
-    from ..export.slide_outputs import read_cohort_row, write_slide_outputs
+    from ..export.slide_outputs import write_slide_outputs
 
     settings = settings or SlideSettings()
     slide_path = Path(slide_path)
@@ -137,8 +136,9 @@ def run_slide(
     check_tsr_labels(meta.labels, str(loaded.path))
     # Claimed before the slide is opened: a finished slide is skipped, a foreign folder refused, unread.
     fingerprint = result_fingerprint(slide_path, loaded, settings)
-    if claim_output(out_dir, fingerprint, finished=is_complete(out_dir), overwrite=settings.overwrite):
-        row = {**read_cohort_row(out_dir), "status": "skipped", "error": ""}
+    earlier = finished_row(out_dir)
+    if claim_output(out_dir, fingerprint, finished=earlier is not None, overwrite=settings.overwrite):
+        row = {**earlier, "status": "skipped", "error": ""}
         return SlideResult(slide_id, out_dir, "skipped", row)
 
     plan = plan_slide(slide_path, meta, settings, slide_id)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..export.spreadsheet import guarded_cell
 from ..utils.atomic import atomic_path, write_json_atomic
 from .files import AGREEMENT_CSV, AGREEMENT_JSON, BLAND_ALTMAN_PNG, COX_CSV, KM_PNG, LOGRANK_CSV, SURVIVAL_JSON
 from .figures import bland_altman_png, kaplan_meier_png
@@ -20,6 +21,10 @@ AGREEMENT_COLUMNS = [
 
 
 def write_csv_atomic(table: pd.DataFrame, path: Path) -> Path:
+    """A table whose text cells (rater and covariate names come from the user's CSV) are formula-guarded."""
+    table = table.copy()
+    for column in table.columns[table.dtypes == object]:
+        table[column] = table[column].map(guarded_cell)
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
     return path
