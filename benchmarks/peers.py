@@ -40,7 +40,8 @@ from ldcsf.benchmarking import machine_info
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_PEERS_PYTHON = Path("/work/peers-venv/bin/python")
+#: No machine path as a default: the peers' Python comes from --peers-python or $LDCSF_PEERS_PYTHON.
+DEFAULT_PEERS_PYTHON = Path(os.environ["LDCSF_PEERS_PYTHON"]) if os.environ.get("LDCSF_PEERS_PYTHON") else None
 TOOLS = ["ldcsf", "ldcsf-default", "ldcsf-openvino", "tiatoolbox", "naive"]
 #: Not run unless asked for: `ldcsf slide` with the split it used before measuring one (1 reader
 #: process + the cores it leaves to the model), to time the measured split against it.
@@ -75,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # -- what each tool needs ----------------------------------------------------------------------
-def peer_status(peers_python: Path) -> dict[str, str | None]:
+def peer_status(peers_python: Path | None) -> dict[str, str | None]:
     """None for a peer that can run here, else why not (said in the results)."""
     status: dict[str, str | None] = {"naive": None, "ldcsf": None, "ldcsf-default": None, "ldcsf-1reader": None}
     try:
@@ -83,7 +84,9 @@ def peer_status(peers_python: Path) -> dict[str, str | None]:
         status["ldcsf-openvino"] = None
     except ImportError:
         status["ldcsf-openvino"] = "not installed: pip install 'ldcsf[runtimes]'"
-    if not peers_python.is_file():
+    if peers_python is None:
+        status["tiatoolbox"] = "not installed: no peers' Python given (--peers-python or $LDCSF_PEERS_PYTHON)"
+    elif not peers_python.is_file():
         status["tiatoolbox"] = f"not installed: no Python at {peers_python} (see --peers-python)"
     else:
         probe = subprocess.run([str(peers_python), "-c", "import tiatoolbox, sys; sys.stdout.write(tiatoolbox.__version__)"],
