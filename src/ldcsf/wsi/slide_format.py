@@ -1,0 +1,55 @@
+"""What a slide format is: one small declaration per format, made in its reader's module.
+
+A declaration says what the rest of ldcsf needs to know about a format without reading pixels:
+its file endings, how a path is recognised as one of its slides, the files that make up one
+slide, the slide's name, how its files are grouped when a folder is searched, and how it is
+opened. `wsi/formats.py` collects the declarations into the one registry that `open_slide`,
+cohort discovery, slide ids, fingerprints and the path checks all ask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+def single_file(path: Path) -> list[Path]:
+    """The files of a one-file slide: the file itself."""
+    return [path]
+
+
+@dataclass(frozen=True)
+class SlideFormat:
+    """One slide format.
+
+    Attributes:
+        name: short name, as `ldcsf info` shows it ("aperio-openslide", "dicom", ...).
+        extensions: lower-case file endings, longest first where one ends another (".ome.tif").
+        open: `open(path, mpp)` -> SlideReader.
+        files: every file one slide is made of (fingerprinted together); the slide file alone
+            unless the format spreads a slide over several files.
+        claims: whether a path is a slide of this format; by default, its name ends in one of
+            `extensions`. A format whose slide may be a folder (DICOM) says so here.
+        slide_name: the slide's own name (DICOM: its container id), or None to name it by its
+            file without the ending.
+        main_files: given files of this format found together, each file's slide entry (DICOM:
+            every file of a series maps to its largest level), so a folder search lists each
+            slide once; None when every file is its own slide.
+    """
+
+    name: str
+    extensions: tuple[str, ...]
+    open: Callable
+    files: Callable[[Path], list[Path]] = single_file
+    claims: Callable[[Path], bool] | None = None
+    slide_name: Callable[[Path], str | None] | None = None
+    main_files: Callable[[list[Path]], dict[Path, Path]] | None = None
+
+    def ending_of(self, name: str) -> str | None:
+        """The ending of `name` that is one of this format's, or None."""
+        lower = name.lower()
+        return next((ending for ending in self.extensions if lower.endswith(ending)), None)
+
+    def is_slide(self, path: Path) -> bool:
+        return self.claims(path) if self.claims is not None else self.ending_of(path.name) is not None
