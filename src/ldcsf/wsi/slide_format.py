@@ -29,8 +29,8 @@ class SlideFormat:
         open: `open(path, mpp)` -> SlideReader.
         files: every file one slide is made of (fingerprinted together); the slide file alone
             unless the format spreads a slide over several files.
-        claims: whether a path is a slide of this format; by default, its name ends in one of
-            `extensions`. A format whose slide may be a folder (DICOM) says so here.
+        claims: whether a path is a slide of this format; by default, it is no folder and its
+            name ends in one of `extensions`. A format whose slide may be a folder (DICOM) says so here.
         slide_name: the slide's own name (DICOM: its container id), or None to name it by its
             file without the ending.
         main_files: given files of this format found together, each file's slide entry (DICOM:
@@ -52,4 +52,7 @@ class SlideFormat:
         return next((ending for ending in self.extensions if lower.endswith(ending)), None)
 
     def is_slide(self, path: Path) -> bool:
-        return self.claims(path) if self.claims is not None else self.ending_of(path.name) is not None
+        if self.claims is not None:
+            return self.claims(path)
+        # A folder named like a slide ("x.svs/") is no slide of a one-file format: it is refused as a folder.
+        return self.ending_of(path.name) is not None and not path.is_dir()
