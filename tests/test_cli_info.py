@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ldcsf.cli.main import main
-from ldcsf.wsi.slide_info import MPP_FROM_FILE, MPP_FROM_OVERRIDE, slide_info
+from ldcsf.wsi.slide_info import MPP_FROM_FILE, MPP_FROM_OVERRIDE, MPP_FROM_POWER, slide_info
 from test_wsi_dicom import dicom_folder  # noqa: F401 - the DICOM series fixture
 
 CMU = "slides/CMU-1-Small-Region.svs"
@@ -37,6 +37,20 @@ def test_info_json_and_mpp_override(shared_data, capsys):
     info = slide_info(shared_data / CMU)
     assert (info.mpp, info.mpp_source, info.vendor) == (pytest.approx(0.499), MPP_FROM_FILE, "aperio")
     assert dict(info.properties)["aperio.AppMag"] == "20"
+
+
+def test_without_a_file_mpp_the_objective_power_gives_an_estimate(shared_data, tmp_path, capsys):
+    """The CMU slide with its Aperio `MPP` entry taken out of the header: only `AppMag = 20` is left."""
+    import tifffile
+
+    slide = tmp_path / "no_mpp.svs"
+    slide.write_bytes((shared_data / CMU).read_bytes())
+    description = tifffile.tiffcomment(slide)
+    tifffile.tiffcomment(slide, comment=description.replace("|MPP = 0.4990", ""))
+    info = slide_info(slide)
+    assert (info.mpp, info.mpp_source, info.file_mpp, info.objective_power) == (0.5, MPP_FROM_POWER, None, 20.0)
+    assert main(["info", str(slide)]) == 0
+    assert "0.5 (objective power estimate); ldcsf slide needs --mpp" in capsys.readouterr().out
 
 
 def test_a_bad_slide_prints_its_one_line_error_and_the_others_go_on(shared_data, tmp_path, capsys):
