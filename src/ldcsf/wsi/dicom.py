@@ -160,9 +160,9 @@ def refusal_message(path: Path, reader_error: str) -> str:
 
 # -- the format's declaration ----------------------------------------------------------------
 
-def is_dicom_slide(path: Path) -> bool:
-    """A DICOM file, or a folder holding DICOM files (one series: one slide)."""
-    return is_dicom_path(path) or (path.is_dir() and any(is_dicom_path(p) for p in path.iterdir()))
+def holds_dicom_files(folder: Path) -> bool:
+    """A folder holding DICOM files: one series, one slide (refused when opened if it holds more)."""
+    return any(is_dicom_path(p) for p in folder.iterdir())
 
 
 def series_files(path: Path) -> list[Path]:
@@ -194,6 +194,6 @@ def open_dicom_slide(path: Path, mpp: float | None = None):
 
 
 DICOM_FORMAT = SlideFormat(
-    name="dicom", extensions=DICOM_EXTENSIONS, open=open_dicom_slide, files=series_files, claims=is_dicom_slide,
+    name="dicom", extensions=DICOM_EXTENSIONS, open=open_dicom_slide, files=series_files, folder_slide=holds_dicom_files,
     slide_name=dicom_id_or_none, main_files=main_files,
 )

@@ -19,8 +19,8 @@ from .picture_reader import PICTURE_FORMAT
 from .slide_format import SlideFormat
 from .tifffile_reader import OME_TIFF_FORMAT
 
-#: Asked in this order: a format that claims folders first, then longer endings before the
-#: shorter ones they end with (.ome.tif before OpenSlide's .tif).
+#: Asked in this order: longer endings before the shorter ones they end with (.ome.tif before
+#: OpenSlide's .tif).
 FORMATS: tuple[SlideFormat, ...] = (
     DICOM_FORMAT,
     OME_TIFF_FORMAT,
@@ -36,11 +36,14 @@ SLIDE_EXTENSIONS: tuple[str, ...] = tuple(dict.fromkeys(e for f in FORMATS for e
 def format_of(path: str | Path) -> SlideFormat | None:
     """The format a path is a slide of, or None (an unknown ending, or a folder no format claims)."""
     path = Path(path)
-    return next((fmt for fmt in FORMATS if fmt.is_slide(path)), None)
+    if path.is_dir():  # one stat: this is asked for every slide of a cohort
+        return next((fmt for fmt in FORMATS if fmt.folder_slide is not None and fmt.folder_slide(path)), None)
+    return next((fmt for fmt in FORMATS if fmt.ending_of(path.name)), None)
 
 
 def named_like_a_slide(path: Path) -> bool:
-    return any(fmt.ending_of(path.name) for fmt in FORMATS)
+    name = path.name.lower()
+    return any(name.endswith(fmt.extensions) for fmt in FORMATS)
 
 
 def slide_files(path: str | Path) -> list[Path]:
@@ -100,7 +103,7 @@ def one_entry_per_slide(paths: Iterable[Path]) -> list[Path]:
     for fmt in FORMATS:
         if fmt.main_files is None:
             continue
-        folders = dict.fromkeys(p.parent for p in paths if p.is_file() and fmt.is_slide(p))
+        folders = dict.fromkeys(p.parent for p in paths if fmt.ending_of(p.name) and p.is_file())
         for folder in folders:
             try:
                 main_of.update(fmt.main_files(folder))

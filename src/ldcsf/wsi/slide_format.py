@@ -1,7 +1,7 @@
 """What a slide format is: one small declaration per format, made in its reader's module.
 
 A declaration says what the rest of ldcsf needs to know about a format without reading pixels:
-its file endings, how a path is recognised as one of its slides, the files that make up one
+its file endings (how a file is recognised), whether a folder can be one of its slides, the files that make up one
 slide, the slide's name, how its files are grouped when a folder is searched, and how it is
 opened. `wsi/formats.py` collects the declarations into the one registry that `open_slide`,
 cohort discovery, slide ids, fingerprints and the path checks all ask.
@@ -29,8 +29,8 @@ class SlideFormat:
         open: `open(path, mpp)` -> SlideReader.
         files: every file one slide is made of (fingerprinted together); the slide file alone
             unless the format spreads a slide over several files.
-        claims: whether a path is a slide of this format; by default, it is no folder and its
-            name ends in one of `extensions`. A format whose slide may be a folder (DICOM) says so here.
+        folder_slide: whether a folder is one slide of this format (DICOM: it holds a series);
+            None for formats whose slides are files, recognised by their ending alone.
         slide_name: the slide's own name (DICOM: its container id), or None to name it by its
             file without the ending.
         main_files: given files of this format found together, each file's slide entry (DICOM:
@@ -42,17 +42,13 @@ class SlideFormat:
     extensions: tuple[str, ...]
     open: Callable
     files: Callable[[Path], list[Path]] = single_file
-    claims: Callable[[Path], bool] | None = None
+    folder_slide: Callable[[Path], bool] | None = None
     slide_name: Callable[[Path], str | None] | None = None
     main_files: Callable[[list[Path]], dict[Path, Path]] | None = None
 
     def ending_of(self, name: str) -> str | None:
         """The ending of `name` that is one of this format's, or None."""
         lower = name.lower()
-        return next((ending for ending in self.extensions if lower.endswith(ending)), None)
-
-    def is_slide(self, path: Path) -> bool:
-        if self.claims is not None:
-            return self.claims(path)
-        # A folder named like a slide ("x.svs/") is no slide of a one-file format: it is refused as a folder.
-        return self.ending_of(path.name) is not None and not path.is_dir()
+        if not lower.endswith(self.extensions):  # one C call: this is asked of every file a folder search meets
+            return None
+        return next(ending for ending in self.extensions if lower.endswith(ending))
