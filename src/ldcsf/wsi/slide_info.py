@@ -77,14 +77,15 @@ def slide_info(path: str | Path, mpp: float | None = None) -> SlideInfo:
     Raises what `open_slide` raises: one line naming the file and what is wrong.
     """
     path = Path(path)
-    check_mpp_override(path, mpp)
+    fmt = format_of(path)
     with open_slide(path) as reader:  # without the override, so the file's own µm/px is seen
+        check_mpp_override(path, mpp)
         file_mpp = reader.mpp
         power = reader.objective_power
         mpp_value, source = _mpp_and_source(mpp, file_mpp, power)
         return SlideInfo(
             path=path,
-            format=format_of(path).name if format_of(path) is not None else "openslide",
+            format=fmt.name if fmt is not None else "openslide",  # an unknown ending is offered to OpenSlide
             files=len(slide_files(path)),
             dimensions=tuple(reader.dimensions),
             levels=tuple(LevelInfo(tuple(size), float(down))
