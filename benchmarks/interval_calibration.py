@@ -120,6 +120,12 @@ def fold_record(fold: Path) -> dict:
             "model_sha256": file_sha256(model) if model.is_file() else None}
 
 
+def shown_path(path: Path) -> Path:
+    """A work folder as a checkout sees it (benchmarks/results/...), wherever the folds were read."""
+    parts = path.resolve().parts
+    return Path(*parts[parts.index("benchmarks"):]) if "benchmarks" in parts else path
+
+
 def run_folds(args) -> None:
     import loso
 
@@ -134,8 +140,9 @@ def main(argv=None) -> int:
         run_folds(args)
     folds = [args.work / args.recipe / s for s in args.sources]
     images = pd.concat([image_table(f, args.block_tiles) for f in folds], ignore_index=True)
-    calibration = fit(images, args.level, fitted_by=f"{command_line()} ({now()})",
-                      folds={f.name: fold_record(f) for f in folds})
+    calibration = fit(images, args.level, folds={f.name: fold_record(f) for f in folds},
+                      fitted_by=f"benchmarks/interval_calibration.py on the {args.recipe} folds in "
+                                f"{shown_path(args.work)}, {now()}")
     in_sample = summary(apply(images, calibration))
     per_source, pooled = cross_source(images, args.level)
     rows = [[name, ", ".join(r["calibrated_on"]), r["images"], fmt(r["margin_logit"], 2),
@@ -147,7 +154,7 @@ def main(argv=None) -> int:
                      fmt(p["mean_width"], 2), f"{100 * p['sampling_coverage']:.0f}%", fmt(p["sampling_mean_width"], 2)])
     counts = ", ".join(f"{name} {record['images']}" for name, record in calibration.sources.items())
     md = [f"# The TSR interval's model-error margin, calibrated on held-out sources (recipe {args.recipe})\n",
-          f"- command: `{command_line()}`\n- folds: `{args.work / args.recipe}`\n- date: {now()}\n",
+          f"- command: `{command_line()}`\n- folds: `{shown_path(args.work / args.recipe)}`\n- date: {now()}\n",
           f"Per image with tumour in its mask, each fold's model never saw the image's source. Interval: the "
           f"image's tile bootstrap ({args.block_tiles}x{args.block_tiles}-tile blocks) widened on the logit scale "
           f"by a split-conformal margin at {args.level:.0%} (`ldcsf.analysis.interval_calibration`). "
@@ -160,7 +167,7 @@ def main(argv=None) -> int:
           markdown_table(["tested on", "calibrated on", "images", "margin (logits)", "coverage", "mean width",
                           "sampling only: coverage", "sampling only: width"], rows)]
     write_results(args.out, "\n".join(md), {
-        "command": command_line(), "date": now(), "recipe": args.recipe, "work": str(args.work),
+        "command": command_line(), "date": now(), "recipe": args.recipe, "work": str(shown_path(args.work)),
         "level": args.level, "block_tiles": args.block_tiles, "interval_calibration": calibration.to_dict(),
         "in_sample": in_sample, "cross_source": per_source, "pooled": summary(pooled) if len(pooled) else None})
     print("\n".join(md))

@@ -3,8 +3,12 @@ field that carries it, and a real slide run with and without it."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +21,7 @@ from ldcsf.analysis.interval_calibration import (
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ldcsf.export.slide_outputs import TSR_JSON
 from ldcsf.inference import SlideSettings, run_cohort
+from ldcsf.shipped import SHIPPED_DIR, SHIPPED_NAME, load_shipped
 
 CMU = "slides/CMU-1-Small-Region.svs"
 CALIBRATION = {"margin_logit": 1.0, "level": 0.95,
@@ -152,3 +157,49 @@ def test_the_hotspot_gets_the_same_margin():
         expected = widen(point, theirs.low, theirs.high, IntervalCalibration(margin_logit=1.0))
         assert (mine.low, mine.high) == pytest.approx(expected)
         assert mine.low < theirs.low and mine.high > theirs.high and "model-error margin" in mine.method
+
+
+# -- the benchmark's cross-source test and the shipped model's copy of its result -------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _import(folder: str, name: str):
+    sys.path.insert(0, str(REPO / folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / folder))
+
+
+def test_each_source_is_tested_with_the_margin_of_the_others():
+    bench = _import("benchmarks", "interval_calibration")
+    # No sampling width; source a is off by 1 logit, source b by 3 (each image, each side).
+    point = np.full(20, 0.5)
+    true = np.concatenate([expit(np.tile([-1.0, 1.0], 5)), expit(np.tile([-3.0, 3.0], 5))])
+    images = pd.DataFrame({"source": ["a"] * 10 + ["b"] * 10, "true": true, "pred": point, "low": point,
+                           "high": point})
+    images["score"] = conformity_scores(images["true"], images["pred"], images["low"], images["high"])
+    per_source, pooled = bench.cross_source(images, 0.95)
+    assert per_source["a"]["margin_logit"] == pytest.approx(3.0) and per_source["a"]["coverage"] == 1.0
+    assert per_source["b"]["margin_logit"] == pytest.approx(1.0) and per_source["b"]["coverage"] == 0.0
+    assert bench.summary(pooled)["coverage"] == 0.5 and per_source["a"]["sampling_coverage"] == 0.0
+    # Fitted on both, each source weighing half: the 95 % margin is b's.
+    assert bench.fit(images, 0.95).margin_logit == pytest.approx(3.0)
+
+
+def test_the_shipped_card_carries_a_checked_calibration(tmp_path):
+    build = _import("tools", "build_shipped_model")
+    folder = tmp_path / "shipped"
+    shutil.copytree(SHIPPED_DIR, folder)
+    results = tmp_path / "interval_calibration.json"
+    results.write_text(json.dumps({"recipe": build.RECOMMENDED, "interval_calibration": CALIBRATION}))
+    build.main(["--calibration-only", "--interval-calibration", str(results), "--out", str(folder)])
+    assert load_shipped(folder).meta.interval_calibration == interval_calibration_from_dict(CALIBRATION).to_dict()
+    results.write_text(json.dumps({"recipe": "another", "interval_calibration": CALIBRATION}))
+    with pytest.raises(SystemExit, match="calibrated on recipe 'another'"):
+        build.main(["--calibration-only", "--interval-calibration", str(results), "--out", str(folder)])
+    card = json.loads((folder / f"{SHIPPED_NAME}.json").read_text())
+    card["meta"]["interval_calibration"]["margin_logit"] = "wide"
+    (folder / f"{SHIPPED_NAME}.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"\.json: checkpoint meta 'interval_calibration' margin_logit must be"):
+        load_shipped(folder)
