@@ -54,10 +54,13 @@ def image_table(fold: Path, block_tiles: int) -> pd.DataFrame:
     areas = fold / "tile_areas.csv"
     if not areas.is_file():
         raise SystemExit(f"{areas}: not found (the fold is unfinished, or its source has no masks; run loso.py)")
-    per = image_intervals(pd.read_csv(areas), block_tiles)
+    tiles = pd.read_csv(areas)
+    per = image_intervals(tiles, block_tiles)
     if per.empty:
         raise SystemExit(f"{areas}: no image with tumour in its mask")
-    return per.assign(source=fold.name, score=conformity_scores(per["true"], per["pred"], per["low"], per["high"]))
+    counts = tiles.groupby(tiles["source_image"].map(lambda p: Path(p).stem)).size()
+    return per.assign(source=fold.name, tiles=counts.reindex(per["image"]).to_numpy(),
+                      score=conformity_scores(per["true"], per["pred"], per["low"], per["high"]))
 
 
 def fit(images: pd.DataFrame, level: float, fitted_by: str = "", folds: dict | None = None):
@@ -85,6 +88,14 @@ def summary(scored: pd.DataFrame) -> dict:
             "mean_width": float((scored["cal_high"] - scored["cal_low"]).mean()),
             "sampling_coverage": float(scored["sampling_covered"].mean()),
             "sampling_mean_width": float((scored["high"] - scored["low"]).mean())}
+
+
+def score_against_tiles(images: pd.DataFrame) -> dict:
+    """Per source: Spearman of the images' scores against their tile counts (would scaling by tiles help?)."""
+    from scipy.stats import spearmanr
+
+    return {name: float(spearmanr(part["score"], part["tiles"]).statistic)
+            for name, part in images.groupby("source", sort=False)}
 
 
 def cross_source(images: pd.DataFrame, level: float) -> tuple[dict, pd.DataFrame]:
@@ -144,6 +155,7 @@ def main(argv=None) -> int:
                       fitted_by=f"benchmarks/interval_calibration.py on the {args.recipe} folds in "
                                 f"{shown_path(args.work)}, {now()}")
     in_sample = summary(apply(images, calibration))
+    against_tiles = score_against_tiles(images)
     per_source, pooled = cross_source(images, args.level)
     rows = [[name, ", ".join(r["calibrated_on"]), r["images"], fmt(r["margin_logit"], 2),
              f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2),
@@ -165,11 +177,13 @@ def main(argv=None) -> int:
           f"{100 * in_sample['coverage']:.0f}%, mean width {in_sample['mean_width']:.2f}.\n",
           "Across sources (margin fitted without the source it is tested on):\n",
           markdown_table(["tested on", "calibrated on", "images", "margin (logits)", "coverage", "mean width",
-                          "sampling only: coverage", "sampling only: width"], rows)]
+                          "sampling only: coverage", "sampling only: width"], rows),
+          "\nDo images with more tiles need less margin? Spearman of the scores against the images' tile counts: "
+          + ", ".join(f"{name} {rho:+.2f}" for name, rho in against_tiles.items()) + ".\n"]
     write_results(args.out, "\n".join(md), {
         "command": command_line(), "date": now(), "recipe": args.recipe, "work": str(shown_path(args.work)),
         "level": args.level, "block_tiles": args.block_tiles, "interval_calibration": calibration.to_dict(),
-        "in_sample": in_sample, "cross_source": per_source, "pooled": summary(pooled) if len(pooled) else None})
+        "in_sample": in_sample, "cross_source": per_source, "score_vs_tiles_spearman": against_tiles, "pooled": summary(pooled) if len(pooled) else None})
     print("\n".join(md))
     return 0
 
