@@ -82,6 +82,7 @@ def test_the_conformal_margin_weighs_each_source_alike():
     ({"margin_logit": 1.0, "level": 1.5}, "level must be a coverage in [0.5, 1)"),
     ({"margin_logit": 1.0, "method": "bonferroni"}, "method must be"),
     ({"margin_logit": 1.0, "sources": ["glas"]}, "sources must map"),
+    ({"margin_logit": 1.0, "sources": {"glas": {"images": "many"}}}, "sources' images must be counts"),
     ({"margin_logit": 1.0, "shift": 2}, "has unknown keys ['shift']"),
     ("wide", "must be null or a mapping"),
 ])

@@ -85,6 +85,9 @@ def interval_calibration_from_dict(value: Any) -> IntervalCalibration:
     sources = value.get("sources", {})
     if not isinstance(sources, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in sources.items()):
         raise ValueError("sources must map each source's name to what was measured on it")
+    if not all(isinstance(v.get("images", 0), int) and not isinstance(v.get("images", 0), bool)
+               and v.get("images", 0) >= 0 for v in sources.values()):
+        raise ValueError("sources' images must be counts (whole numbers)")
     if not isinstance(value.get("fitted_by", ""), str):
         raise ValueError("fitted_by must be text")
     return IntervalCalibration(**{**value, "margin_logit": float(margin), "level": float(level), "clip": float(clip)})
