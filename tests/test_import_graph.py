@@ -143,3 +143,12 @@ def test_graph_sees_every_kind_of_import(tmp_path):
     (pkg / "low" / "base.py").write_text("def thing():\n    return 1\n")
     graph = import_graph(tmp_path, "demo")
     assert find_cycles(graph) == [] and find_cycles(package_graph(graph, "demo")) == []
+
+
+def test_labels_sit_at_the_bottom_and_data_reads_them(ldcsf_graph):
+    """`ldcsf.labels` imports nothing of ldcsf; `data` learns label names from it, not from `models`."""
+    assert ldcsf_graph["ldcsf.labels"] == set()
+    data_to_models = sorted(f"{m} -> {t}" for m, targets in ldcsf_graph.items() if package_of(m, "ldcsf") == "data"
+                            for t in targets if package_of(t, "ldcsf") == "models")
+    assert not data_to_models, "data imports the model package:\n" + "\n".join(data_to_models)
+    assert "ldcsf.labels" in ldcsf_graph["ldcsf.data.manifest"]
