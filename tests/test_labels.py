@@ -71,6 +71,19 @@ def test_without_a_tumour_label_there_is_no_tsr():
         check_labels([label for label in labels.LABELS if label.name != "tumor"])
 
 
+def test_shipped_mapping_tables_map_to_the_labels():
+    """A mapping table's label columns (and QuPath targets) are labels of ldcsf.labels, never new spellings."""
+    from ldcsf.data.mapping import read_mapping, shipped_mappings
+    from ldcsf.data.qupath import TARGETS, read_class_mapping
+
+    for name in shipped_mappings():
+        if name == "qupath":
+            assert set(read_class_mapping(name).values()) <= set(TARGETS)
+        else:
+            assert set(read_mapping(name).columns) <= set(labels.default_labels()), name
+    assert set(TARGETS) == {*labels.default_labels(), "background", "ignore"}
+
+
 def string_constants(path: Path) -> list[tuple[int, str]]:
     """(line, value) of every string constant in a file that is not a docstring."""
     tree = ast.parse(path.read_text(), filename=str(path))
