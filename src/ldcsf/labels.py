@@ -6,7 +6,7 @@ colours of pictures, GeoJSON classes and the viewer (`export.colors`). A source 
 classes are mapped to these names by its mapping table (`data/mappings/*.csv`), or, where a
 source spells a label differently ("normal", "tumour"), by the synonyms below.
 
-This module imports nothing (no torch, no pandas): the lightest packages read it.
+This module imports nothing of ldcsf and no third-party package, so the lightest packages read it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Label:
 LABELS: tuple[Label, ...] = (
     Label("stroma", "stroma", (0, 170, 70), "stroma", ("tumour stroma", "tumor stroma")),
     Label("necrosis", "necrosis", (0, 0, 0), "neither", ("necrotic", "necrotic debris")),
-    Label("non_tumor", "non-tumour", (0, 140, 255), "neither", ("normal", "non-tumour", "non tumor")),
+    Label("non_tumor", "non-tumour", (0, 140, 255), "neither", ("normal", "non-tumour")),
     Label("tumor", "tumour", (255, 200, 0), "tumor", ("tumour",)),
 )
 
