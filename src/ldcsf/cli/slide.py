@@ -123,7 +123,8 @@ def _run_with_threads_set(args) -> int:
     from ..wholeslide import run_cohort
     from .common import format_table
 
-    table = run_cohort(args.slides, checkpoint_or_shipped(args.checkpoint), args.out, slide_settings(args))
+    settings = slide_settings(args)  # before the checkpoint: a wrong --outputs name costs no model load
+    table = run_cohort(args.slides, checkpoint_or_shipped(args.checkpoint), args.out, settings)
     if table.empty:  # a non-zero rank under DDP: rank 0 reports
         return 0
     failed = int((table["status"] == "failed").sum())

@@ -8,6 +8,9 @@ tiling settings. A rerun into the same folder compares them:
 - another slide file: refused, always (two files never share a folder);
 - other checkpoint or settings and a finished slide: refused (choose a new --out, or --overwrite);
 - other checkpoint or settings and an unfinished slide: started afresh (nothing was reported yet).
+
+Which outputs are written is not recorded here: a rerun asking for others is the same inputs
+(the pipeline adds the missing outputs to a finished slide).
 """
 
 from __future__ import annotations
