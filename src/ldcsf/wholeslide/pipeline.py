@@ -28,6 +28,7 @@ from typing import Sequence
 
 from ..analysis.slide_analysis import SlideAnalysis, analyse_slide
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
+from ..checkpoint_safety import check_interval_calibration
 from ..options import SlideSettings
 from ..utils.paths import check_output_dir, printable_name, safe_name
 from .tile_prediction import PredictionStore
@@ -146,6 +147,7 @@ def run_slide(
     check_runtime_device(settings.runtime, settings.accelerator)
     meta = loaded.meta
     check_tsr_labels(meta.labels, str(loaded.path))
+    calibration = check_interval_calibration(loaded.path, meta.interval_calibration)  # before any work
     # Claimed before the slide is opened: a finished slide is skipped, a foreign folder refused, unread.
     fingerprint = result_fingerprint(slide_path, loaded, settings)
     earlier = finished_record(out_dir)
@@ -169,7 +171,9 @@ def run_slide(
     extra = {} if settings.field_diameter_um is None else {"field_diameter_um": settings.field_diameter_um}
     analysis = analyse_slide(predictions.tiles, predictions.labels, predictions.thresholds, plan.mpp,
                              plan.dimensions, area_maps=predictions.area_maps, slide_id=slide_id,
-                             member_tiles=predictions.member_tiles, **extra)
+                             member_tiles=predictions.member_tiles,
+                             interval_calibration=calibration,
+                             **extra)
     row = write_slide_outputs(
         out_dir, analysis, slide_id=slide_id, slide_path=printable_name(slide_path), thumbnail=plan.thumbnail,
         thumbnail_downsample=plan.thumbnail_downsample,
