@@ -155,3 +155,17 @@ def test_outputs_subset_then_a_rerun_adds_outputs_without_predicting(shared_data
     record = json.loads((slide_dir / "tsr.json").read_text())
     assert "outputs" not in record and len(record["files"]) == 7 + len(LABELS)
     assert all((slide_dir / name).is_file() for name in record["files"])
+
+
+def test_folders_written_before_the_outputs_choice_keep_matching(tmp_path):
+    from ldcsf.export.slide_writers import recorded_outputs
+    from ldcsf.wholeslide.fingerprint import INPUTS_JSON, claim_output
+
+    fingerprint = {"format": 1, "slide": {"name": "s.svs"}, "checkpoint": {"model_name": "m"}, "tiling": {"overlap": 0.0}}
+    # --no-pictures used to be recorded with the inputs: such a finished folder is the same inputs now
+    (tmp_path / INPUTS_JSON).write_text(json.dumps({**fingerprint, "tiling": {"overlap": 0.0, "pictures": False}}))
+    assert claim_output(tmp_path, fingerprint, finished=True) is True
+    plain = ["tsr.json", "tiles.parquet", "tiles.csv", "tiles.geojson", "report.html"]
+    assert recorded_outputs({"files": plain}) == ["parquet", "csv", "geojson", "report", "subtile-maps"]
+    assert recorded_outputs({"files": [*plain, "overlay.png"]}) == output_names()
+    assert recorded_outputs({"files": plain, "outputs": ["report", "parquet"]}) == ["parquet", "report"]
