@@ -95,7 +95,7 @@ def parse_devices(value: str) -> int | str | list[int]:
 
 
 def slide_settings(args) -> SlideSettings:
-    """The SlideSettings of parsed `ldcsf slide` arguments: fields by name, and the two flags that are not one to one."""
+    """The SlideSettings of parsed `ldcsf slide` arguments: fields by name, and the flags that are not one to one."""
     # --no-pictures is the outputs less the pictures; None stays "all" (an unknown name: one-line ValueError)
     outputs = None if args.outputs is None and not args.no_pictures else chosen_outputs(
         args.outputs, pictures=not args.no_pictures)
