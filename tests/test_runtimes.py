@@ -65,7 +65,7 @@ def test_cli_choices_are_the_runtimes():
     from ldcsf.cli.export import RUNTIME_CHOICES
     from ldcsf.inference.runtimes import RUNTIMES
 
-    assert RUNTIME_CHOICES == RUNTIMES
+    assert tuple(RUNTIME_CHOICES) == RUNTIMES
 
 
 def test_exported_runtimes_refuse_a_gpu():

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..options import PredictOptions
 
-#: ldcsf.inference.runtimes.RUNTIMES, repeated here: building the parser must not import torch.
-RUNTIME_CHOICES = ("torch", "onnx", "openvino")
+
+class _RuntimeNames(Sequence):
+    """The names of `ldcsf.inference.runtimes.REGISTRY`, read when argparse first asks (a given
+    --runtime, --help, an error): building the parser must not import torch."""
+
+    def _names(self) -> tuple[str, ...]:
+        from ..inference.runtimes import RUNTIMES
+
+        return RUNTIMES
+
+    def __getitem__(self, index):
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+#: `--runtime` choices: the runtimes' registry.
+RUNTIME_CHOICES = _RuntimeNames()
 
 
 def add_runtime_argument(parser) -> None:
     """`--runtime`, shared by `slide` and `predict`."""
-    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default=PredictOptions.runtime,
-                        help="what runs the model: torch (default; any device), or on the CPU the exported ONNX "
-                             "file on onnx (ONNX Runtime) or openvino; exported beside the checkpoint on first use")
+    action = parser.add_argument(
+        "--runtime", default=PredictOptions.runtime,
+        help="what runs the model: torch (default; any device), or on the CPU the exported ONNX "
+             "file on onnx (ONNX Runtime) or openvino; exported beside the checkpoint on first use")
+    # Set after add_argument, which formats the choices once to check them (that would read the registry).
+    action.choices = RUNTIME_CHOICES
 
 
 def add_parser(subparsers) -> None:

@@ -2,6 +2,10 @@
 
     model = runtime_model(loaded, "onnx")   # a torch.nn.Module: float (N, 3, H, W) in, logits out
 
+The runtimes are one table, `REGISTRY` (name -> engine class, packages it needs, devices), at the
+end of this file: `--runtime`'s choices and the table in docs/slides.md are read from it, so a
+new runtime is one entry there (and its engine class, called like the PyTorch model).
+
 On a CPU an inference engine that fuses the whole graph ahead of time can beat eager PyTorch
 (benchmarks/runtimes.py measures by how much, per model). The exported file sits beside its
 checkpoint (`model.pt` -> `model.onnx`, written by `ldcsf export` or on first use) and records the
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +35,6 @@ from ..utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-#: `--runtime` choices. "torch" is eager PyTorch (any device); the others run on the CPU only.
-RUNTIMES = ("torch", "onnx", "openvino")
 #: Largest |difference| of sigmoid probabilities an exported model may show against PyTorch. fp32
 #: engines reorder sums (fused kernels, other GEMM blocking): differences of ~1e-6 are expected.
 EXPORT_TOLERANCE = 1e-4
@@ -225,30 +228,73 @@ class OpenVinoModel(_ExportedModel):
         return [torch.from_numpy(np.array(result[output])) for output in self.compiled.outputs]
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """One way to run a checkpoint's model.
+
+    engine: built from the exported ONNX file and the thread count, called like the PyTorch model;
+        None: the PyTorch model itself.
+    needs: the Python packages it needs, checked in this order (all in the `runtimes` extra).
+    """
+
+    name: str
+    engine: type[_ExportedModel] | None
+    needs: tuple[str, ...]
+    cpu_only: bool
+    description: str
+
+
+#: The runtimes, by `--runtime` name; the first is the default.
+REGISTRY: dict[str, Runtime] = {runtime.name: runtime for runtime in (
+    Runtime("torch", None, (), False, "eager PyTorch"),
+    Runtime("onnx", OnnxRuntimeModel, ("onnxruntime", "onnx"), True, "the exported ONNX file on ONNX Runtime"),
+    Runtime("openvino", OpenVinoModel, ("openvino", "onnx"), True, "the exported ONNX file compiled by OpenVINO, fp32"),
+)}
+#: `--runtime` choices.
+RUNTIMES = tuple(REGISTRY)
+
+
+def get_runtime(name: str) -> Runtime:
+    """The registry's entry for `name`; ValueError (one line) for a name it does not hold."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+    return REGISTRY[name]
+
+
+def runtimes_markdown() -> str:
+    """The registry as the Markdown table docs/slides.md shows (a test keeps the two equal)."""
+    rows = ["| `--runtime` | runs on | needs | what runs the model |", "|---|---|---|---|"]
+    for runtime in REGISTRY.values():
+        needs = ", ".join(f"`{package}`" for package in runtime.needs) or "(installed with ldcsf)"
+        rows.append(f"| `{runtime.name}` | {'CPU' if runtime.cpu_only else 'any device'} | {needs} | "
+                    f"{runtime.description} |")
+    return "\n".join(rows)
+
+
 #: Engines already built in this process, so a cohort checks the export and builds a session once.
 _ENGINES: dict[tuple, nn.Module] = {}
 
 
 def runtime_model(loaded: LoadedCheckpoint, runtime: str = "torch", threads: int | None = None) -> nn.Module:
-    """The checkpoint's model on `runtime` ("torch", "onnx" or "openvino"), as a torch module."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if runtime == "torch":
+    """The checkpoint's model on `runtime` (a name in `REGISTRY`), as a torch module."""
+    entry = get_runtime(runtime)
+    if entry.engine is None:
         return loaded.model
     threads = int(threads or torch.get_num_threads())
     key = (str(Path(loaded.path).resolve()), id(loaded), runtime, threads)
     if key not in _ENGINES:
-        _require("onnxruntime" if runtime == "onnx" else "openvino", runtime)
+        for package in entry.needs:
+            _require(package, runtime)
         path = ensure_onnx(loaded)
-        model = OnnxRuntimeModel(path, threads) if runtime == "onnx" else OpenVinoModel(path, threads)
+        model = entry.engine(path, threads)
         _ENGINES.clear()  # one engine at a time: a session holds the whole model's memory
         _ENGINES[key] = model.describe(loaded)
     return _ENGINES[key]
 
 
 def check_runtime_device(runtime: str, accelerator: str) -> None:
-    """The exported runtimes run on the CPU: refuse a GPU accelerator in one line."""
-    if runtime == "torch":
+    """A CPU-only runtime refuses a GPU accelerator in one line."""
+    if not get_runtime(runtime).cpu_only:
         return
     on_gpu = accelerator in ("gpu", "cuda", "mps") or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
