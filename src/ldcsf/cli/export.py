@@ -49,7 +49,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..checkpoint import load_checkpoint
-    from ..inference.runtimes import EXPORT_TOLERANCE, export_onnx
+    from ..inference.exported import EXPORT_TOLERANCE, export_onnx
 
     loaded = load_checkpoint(args.checkpoint)
     path = export_onnx(loaded, args.out)
