@@ -272,9 +272,9 @@ def profile_pair(ldcsf_name: str, size: int | None, batch: int, device: str, top
 def pipeline_available() -> str | None:
     """None when the slide pipeline can be benchmarked, else what is missing."""
     try:
-        from ldcsf.inference.pipeline import run_slide  # noqa: F401
+        from ldcsf.wholeslide.pipeline import run_slide  # noqa: F401
     except ImportError as exc:
-        return f"needs ldcsf.inference.pipeline.run_slide ({exc})"
+        return f"needs ldcsf.wholeslide.pipeline.run_slide ({exc})"
     return None
 
 
@@ -375,7 +375,7 @@ def slide_worker(ckpt: str, slide: str, batch: str, device: str, workers: str, t
     """
     import tempfile
 
-    from ldcsf.inference.pipeline import SlideSettings, run_slide
+    from ldcsf.wholeslide.pipeline import SlideSettings, run_slide
 
     if int(threads):
         torch.set_num_threads(int(threads))

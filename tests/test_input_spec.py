@@ -135,8 +135,8 @@ def test_the_data_module_prepares_images_as_the_checkpoint_says_prediction_will(
 
 
 def test_slide_tiles_and_the_predictor_follow_the_spec(shared_data):
-    from ldcsf.inference.dataset import TileDataset
     from ldcsf.inference.predictor import Predictor
+    from ldcsf.wholeslide.tile_dataset import TileDataset
 
     spec = InputSpec(size=64, mpp=1.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), interpolation="bicubic",
                      stain_norm=OLD_META["stain_norm"])
