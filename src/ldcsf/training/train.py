@@ -332,7 +332,9 @@ def _validate_before_max_steps(config: TrainConfig, n_train: int) -> dict:
 
 
 def _warn_without_tsr_labels(labels, data) -> None:
-    missing = [name for name in ("stroma", "tumor") if name not in labels]
+    from ..labels import STROMA_LABEL, TUMOR_LABEL
+
+    missing = [name for name in (STROMA_LABEL, TUMOR_LABEL) if name not in labels]
     if missing:
         log.warning("%s: labels %s lack %s: a model trained on them cannot give a tumour-to-stroma ratio "
                     "(ldcsf slide needs both)", data, list(labels), " and ".join(map(repr, missing)))

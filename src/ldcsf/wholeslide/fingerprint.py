@@ -30,11 +30,12 @@ class OutputMismatchError(ValueError):
 
 
 def slide_identity(path: str | Path) -> dict:
-    """Name, size and a digest of the head and tail of a slide file (or of each file of a folder)."""
-    from ..wsi.dicom import slide_files
+    """Name, size and a digest of the head and tail of each file of a slide (`wsi.formats.slide_files`:
+    the file, a DICOM series' files, a MIRAX index and its folder's files)."""
+    from ..wsi.formats import slide_files
 
     path = Path(path)
-    files = slide_files(path)  # a DICOM slide is all the files of its series
+    files = slide_files(path)
     digest = hashlib.sha256()
     size = 0
     for file in files:

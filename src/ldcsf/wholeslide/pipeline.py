@@ -27,6 +27,7 @@ from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..checkpoint_safety import check_interval_calibration
 from ..options import SlideSettings
 from ..utils.paths import check_output_dir, printable_name, safe_name
+from ..wsi.formats import slide_name
 from .tile_prediction import PredictionStore
 from .fingerprint import claim_output, result_fingerprint
 from .input_checks import check_tsr_labels
@@ -49,22 +50,9 @@ log = logging.getLogger(__name__)
 
 
 def slide_id_for(path: str | Path) -> str:
-    """Output folder name of a slide: its file name without the format's ending(s), as a safe name.
-
-    A DICOM slide (a folder of one series, or any file of it) is named by its container id,
-    or else its series UID: the files themselves are named by instance UIDs.
-    """
-    from ..wsi.dicom import dicom_id_or_none
-
-    dicom_id = dicom_id_or_none(Path(path))
-    path = printable_name(path)  # any bytes a file system allows in a name become text
-    if dicom_id is not None:
-        return safe_name(dicom_id)
-    name = Path(path).name
-    for ending in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(ending):
-            return safe_name(name[: -len(ending)])
-    return safe_name(Path(name).stem)
+    """Output folder name of a slide: its format's name for it (`wsi.formats.slide_name`: the file
+    name without the format's ending, a DICOM series' container id), as a safe name."""
+    return safe_name(slide_name(path))
 
 
 def finished_row(slide_dir: str | Path) -> dict | None:

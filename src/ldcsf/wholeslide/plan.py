@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from .. import __version__
-from ..wsi.dicom import is_dicom_path
+from ..wsi.formats import check_slide_path  # noqa: F401 - also imported from here
 from ..wsi.readers import open_slide
 from ..wsi.tiling import TileSpec, tile_grid
 from ..wsi.tissue import TissueMask, detect_tissue
@@ -55,20 +55,6 @@ class SlidePlan:
     def boxes(self) -> np.ndarray:
         """(tiles, 4) level-0 x, y, width, height of every tile."""
         return self.tiles[["x", "y", "width", "height"]].to_numpy()
-
-
-def check_slide_path(slide_path: Path) -> None:
-    """FileNotFoundError / ValueError (one line) for a path that cannot be a slide."""
-    if slide_path.is_symlink() and not slide_path.exists():
-        raise FileNotFoundError(f"{slide_path}: a symbolic link that leads to no file (a loop, or its target "
-                                "was removed); link the slide file itself")
-    if not slide_path.exists():
-        raise FileNotFoundError(f"{slide_path}: slide not found")
-    if slide_path.is_dir() and not any(is_dicom_path(p) for p in slide_path.iterdir()):
-        raise ValueError(f"{slide_path}: a folder, not a slide file (and no DICOM series in it); "
-                         "give the slide file, or a folder of slides to search")
-    if not (slide_path.is_file() or slide_path.is_dir()):  # reading a pipe or device would block forever
-        raise ValueError(f"{slide_path}: not a regular file (a pipe or device?); give the slide file itself")
 
 
 def plan_slide(slide_path: str | Path, meta, settings, slide_id: str) -> SlidePlan:
