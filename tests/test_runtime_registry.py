@@ -55,9 +55,8 @@ def test_the_docs_show_the_registry():
 
 
 def test_the_parser_reads_the_registry_without_loading_torch():
-    # `ldcsf slide --help` lists the choices and a given --runtime is checked against them: both stay quick.
+    # The parser is built for every command, `ldcsf slide --help` included: reading the table must stay light.
     code = ("import sys\nfrom ldcsf.cli.main import build_parser\nparser = build_parser()\n"
-            "assert 'ldcsf.inference.runtimes' not in sys.modules, 'read while building'\n"
             "sub = next(a for a in parser._actions if a.dest == 'command').choices['slide']\n"
             "from ldcsf.inference.runtimes import RUNTIMES\n"
             "assert '--runtime {' + ','.join(RUNTIMES) + '}' in sub.format_help()\n"

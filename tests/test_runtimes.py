@@ -59,7 +59,7 @@ def test_cli_choices_are_the_runtimes():
     from ldcsf.cli.export import RUNTIME_CHOICES
     from ldcsf.inference.runtimes import RUNTIMES
 
-    assert tuple(RUNTIME_CHOICES) == RUNTIMES
+    assert RUNTIME_CHOICES == RUNTIMES
 
 
 def test_exported_runtimes_refuse_a_gpu():

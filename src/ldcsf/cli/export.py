@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+from ..inference.runtimes import RUNTIMES
 from ..options import PredictOptions
 
-
-class _RuntimeNames(Sequence):
-    """The names of `ldcsf.inference.runtimes.REGISTRY`, read when argparse first asks (a given
-    --runtime, --help, an error): building the parser must not import torch."""
-
-    def _names(self) -> tuple[str, ...]:
-        from ..inference.runtimes import RUNTIMES
-
-        return RUNTIMES
-
-    def __getitem__(self, index):
-        return self._names()[index]
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-
-#: `--runtime` choices: the runtimes' registry.
-RUNTIME_CHOICES = _RuntimeNames()
+#: `--runtime` choices: the runtimes' registry (read without torch: the parser stays quick to build).
+RUNTIME_CHOICES = RUNTIMES
 
 
 def add_runtime_argument(parser) -> None:
     """`--runtime`, shared by `slide` and `predict`."""
-    action = parser.add_argument(
-        "--runtime", default=PredictOptions.runtime,
-        help="what runs the model: torch (default; any device), or on the CPU the exported ONNX "
-             "file on onnx (ONNX Runtime) or openvino; exported beside the checkpoint on first use")
-    # Set after add_argument, which formats the choices once to check them (that would read the registry).
-    action.choices = RUNTIME_CHOICES
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default=PredictOptions.runtime,
+                        help="what runs the model: torch (default; any device), or on the CPU the exported ONNX "
+                             "file on onnx (ONNX Runtime) or openvino; exported beside the checkpoint on first use")
 
 
 def add_parser(subparsers) -> None:
