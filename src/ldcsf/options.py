@@ -155,4 +155,7 @@ class SlideSettings(DeviceOptions):
     overwrite: bool = False  # replace results made from other inputs instead of refusing
     strict: bool = False  # stop the cohort at the first failed slide
     pictures: bool = True  # overlay.png and heatmap_<label>.png, also shown in the report (~1 s a slide)
+    #: The outputs to write, by name (ldcsf.export.slide_writers; None: all); tsr.json is always written.
+    #: Not part of what a result is made from: a rerun asking for more adds them without predicting again.
+    outputs: list[str] | None = None
     runtime: str = PredictOptions.runtime  # torch, onnx or openvino (ldcsf.inference.runtimes)

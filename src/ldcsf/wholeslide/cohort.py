@@ -104,7 +104,10 @@ def run_cohort(
     """
     from lightning.pytorch.utilities import rank_zero_only
 
+    from ..export.slide_writers import chosen_outputs
+
     settings = settings or SlideSettings()
+    chosen_outputs(settings.outputs, pictures=settings.pictures)  # an unknown output name stops here, before any slide
     out_dir = check_output_dir(out_dir)
     sweep_stale_temporaries(out_dir, min_age_s=STALE_TEMPORARY_S)
     paths = collect_slides(slides, exclude=out_dir)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 #: Thumbnail size used for tissue detection and for the pictures of the outputs.
 THUMBNAIL_SIZE = 2048
 #: SlideSettings fields that say how a run is conducted, not what it computes: not recorded.
-UNRECORDED_SETTINGS = ("mpp", "progress", "overwrite", "strict", "pictures")  # pictures: tsr.json lists its files
+UNRECORDED_SETTINGS = ("mpp", "progress", "overwrite", "strict", "pictures", "outputs")  # tsr.json lists its files
 
 
 class NoTissueError(ValueError):
