@@ -93,6 +93,7 @@ class TrainConfig(DeviceOptions):
     #: "macenko" normalises every tile's stains (to `stain_reference`, else torchstain's reference)
     stain_norm: str | None = None
     stain_reference: str | None = None
+    #: µm/px of the model's input (`InputSpec.mpp`), or made from `tile_mpp` (training.train.effective_mpp)
     mpp: float | None = None
     tile_mpp: float | None = None
     seed: int = 0
@@ -138,7 +139,7 @@ class SlideSettings(DeviceOptions):
     # None, not "32-true": the same computation (Lightning's default), and it is what every
     # slide's tsr.json has recorded, so earlier results keep matching their settings.
     precision: str | None = None
-    mpp: float | None = None  # slide µm/px override
+    mpp: float | None = None  # slide µm/px override: the scan's own, not the model's input µm/px (InputSpec.mpp)
     overlap: float = 0.0
     min_tissue: float = MIN_TISSUE
     batch_size: int = PredictOptions.batch_size

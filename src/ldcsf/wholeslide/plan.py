@@ -72,8 +72,9 @@ def plan_slide(slide_path: str | Path, meta, settings, slide_id: str) -> SlidePl
         dimensions = reader.dimensions
         thumbnail, downsample = reader.thumbnail(THUMBNAIL_SIZE)
     tissue = detect_tissue(thumbnail, downsample, slide_mpp)
-    spec = TileSpec.for_model(meta.input_size, meta.mpp, slide_mpp, overlap=settings.overlap)
-    check_tile_size(slide_path, spec.tile_size, meta.input_size, meta.mpp, slide_mpp)
+    model_input = meta.input_spec  # tiles of its size at its µm/px, cut from a slide at slide_mpp
+    spec = TileSpec.for_model(model_input.size, model_input.mpp, slide_mpp, overlap=settings.overlap)
+    check_tile_size(slide_path, spec.tile_size, model_input.size, model_input.mpp, slide_mpp)
     tiles = tile_grid(dimensions, spec, tissue, min_tissue=settings.min_tissue)
     if settings.limit_tiles is not None:
         tiles = tiles.head(settings.limit_tiles)
