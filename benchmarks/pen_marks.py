@@ -41,7 +41,12 @@ def sparse_dicom_picture(path: Path, step: int = 2) -> tuple[np.ndarray, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(path)
-        frames = ds.pixel_array
+        try:  # pydicom 3's function works in its "future" mode too (which wsidicomizer switches on at import)
+            from pydicom.pixels import pixel_array
+        except ImportError:  # pydicom 2
+            frames = ds.pixel_array
+        else:
+            frames = pixel_array(ds)
     across = -(-int(ds.TotalPixelMatrixColumns) // int(ds.Columns))
     down = -(-int(ds.TotalPixelMatrixRows) // int(ds.Rows))
     rows = [np.concatenate(list(frames[r * across:(r + 1) * across]), axis=1) for r in range(down)]

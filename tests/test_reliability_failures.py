@@ -6,6 +6,8 @@ implausible µm/px, decompression bombs, concurrent runs, damaged weights, 16-bi
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import signal
@@ -169,7 +171,9 @@ def test_implausible_mpp_is_refused_in_one_line(board_rgb, checkpoint, tmp_path,
     assert cli("slide", str(slide), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o2"), "--mpp", "15") == 1
     assert "tiles would be 9 px at full resolution" in capsys.readouterr().err
     model = create_model("ldcsf_swin_micro")
-    zero = save_checkpoint(tmp_path / "zero.pt", model, CheckpointMeta.for_model(model, mpp=0.0))
+    # A checkpoint written by other code: the meta is made valid, then given a zero µm/px.
+    meta = dataclasses.replace(CheckpointMeta.for_model(model, mpp=1.0), mpp=0.0)
+    zero = save_checkpoint(tmp_path / "zero.pt", model, meta)
     with pytest.raises(ValueError, match=r"zero.pt: checkpoint meta 'mpp' must be a plausible µm/px"):
         load_checkpoint(zero)
 
