@@ -137,10 +137,10 @@ def loaded_tile_areas(loaded, frame) -> np.ndarray:
     import torch
 
     from ldcsf.data.dataset import load_rgb
-    from ldcsf.data.transforms import build_transforms
+    from ldcsf.data.transforms import eval_transforms
 
     model, meta = loaded.model, loaded.meta
-    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+    transform = eval_transforms(meta)  # as `ldcsf slide` prepares tiles: the model's resampling and stain normalisation
     out = []
     for start in range(0, len(frame), 64):
         batch = torch.stack([transform(load_rgb(p)) for p in frame["path"].iloc[start:start + 64]])
@@ -222,20 +222,22 @@ def predict(model_file: Path, frame, frozen: bool, args) -> np.ndarray:
     from ldcsf.checkpoint import load_checkpoint
     from ldcsf.data.dataset import load_rgb
     from ldcsf.data.manifest import Manifest
-    from ldcsf.data.transforms import build_transforms
+    from ldcsf.data.transforms import eval_transforms, stain_normalizer_from
 
     loaded = load_checkpoint(model_file)
     model, meta = loaded.model, loaded.meta
     if frozen:
         from ldcsf.training.area_data import FeatureCache
 
+        # The maps the fold's heads were trained on: the same resampling and stain normalisation.
         cache = FeatureCache(feature_cache_dir(RESULTS) if not args.quick else args.work / "cache", model,
-                             meta.input_size, meta.mean, meta.std, meta.labels)
+                             meta.input_size, meta.mean, meta.std, meta.labels, interpolation=meta.interpolation,
+                             stain_normalizer=stain_normalizer_from(meta.stain_norm))
         manifest = Manifest(frame=frame.reset_index(drop=True), root=Path("/"), labels=list(meta.labels))
         features, _ = cache.load(manifest, 1, progress=False)
         with torch.inference_mode():
             return torch.sigmoid(model.forward_head(model.forward_neck(features[:, 0].float()))).numpy()
-    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+    transform = eval_transforms(meta)
     out = []
     for start in range(0, len(frame), 64):
         batch = torch.stack([transform(load_rgb(p)) for p in frame["path"].iloc[start:start + 64]])
