@@ -49,6 +49,11 @@ RECIPES: dict[str, dict] = {
     "lite0_area_wd": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "drop_rate": 0.5},
                           pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                           weight_decay=0.5),
+    # The linear heads on Macenko-normalised tiles: the two fixes together.
+    "lite0_area_linear_macenko": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_ldc": False,
+                                                                   "use_fr": False, "use_resnet": False},
+                                      pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
+                                      stain_norm="macenko"),
     # Fewer epochs: 5 instead of 15.
     "lite0_area_short": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
                              freeze_backbone=True, feature_views=2, epochs=5, lr=1e-3),

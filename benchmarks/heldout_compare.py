@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--recipes", nargs="+", default=["linear_probe", "linear_probe_macenko", "lite0_area",
                                                     "lite0_area_linear", "lite0_area_macenko", "lite0_area_wd",
-                                                    "lite0_area_short"])
+                                                    "lite0_area_short", "lite0_area_linear_macenko"])
     p.add_argument("--baseline", default="lite0_area")
     p.add_argument("--with-glas", nargs="*", default=["wsss4luad_masks"],
                    help="sources whose folds were trained with --train-with glas (read from seed<K>_with_glas)")
