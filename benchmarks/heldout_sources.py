@@ -4,7 +4,9 @@ agreement and the coverage of each image's 95 % interval (`ldcsf.analysis.uncert
 
 Reads what `loso.py` left in its work folder (scores.json of every fold; tile_areas.csv of the
 folds whose source has masks, e.g. GlaS) and trains nothing. Coverage: the share of held-out
-images whose mask's stroma fraction lies inside the interval computed from the model's tile areas.
+images whose mask's stroma fraction lies inside the interval computed from the model's tile areas,
+widened by the model-error margin calibrated on the other masked sources (`interval_calibration.py`;
+sampling only, recorded beside it, when only one source has masks).
 
     .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas wsss4luad_masks --threads 1 --out benchmarks/results/loso_masked
     .venv/bin/python benchmarks/heldout_sources.py --recipe lite0_area
@@ -58,7 +60,9 @@ def image_intervals(tiles: pd.DataFrame, block_tiles: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def source_entry(fold: Path, block_tiles: int) -> dict:
+def source_entry(fold: Path, block_tiles: int, calibrated: pd.DataFrame | None = None) -> dict:
+    """`calibrated`: every masked fold's images with the interval calibrated without their own
+    source (`interval_calibration.cross_source_intervals`); None or empty: sampling only."""
     scores = json.loads((fold / "scores.json").read_text())
     per_label = scores["metrics"]["per_label"]
     entry = {"images": scores["images"],
@@ -70,9 +74,17 @@ def source_entry(fold: Path, block_tiles: int) -> dict:
         per_image = image_intervals(tiles, block_tiles)
         entry |= {"images": int(tiles["source_image"].nunique()), "tiles": int(len(tiles))}
         inside = (per_image["low"] <= per_image["true"]) & (per_image["true"] <= per_image["high"])
+        interval = f"block bootstrap over the image's tiles, {block_tiles}x{block_tiles}-tile blocks"
         entry |= {"tsr_images": int(len(per_image)), **{k: v for k, v in tsr_scores(per_image).items() if k != "images"},
                   "coverage": float(inside.mean()), "mean_interval_width": float((per_image["high"] - per_image["low"]).mean()),
-                  "interval": f"block bootstrap over the image's tiles, {block_tiles}x{block_tiles}-tile blocks"}
+                  "interval": interval}
+        mine = calibrated[calibrated["source"] == fold.name] if calibrated is not None and len(calibrated) else None
+        if mine is not None and len(mine):  # the coverage column is the calibrated interval's; sampling kept beside
+            entry |= {"sampling_coverage": entry["coverage"], "sampling_mean_interval_width": entry["mean_interval_width"],
+                      "coverage": float(mine["covered"].mean()),
+                      "mean_interval_width": float((mine["cal_high"] - mine["cal_low"]).mean()),
+                      "interval": f"{interval}, widened by the model-error margin calibrated without this source "
+                                  f"(interval_calibration.py, {float(mine['margin_logit'].iloc[0]):.2f} logits)"}
     return entry
 
 
@@ -81,7 +93,10 @@ def main(argv=None) -> int:
     folds = sorted(p.parent for p in (args.work / args.recipe).glob("*/scores.json"))
     if not folds:
         raise SystemExit(f"{args.work / args.recipe}: no finished folds (run loso.py first)")
-    sources = {fold.name: source_entry(fold, args.block_tiles) for fold in folds}
+    from interval_calibration import cross_source_intervals  # imports this module: not at the top
+
+    calibrated = cross_source_intervals(args.work, args.recipe, [fold.name for fold in folds], args.block_tiles)
+    sources = {fold.name: source_entry(fold, args.block_tiles, calibrated) for fold in folds}
     rows = []
     for name, e in sources.items():
         cells = [f"{fmt(e['accuracy'].get(k), 2)} / {fmt(e['auroc'].get(k), 2)}" if k in e["accuracy"] else "—"
@@ -94,7 +109,9 @@ def main(argv=None) -> int:
           f"- command: `{command_line()}`\n- date: {now()}\n",
           "Per-label cells: accuracy at the fold model's tuned thresholds / AUROC (— = not annotated). TSR "
           "columns: images with tumour in their mask; stroma fraction MAE, Spearman, stroma-high/low agreement "
-          "(50 %), and the share of images whose mask fraction lies inside the 95 % interval (coverage).\n",
+          "(50 %), and the share of images whose mask fraction lies inside the 95 % interval (coverage; where "
+          "two or more sources have masks, the interval carries the model-error margin calibrated without the "
+          "source, `interval_calibration.py`).\n",
           markdown_table(["held-out source", "images", *LABELS, "TSR images", "MAE", "Spearman", "high/low",
                           "coverage"], rows)]
     write_results(args.out, "\n".join(md), {"command": command_line(), "date": now(), "recipe": args.recipe,

@@ -67,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--slide-workers", type=int, default=default_num_workers(),
                    help="DataLoader workers reading tiles in the pipeline (default as `ldcsf slide`: cores - 1, "
                         "at most 4)")
+    p.add_argument("--slide-checkpoint", default=None,
+                   help="the checkpoint the pipeline runs: a path, or `shipped` for the model in the box (what "
+                        "users run by default); default: the first ldcsf model of --models with untrained weights")
     p.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared real H&E images")
     p.add_argument("--out", type=Path, default=RESULTS / "speed", help="results stem: writes STEM.md and STEM.json")
     p.add_argument("--quick", action="store_true",
@@ -269,9 +272,9 @@ def profile_pair(ldcsf_name: str, size: int | None, batch: int, device: str, top
 def pipeline_available() -> str | None:
     """None when the slide pipeline can be benchmarked, else what is missing."""
     try:
-        from ldcsf.inference.pipeline import run_slide  # noqa: F401
+        from ldcsf.wholeslide.pipeline import run_slide  # noqa: F401
     except ImportError as exc:
-        return f"needs ldcsf.inference.pipeline.run_slide ({exc})"
+        return f"needs ldcsf.wholeslide.pipeline.run_slide ({exc})"
     return None
 
 
@@ -335,11 +338,20 @@ class PredictTimer:
         return _Timer()
 
 
-def model_alone_img_s(ckpt: str, batch: int, device: str, batches: int = 6) -> float:
-    """The checkpoint's model on random input in this process: images/s from the median batch."""
+def load_for_speed(ckpt: str):
+    """The checkpoint, or the shipped model for `shipped`."""
+    if ckpt == "shipped":
+        from ldcsf.shipped import load_shipped
+
+        return load_shipped()
     from ldcsf.checkpoint import load_checkpoint
 
-    model = load_checkpoint(ckpt).model.to(device).eval()
+    return load_checkpoint(ckpt)
+
+
+def model_alone_img_s(ckpt: str, batch: int, device: str, batches: int = 6) -> float:
+    """The checkpoint's model on random input in this process: images/s from the median batch."""
+    model = load_for_speed(ckpt).model.to(device).eval()
     side = int(model.img_size[0])
     x = torch.randn(batch, 3, side, side, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -363,7 +375,7 @@ def slide_worker(ckpt: str, slide: str, batch: str, device: str, workers: str, t
     """
     import tempfile
 
-    from ldcsf.inference.pipeline import SlideSettings, run_slide
+    from ldcsf.wholeslide.pipeline import SlideSettings, run_slide
 
     if int(threads):
         torch.set_num_threads(int(threads))
@@ -377,7 +389,7 @@ def slide_worker(ckpt: str, slide: str, batch: str, device: str, workers: str, t
     # A fresh output folder: the pipeline skips a slide whose folder is already complete.
     with tempfile.TemporaryDirectory(prefix="ldcsf-speed-") as out_dir:
         start = time.perf_counter()
-        row = run_slide(slide, ckpt, Path(out_dir) / "slide", settings, callbacks=[timer]).row
+        row = run_slide(slide, load_for_speed(ckpt), Path(out_dir) / "slide", settings, callbacks=[timer]).row
         seconds = time.perf_counter() - start
         tiles = _count_tiles(row, Path(out_dir) / "slide")
     after = model_alone_img_s(ckpt, int(batch), device)
@@ -430,10 +442,14 @@ def measure_pipeline(args, device: str, model_name: str, batch: int) -> dict:
     if not (args.data / "nct_crc").is_dir():
         return {"skipped": f"needs the real tiles in {args.data / 'nct_crc'}"}
     args.slide_dir.mkdir(parents=True, exist_ok=True)
-    model = create_model(model_name)
-    ckpt = args.slide_dir / f"{model_name}-untrained.pt"  # weights do not change the speed
-    # The µm/px training gives this model (224 px tiles at 0.5 µm/px resized to its input).
-    save_checkpoint(ckpt, model, CheckpointMeta.for_model(model, mpp=effective_mpp(int(model.img_size[0]))))
+    if args.slide_checkpoint:
+        ckpt = args.slide_checkpoint
+        model_name = "shipped model" if ckpt == "shipped" else Path(ckpt).name
+    else:
+        model = create_model(model_name)
+        ckpt = args.slide_dir / f"{model_name}-untrained.pt"  # weights do not change the speed
+        # The µm/px training gives this model (224 px tiles at 0.5 µm/px resized to its input).
+        save_checkpoint(ckpt, model, CheckpointMeta.for_model(model, mpp=effective_mpp(int(model.img_size[0]))))
     runs = []
     for side in args.slide_sizes:
         print(f"slide pipeline: {side} x {side} px mosaic ...", file=sys.stderr)

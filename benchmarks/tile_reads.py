@@ -35,7 +35,7 @@ import torch
 
 from _common import REPO, RESULTS, SHARED_DATA, command_line, markdown_table, now, provenance, write_results
 from ldcsf.benchmarking import machine_info, time_interleaved
-from ldcsf.inference.dataset import TileDataset
+from ldcsf.wholeslide.tile_dataset import TileDataset
 from ldcsf.wsi import TileSpec, open_slide, tile_grid
 
 CMU = "slides/CMU-1-Small-Region.svs"

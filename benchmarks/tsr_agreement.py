@@ -116,7 +116,7 @@ def as_slide(image: Path, slides: Path, mpp: float) -> Path:
 
 def predict_fraction(slide: Path, checkpoint, out_dir: Path, args) -> tuple[float | None, int, str]:
     """(predicted stroma fraction, tiles, note) of one small slide."""
-    from ldcsf.inference.pipeline import NoTissueError, SlideSettings, run_slide
+    from ldcsf.wholeslide.pipeline import NoTissueError, SlideSettings, run_slide
 
     settings = SlideSettings(mpp=args.mpp, overlap=args.overlap, batch_size=32, num_workers=0, accelerator="cpu",
                              devices=1, progress=False)

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     from ldcsf import create_model
     from ldcsf.benchmarking.machine import machine_info
     from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
-    from ldcsf.inference import SlideSettings, run_cohort
+    from ldcsf.wholeslide import SlideSettings, run_cohort
     from ldcsf.viewer.server import TILE_CACHE_BYTES
     from speed import build_mosaic_slide
 

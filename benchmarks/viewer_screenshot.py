@@ -41,8 +41,8 @@ def main(argv=None) -> int:
 
     from ldcsf import create_model
     from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
-    from ldcsf.inference import SlideSettings, run_cohort
-    from ldcsf.inference.pipeline import slide_id_for
+    from ldcsf.wholeslide import SlideSettings, run_cohort
+    from ldcsf.wholeslide.pipeline import slide_id_for
     from ldcsf.utils.atomic import atomic_path
     from viewer_support import running_server
 

@@ -12,8 +12,8 @@ from ldcsf import create_model
 from ldcsf.analysis.uncertainty import block_ids, stroma_fraction_interval, straddles
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
 from ldcsf.export.slide_outputs import TSR_JSON, cohort_summary_columns
-from ldcsf.inference import SlideSettings, run_cohort
-from ldcsf.inference.cohort import cohort_table
+from ldcsf.wholeslide import SlideSettings, run_cohort
+from ldcsf.wholeslide.cohort import cohort_table
 from ldcsf.viewer.outputs import OutputFolder, read_tsr_json
 
 CMU = "slides/CMU-1-Small-Region.svs"

@@ -177,7 +177,7 @@ def test_own_cell_maps_and_subtile_painting():
 
 
 def test_slide_with_an_area_head_gets_areas_and_subtile_maps(shared_data, tmp_path):
-    from ldcsf.inference.pipeline import SlideSettings, run_slide
+    from ldcsf.wholeslide.pipeline import SlideSettings, run_slide
     from ldcsf.wsi.writer import write_pyramidal_tiff
 
     image, _ = wsss_pair(shared_data)

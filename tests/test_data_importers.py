@@ -63,7 +63,7 @@ def test_class_folders_unknown_class_is_an_error(tmp_path):
 
 def test_folders_and_predict_read_the_same_image_files(shared_data, tmp_path):
     """A real tile saved as WebP is imported from a class folder and found by `ldcsf predict` alike."""
-    from ldcsf.evaluation.predict import collect_images
+    from ldcsf.inference.image_prediction import collect_images
 
     tile = Image.open(shared_data / "nct_crc" / "TUM-AACHEHDV.tif")
     for cls, suffix in (("TUM", "webp"), ("STR", "png")):

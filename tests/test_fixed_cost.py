@@ -17,8 +17,8 @@ import pytest
 
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
-from ldcsf.inference import SlideSettings, run_cohort
-from ldcsf.inference.split import MIN_TILES_TO_MEASURE
+from ldcsf.wholeslide import SlideSettings, run_cohort
+from ldcsf.wholeslide.core_split import MIN_TILES_TO_MEASURE
 from ldcsf.wsi import open_slide
 from ldcsf.wsi.pen_marks import (BLUE_HUE, BLUE_MAX_VALUE, BLUE_MIN_SATURATION, GREEN_HUE, GREEN_MIN_SATURATION,
                                  hue_degrees, pen_ink_mask)

@@ -10,6 +10,7 @@ of the package graph.
 from __future__ import annotations
 
 import ast
+import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -143,3 +144,55 @@ def test_graph_sees_every_kind_of_import(tmp_path):
     (pkg / "low" / "base.py").write_text("def thing():\n    return 1\n")
     graph = import_graph(tmp_path, "demo")
     assert find_cycles(graph) == [] and find_cycles(package_graph(graph, "demo")) == []
+
+
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+
+
+def documented_floor_order(doc: Path = ARCHITECTURE) -> list[str]:
+    """The packages in the order docs/architecture.md's numbered list under "Imports go one way" gives."""
+    section = doc.read_text().split("## Imports go one way", 1)[1].split("\n## ", 1)[0]
+    order = []
+    for line in section.splitlines():
+        if re.match(r"\d+\. ", line):
+            # Backticked names before the first parenthesis: the packages on that floor, in order.
+            order += [name for name in re.findall(r"`([\w/]+)`", line.split("(")[0]) if name != "ldcsf/__init__"]
+    return order
+
+
+def wrong_way_imports(packages: dict[str, set[str]], order: list[str]) -> list[str]:
+    """'a -> b' for every package import that goes to a package listed after (or not before) a."""
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(f"{a} -> {b}" for a, targets in packages.items() for b in targets
+                  if a in rank and b in rank and rank[b] >= rank[a])
+
+
+def test_every_package_has_a_documented_floor(ldcsf_graph):
+    order = documented_floor_order()
+    missing = sorted(set(package_graph(ldcsf_graph, "ldcsf")) - set(order))
+    assert not missing, f"packages without a floor in docs/architecture.md: {missing}"
+    assert len(order) == len(set(order)), f"a package is listed twice: {order}"
+
+
+def test_imports_follow_the_documented_floor_order(ldcsf_graph):
+    order = [name for name in documented_floor_order() if name not in ENTRY_POINTS]
+    wrong = wrong_way_imports(package_graph(ldcsf_graph, "ldcsf"), order)
+    assert not wrong, "imports against the floor order of docs/architecture.md:\n" + "\n".join(wrong)
+
+
+def test_floor_order_check_fails_on_a_wrong_way_import(tmp_path):
+    """The checker itself: an upward import with no cycle is caught; the same import downward is not."""
+    pkg = tmp_path / "demo"
+    for name in ("low", "high"):
+        (pkg / name).mkdir(parents=True)
+        (pkg / name / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low" / "base.py").write_text("def thing():\n    from ..high import user\n")
+    (pkg / "high" / "user.py").write_text("x = 1\n")
+    packages = package_graph(import_graph(tmp_path, "demo"), "demo")
+    assert find_cycles(packages) == []  # no cycle: only the floor order catches it
+    assert wrong_way_imports(packages, ["low", "high"]) == ["low -> high"]
+    assert wrong_way_imports(packages, ["high", "low"]) == []
+    doc = tmp_path / "architecture.md"
+    doc.write_text("## Imports go one way\n\n1. `low`, then `high` (`low` is read first)\n2. `top`\n\n## Next\n1. `no`\n")
+    assert documented_floor_order(doc) == ["low", "high", "top"]

@@ -8,8 +8,8 @@ import torch
 
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from ldcsf.inference import SlideSettings
-from ldcsf.inference.split import MIN_TILES_TO_MEASURE, candidate_splits, predicted_tiles_per_s, settle_split
+from ldcsf.wholeslide import SlideSettings
+from ldcsf.wholeslide.core_split import MIN_TILES_TO_MEASURE, candidate_splits, predicted_tiles_per_s, settle_split
 from ldcsf.wsi import TileSpec, detect_tissue, open_slide, tile_grid
 
 CMU = "slides/CMU-1-Small-Region.svs"
@@ -32,8 +32,9 @@ def test_prediction_follows_the_slower_side():
 
 
 def test_split_measured_on_a_real_slide(shared_data, tmp_path):
-    from ldcsf.inference import Predictor, TileDataset
-    from ldcsf.inference.split import choose_split
+    from ldcsf.inference import Predictor
+    from ldcsf.wholeslide import TileDataset
+    from ldcsf.wholeslide.core_split import choose_split
 
     model = create_model("ldcsf_swin_micro")
     loaded = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, CheckpointMeta.for_model(model, mpp=1.25)))

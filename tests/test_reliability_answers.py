@@ -18,7 +18,7 @@ from PIL import Image
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ldcsf.cli.main import describe_os_error, main
-from ldcsf.inference import SlideSettings, collect_slides, run_cohort
+from ldcsf.wholeslide import SlideSettings, collect_slides, run_cohort
 from ldcsf.wsi import write_pyramidal_tiff
 
 SETTINGS = SlideSettings(batch_size=4, progress=False)

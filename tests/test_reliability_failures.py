@@ -27,7 +27,7 @@ import ldcsf
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ldcsf.cli.main import main
-from ldcsf.inference import SlideSettings, run_cohort
+from ldcsf.wholeslide import SlideSettings, run_cohort
 from ldcsf.wsi import open_slide, write_pyramidal_tiff
 
 SETTINGS = SlideSettings(batch_size=4, progress=False)
@@ -234,7 +234,7 @@ def _slide_process(slide: Path, checkpoint: Path, out: Path) -> None:
 
 
 def test_a_slide_folder_in_use_is_reported_busy(board_rgb, checkpoint, tmp_path):
-    from ldcsf.inference.cohort import slide_folder_lock
+    from ldcsf.wholeslide.cohort import slide_folder_lock
 
     slide = board(tmp_path / "in", "case.tif", board_rgb)
     out = tmp_path / "out"
@@ -285,7 +285,7 @@ def test_trained_lightning_checkpoints_carry_a_verified_digest(tmp_path):
 # -- 8. 16-bit greyscale is scaled, and named as not H&E ---------------------------------------------
 def test_16_bit_greyscale_is_scaled_not_clipped_and_flagged(shared_data, tmp_path, caplog):
     from ldcsf.data.dataset import load_rgb
-    from ldcsf.evaluation.predict import predict_images
+    from ldcsf.inference.image_prediction import predict_images
 
     grey8 = np.asarray(Image.open(shared_data / "nct_crc/STR-TCGA-HGDYLEWM.png").convert("L"))
     grey16 = grey8.astype(np.uint16) * 257  # the same picture at 16 bits

@@ -22,7 +22,7 @@ import pytest
 import tifffile
 
 from ldcsf.cli.main import main
-from ldcsf.inference import SlideSettings, run_cohort
+from ldcsf.wholeslide import SlideSettings, run_cohort
 from ldcsf.utils.paths import name_from_printable, printable_name
 from ldcsf.viewer import OutputFolder
 from test_reliability_failures import SRC, board, board_rgb, checkpoint, cli, micro_checkpoint  # noqa: F401 - fixtures
@@ -98,7 +98,7 @@ def aperio_svs(path: Path, rgb: np.ndarray, mpp: float, app_mag: float) -> Path:
 
 def test_an_mpp_its_objective_power_contradicts_is_refused_and_a_wrong_mpp_warned(board_rgb, checkpoint, tmp_path,
                                                                                    capsys, caplog):
-    from ldcsf.inference.input_checks import check_tile_size
+    from ldcsf.wholeslide.input_checks import check_tile_size
     from ldcsf.wsi import open_slide
 
     wrong = aperio_svs(tmp_path / "wrong.svs", board_rgb, mpp=4.99, app_mag=20)

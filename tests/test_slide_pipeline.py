@@ -14,7 +14,7 @@ from ldcsf import create_model
 from ldcsf.analysis.tile_table import tile_table_columns
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
 from ldcsf.cli.main import main
-from ldcsf.inference import SlideSettings, collect_slides, run_cohort
+from ldcsf.wholeslide import SlideSettings, collect_slides, run_cohort
 from ldcsf.wsi import TileSpec, detect_tissue, open_slide, tile_grid, write_pyramidal_tiff
 
 CMU = "slides/CMU-1-Small-Region.svs"
@@ -149,7 +149,8 @@ def test_tiles_stay_uint8_until_the_batch_is_normalised(shared_data, checkpoint)
     from torch.utils.data import default_collate
 
     from ldcsf.checkpoint import load_checkpoint
-    from ldcsf.inference import Predictor, TileDataset
+    from ldcsf.inference import Predictor
+    from ldcsf.wholeslide import TileDataset
 
     loaded = load_checkpoint(checkpoint)
     boxes = np.array([[1000, 1500, 160, 160], [0, 0, 160, 160], [2180, 2900, 160, 160]])  # tissue, corner, off the edge

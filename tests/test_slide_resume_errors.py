@@ -13,7 +13,7 @@ from PIL import Image
 
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
-from ldcsf.inference import SlideSettings, run_cohort
+from ldcsf.wholeslide import SlideSettings, run_cohort
 from ldcsf.wsi import write_pyramidal_tiff
 
 # 64 px input at 2 µm/px = 256 level-0 px on a 0.5 µm/px slide: 4 x 4 = 16 tiles on a 896 px board.

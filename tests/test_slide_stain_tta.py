@@ -12,8 +12,8 @@ import torch
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
 from ldcsf.data.transforms import MacenkoNormalizer
-from ldcsf.inference import SlideSettings, run_cohort
-from ldcsf.inference.dataset import TileDataset
+from ldcsf.wholeslide import SlideSettings, run_cohort
+from ldcsf.wholeslide.tile_dataset import TileDataset
 from ldcsf.inference.predictor import Predictor
 
 CMU = "slides/CMU-1-Small-Region.svs"

@@ -18,8 +18,8 @@ from ldcsf.analysis.slide_analysis import SlideAnalysis, analyse_slide
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ldcsf.export.slide_outputs import read_cohort_row, write_slide_outputs
 from ldcsf.export.tables import read_tile_table
-from ldcsf.inference.pipeline import SlideResult, SlideSettings, run_slide
-from ldcsf.inference.plan import NoTissueError, SlidePlan, parts_fingerprint, plan_slide, recorded_settings
+from ldcsf.wholeslide.pipeline import SlideResult, SlideSettings, run_slide
+from ldcsf.wholeslide.plan import NoTissueError, SlidePlan, parts_fingerprint, plan_slide, recorded_settings
 from ldcsf.wsi import write_pyramidal_tiff
 from tile_grids import tile_table_from_grids
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ldcsf.analysis.uncertainty import stroma_fraction_interval
 from ldcsf.checkpoint import load_checkpoint
-from ldcsf.inference.pipeline import run_slide
+from ldcsf.wholeslide.pipeline import run_slide
 from ldcsf.models.ensemble import HeadEnsemble, ensemble_size
 from ldcsf.options import SlideSettings
 from ldcsf.training import TrainConfig, train

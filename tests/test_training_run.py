@@ -20,7 +20,7 @@ from ldcsf.data.manifest import read_manifest
 from ldcsf.data.transforms import build_transforms
 from ldcsf.evaluation.evaluate import evaluate
 from ldcsf.options import PredictOptions
-from ldcsf.evaluation.predict import predict_images
+from ldcsf.inference.image_prediction import predict_images
 from ldcsf.training import TrainConfig, train
 
 LABELS = ["stroma", "necrosis", "non_tumor", "tumor"]

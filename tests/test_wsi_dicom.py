@@ -13,7 +13,7 @@ import pytest
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
 from ldcsf.cli.main import main
-from ldcsf.inference import collect_slides, slide_id_for
+from ldcsf.wholeslide import collect_slides, slide_id_for
 from ldcsf.wsi import open_slide
 from system_packages import require_turbojpeg
 

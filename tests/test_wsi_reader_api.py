@@ -15,7 +15,7 @@ import openslide
 import pytest
 from PIL import Image
 
-from ldcsf.inference.dataset import TileDataset, resize_as_training
+from ldcsf.wholeslide.tile_dataset import TileDataset, resize_as_training
 from ldcsf.synthetic.slide import make_slide
 from ldcsf.wsi import TileSpec, open_slide, pillow_resize, tile_grid
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
-from ldcsf.inference import SlideSettings, run_cohort
+from ldcsf.wholeslide import SlideSettings, run_cohort
 from ldcsf.viewer import OutputFolder, make_server, server_address
 from ldcsf.wsi import open_slide, write_pyramidal_tiff
 

@@ -7,8 +7,11 @@
 2. the README's recommended recipe (benchmarks/_recipe.py, RECOMMENDED) trained on it;
 3. the heads (everything after the frozen, pip-installed backbone) written as float16
    safetensors, and the card (labels, thresholds, µm/px, digest, test-split metrics of the
-   shipped file itself, measured after the float16 conversion).
-Steps already done in --work are reused, so an interrupted build continues.
+   shipped file itself, measured after the float16 conversion);
+4. the TSR interval's model-error margin, calibrated on held-out sources by
+   benchmarks/interval_calibration.py, put in the card's meta (`interval_calibration`).
+Steps already done in --work are reused, so an interrupted build continues. After a new
+calibration alone, `--calibration-only` puts it in the existing card without rebuilding anything.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ WEIGHTS_LICENCE = ("research use only, not for clinical use (inherited from WSSS
                    "ldcsf's code is Apache-2.0")
 
 
+#: The TSR interval's model-error margin, fitted on the recipe's leave-one-source-out folds.
+CALIBRATION_JSON = ROOT / "benchmarks" / "results" / "interval_calibration.json"
+
 #: Scratch folder -> the left-out sources scored there as never-seen sources (results_by_source).
 HELD_OUT = {"held_out_glas": ("glas",)}
 
@@ -52,6 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the model's version (default: the card's, its minor bumped when the weights changed)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interval-calibration", type=Path, default=CALIBRATION_JSON,
+                   help="benchmarks/interval_calibration.py's results: their margin goes into the card")
+    p.add_argument("--calibration-only", action="store_true",
+                   help="only put --interval-calibration into the existing card (weights and metrics unchanged)")
     return p.parse_args(argv)
 
 
@@ -145,12 +155,43 @@ def stroma_fraction_never_seen(args, folder: Path) -> dict:
     return results
 
 
+def interval_calibration(path: Path) -> dict:
+    """The calibration in `path` (interval_calibration.py's JSON), checked as a checkpoint's would be."""
+    from ldcsf.checkpoint_safety import check_interval_calibration
+
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found; run benchmarks/interval_calibration.py first")
+    results = json.loads(path.read_text(encoding="utf-8"))
+    if results.get("recipe") != RECOMMENDED:
+        raise SystemExit(f"{path}: calibrated on recipe {results.get('recipe')!r}, the shipped model is {RECOMMENDED!r}; "
+                         "rerun benchmarks/interval_calibration.py --recipe " + RECOMMENDED)
+    return check_interval_calibration(path, results.get("interval_calibration")).to_dict()
+
+
+def embed_calibration(out: Path, calibration: dict) -> dict:
+    """The existing card with `calibration` in its meta (written atomically); weights untouched."""
+    from ldcsf.shipped import card_path, read_card
+    from ldcsf.utils.atomic import write_json_atomic
+
+    card = read_card(out)
+    card["meta"]["interval_calibration"] = calibration
+    write_json_atomic(card_path(out), card)
+    return card
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from ldcsf.shipped import SHIPPED_DIR
+
+    calibration = interval_calibration(args.interval_calibration)  # checked before the long steps, not after
+    if args.calibration_only:
+        card = embed_calibration(args.out or SHIPPED_DIR, calibration)
+        print(json.dumps({"name": card["name"], "version": card["version"], "interval_calibration": calibration}, indent=1))
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)
-    from ldcsf.shipped import SHIPPED_DIR, card_path, export_shipped
+    from ldcsf.shipped import card_path, export_shipped
     from ldcsf.utils.atomic import write_json_atomic
 
     manifest = build_data(args)
@@ -164,6 +205,7 @@ def main(argv=None) -> int:
     card["stroma_fraction_never_seen"] = stroma_fraction_never_seen(args, out)
     seconds = args.work / "run" / "training_seconds.txt"  # absent when the run was resumed
     card["training_seconds"] = float(seconds.read_text()) if seconds.is_file() else None
+    card["meta"]["interval_calibration"] = calibration
     write_json_atomic(card_path(out), card)
     print(json.dumps({k: card[k] for k in ("name", "version", "sha256")}, indent=1))
     return 0

@@ -51,6 +51,9 @@ class CheckpointMeta:
     interpolation: str = "bilinear"
     #: stain normalisation applied to every tile, e.g. {"method": "macenko", ...}; None: none
     stain_norm: dict[str, Any] | None = None
+    #: the model-error margin of slides' TSR intervals, calibrated on held-out sources
+    #: (`analysis.interval_calibration`); None: intervals cover sampling only
+    interval_calibration: dict[str, Any] | None = None
     code_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

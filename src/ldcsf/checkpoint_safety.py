@@ -88,7 +88,20 @@ def validate_meta(path: Path, meta) -> None:
                                 "max_concentrations: 2 numbers}")
     if not isinstance(meta.model_kwargs, dict):
         raise bad("model_kwargs", "must be a mapping of model arguments")
+    check_interval_calibration(path, getattr(meta, "interval_calibration", None))
     refuse_weight_sources(path, meta.model_kwargs)
+
+
+def check_interval_calibration(path: Path, value: Any):
+    """The meta's `interval_calibration` as used (None when absent); one-line ValueError naming `path` if bad."""
+    from .analysis.interval_calibration import interval_calibration_from_dict
+
+    if value is None:
+        return None
+    try:
+        return interval_calibration_from_dict(value)
+    except ValueError as err:
+        raise ValueError(f"{path}: checkpoint meta 'interval_calibration' {err}") from None
 
 
 def refuse_weight_sources(path: Path, kwargs: Any, where: str = "model_kwargs") -> None:

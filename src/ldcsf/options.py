@@ -143,7 +143,7 @@ class SlideSettings(DeviceOptions):
     min_tissue: float = MIN_TISSUE
     batch_size: int = PredictOptions.batch_size
     # 0 (read tiles in the calling process) for library calls; `ldcsf slide` asks for None:
-    # measured on the first slide (ldcsf.inference.split), then kept
+    # measured on the first slide (ldcsf.wholeslide.core_split), then kept
     num_workers: int | None = 0
     threads: int | None = None  # model threads the user fixed (a measured split then only picks readers)
     field_diameter_um: float | None = None  # None: the export's default

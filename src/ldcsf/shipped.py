@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .checkpoint import CheckpointMeta, LoadedCheckpoint
+from .checkpoint_safety import check_interval_calibration
 from .models.packaged_weights import file_sha256
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "models" / "shipped"
@@ -60,6 +61,7 @@ def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME) -> Loaded
         raise ValueError(f"{weights}: SHA-256 {digest[:12]}… differs from its card's {card['sha256'][:12]}…; "
                          "the file is damaged or was replaced (reinstall ldcsf or run `make model`)")
     meta = CheckpointMeta.from_dict(card["meta"])
+    check_interval_calibration(card_path(folder, name), meta.interval_calibration)
     model = _build_pretrained(meta)
     heads = load_file(str(weights))
     expected = {k for k in model.state_dict() if not k.startswith(BACKBONE_PREFIX)}

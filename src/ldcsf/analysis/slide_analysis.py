@@ -19,6 +19,7 @@ import pandas as pd
 from .hotspot import DEFAULT_FIELD_DIAMETER_UM, DEFAULT_MIN_TISSUE_COVERAGE, Hotspot, HotspotSearch, search_hotspot
 from .tile_table import default_weighting, label_area_mm2, validate_tile_table
 from .tsr import TSRResult, compute_tsr
+from .interval_calibration import IntervalCalibration
 from .uncertainty import FractionInterval, stroma_fraction_interval
 
 
@@ -62,6 +63,7 @@ def analyse_slide(
     slide_id: str | None = None,
     member_fractions: Sequence[float] | None = None,
     member_tiles: Sequence[pd.DataFrame] | None = None,
+    interval_calibration: IntervalCalibration | None = None,
 ) -> SlideAnalysis:
     """The slide's TSR, hotspot and per-label summary.
 
@@ -77,6 +79,8 @@ def analyse_slide(
             several: they widen the slide's interval by their spread.
         member_tiles: instead of `member_fractions`, each member's tile table (the same tiles): the
             slide's and the hotspot's fractions are read from them as from `tiles`.
+        interval_calibration: the checkpoint's model-error margin: widens the slide's and the
+            hotspot's intervals alike (`analysis.interval_calibration`); None: sampling only.
     """
     labels = list(labels)
     thresholds = [float(t) for t in thresholds]
@@ -95,14 +99,16 @@ def analyse_slide(
     interval_args = dict(stroma_label=stroma_label, tumor_label=tumor_label, weighting=weighting)
     if member_fractions is None and member_tiles:
         member_fractions = [stroma_fraction(member, **interval_args) for member in member_tiles]
-    stroma_interval = stroma_fraction_interval(tiles, member_fractions=member_fractions, **interval_args)
+    stroma_interval = stroma_fraction_interval(tiles, member_fractions=member_fractions,
+                                               calibration=interval_calibration, **interval_args)
     hotspot = search.hotspot
     hotspot_members = None
     if hotspot is not None and member_tiles:
         hotspot_members = [stroma_fraction(member[member["tile_id"].isin(hotspot.tile_ids)], **interval_args)
                            for member in member_tiles]
     hotspot_interval = None if hotspot is None else stroma_fraction_interval(
-        tiles[tiles["tile_id"].isin(hotspot.tile_ids)], member_fractions=hotspot_members, **interval_args)
+        tiles[tiles["tile_id"].isin(hotspot.tile_ids)], member_fractions=hotspot_members,
+        calibration=interval_calibration, **interval_args)
     return SlideAnalysis(
         tiles=tiles, labels=labels, thresholds=thresholds, mpp=float(mpp), dimensions=tuple(dimensions), tsr=tsr,
         hotspot_search=search, field_diameter_um=float(field_diameter_um),

@@ -14,6 +14,11 @@ every block alike), the choice of the hotspot (its interval resamples the chosen
 only, not the search). Ensemble members' disagreement stands in for the model's part where a
 checkpoint holds several: each side of the interval is widened, in quadrature, by 1.96 times the
 members' standard deviation.
+
+The model's systematic error is added where the checkpoint carries a margin calibrated on held-out
+sources (`interval_calibration`): each side is widened again, in quadrature on the logit scale
+(the rule is in that module's docstring), and `method` names the margin and its sources. Without
+one, a single model's interval says "sampling only".
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .interval_calibration import IntervalCalibration, widen
 from .tile_table import label_area_mm2
 from .tsr import STROMA_HIGH_CUTOFF
 
@@ -90,6 +96,7 @@ def stroma_fraction_interval(
     resamples: int = RESAMPLES,
     seed: int = SEED,
     member_fractions: Sequence[float] | None = None,
+    calibration: IntervalCalibration | None = None,
 ) -> FractionInterval | None:
     """The 95 % interval of the tiles' stroma fraction, or None when they hold neither stroma nor tumour.
 
@@ -119,4 +126,9 @@ def stroma_fraction_interval(
         high = point + float(np.hypot(high - point, spread))
         method += f", widened by the spread of {len(members)} ensemble members"
     low, high = float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+    if calibration is not None:
+        low, high = widen(point, low, high, calibration)
+        method += f", {calibration.describe()}"
+    elif len(members) < 2:
+        method += ", sampling only (no model-error margin in the checkpoint)"
     return FractionInterval(low=low, high=high, method=method, near_cutoff=straddles(low, high))

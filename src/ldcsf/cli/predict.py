@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import sys
 
-    from ..evaluation.predict import predict_images
+    from ..inference.image_prediction import predict_images
     from ..utils.paths import check_output_file
 
     check_output_file(args.out)  # before any image is scored

@@ -113,7 +113,7 @@ def run(args) -> int:
 def _run_with_threads_set(args) -> int:
     from pathlib import Path
 
-    from ..inference import run_cohort
+    from ..wholeslide import run_cohort
     from .common import format_table
 
     table = run_cohort(args.slides, checkpoint_or_shipped(args.checkpoint), args.out, slide_settings(args))

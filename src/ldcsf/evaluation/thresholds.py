@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
 
+from ..inference.decisions import apply_thresholds  # noqa: F401 - applying thresholds is prediction's; tuned here
+
 METHODS = ("f1", "youden")
 DEFAULT_THRESHOLD = 0.5
 
@@ -50,6 +52,3 @@ def tune_thresholds(probs, targets, method: str = "f1") -> list[float]:
     return [tune_threshold(probs[:, j], targets[:, j], method) for j in range(probs.shape[1])]
 
 
-def apply_thresholds(probs, thresholds: Sequence[float]) -> np.ndarray:
-    """Boolean decisions (N, L): prob >= the label's threshold."""
-    return np.asarray(probs) >= np.asarray(thresholds, dtype=np.float32)[None, :]

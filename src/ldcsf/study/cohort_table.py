@@ -15,7 +15,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-#: The file `ldcsf slide` writes at the root of its output folder (ldcsf.inference.cohort.COHORT_CSV;
+#: The file `ldcsf slide` writes at the root of its output folder (ldcsf.wholeslide.cohort.COHORT_CSV;
 #: repeated so that a study does not import the inference stack and torch).
 COHORT_CSV = "cohort.csv"
 ID_COLUMN = "slide_id"

@@ -77,7 +77,7 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Run the four demo steps into `out_dir`; see the module docstring."""
-    from ..inference.pipeline import SlideSettings, run_slide, slide_id_for
+    from ..wholeslide.pipeline import SlideSettings, run_slide, slide_id_for
     from .slide import make_slide
     from .training_set import make_training_set
 

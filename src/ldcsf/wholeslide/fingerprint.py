@@ -66,6 +66,9 @@ def result_fingerprint(slide_path: str | Path, loaded, settings) -> dict:
             "std": [float(v) for v in meta.std],
             "interpolation": meta.interpolation,
             "stain_norm": meta.stain_norm,
+            # Only when present, so results of checkpoints without one still match.
+            **({} if getattr(meta, "interval_calibration", None) is None
+               else {"interval_calibration": meta.interval_calibration}),
         },
         "tiling": {
             "mpp_override": settings.mpp,

@@ -129,9 +129,9 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
         return settings
     if len(boxes) <= max(settings.batch_size, MIN_TILES_TO_MEASURE):
         return replace(settings, num_workers=0)
-    from .dataset import TileDataset
-    from .predictor import Predictor
-    from .runtimes import runtime_model
+    from .tile_dataset import TileDataset
+    from ..inference.predictor import Predictor
+    from ..inference.runtimes import runtime_model
 
     meta = loaded.meta
     boxes = np.asarray(boxes)[:sample]

@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 
 from ..utils.atomic import atomic_path, write_json_atomic
 from ..utils.workers import leave_stop_signals_to_parent
-from .dataset import TileDataset
-from .predictor import Predictor, prediction_trainer
+from .tile_dataset import TileDataset
+from ..inference.predictor import Predictor, prediction_trainer
 
 #: The predictor's former name, kept for code that imports it from here.
 TilePredictor = Predictor

@@ -1,0 +1,192 @@
+"""The TSR interval's model-error margin, fitted on held-out sources and tested on a source left out.
+
+Reads the leave-one-source-out folds of a recipe (`loso.py`): for each held-out source with masks
+(GlaS, the WSSS4LUAD mask tiles) its tile_areas.csv, the fold model's areas of every tile of a
+source it never saw. Per image with tumour in its mask: the mask's stroma fraction, the model's,
+and the sampling interval of the image's tiles (`heldout_sources.image_intervals`). Then
+
+(a) fit: the split-conformal margin on every source's images (`ldcsf.analysis.interval_calibration`),
+    written as the `interval_calibration` a checkpoint carries (tools/build_shipped_model.py
+    embeds it in the shipped model);
+(b) test across sources: for each source S, the margin fitted without S, and on S's images the
+    coverage (share whose mask fraction lies in the combined interval) and mean width; pooled:
+    every image with the margin fitted without its own source. Sampling-only figures beside them.
+
+    .venv/bin/python benchmarks/interval_calibration.py --work benchmarks/results/loso_work
+    # after a recipe change, the masked folds retrained (finished ones reused) and refitted, in one command:
+    .venv/bin/python benchmarks/interval_calibration.py --run-folds --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
+from heldout_sources import IMAGE_BLOCK_TILES, image_intervals
+
+MASKED_SOURCES = ("glas", "wsss4luad_masks")
+LEVEL = 0.95
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="lite0_area")
+    p.add_argument("--work", type=Path, default=RESULTS / "loso_work", help="loso.py's --work folder")
+    p.add_argument("--sources", nargs="+", default=list(MASKED_SOURCES), help="held-out sources with masks")
+    p.add_argument("--level", type=float, default=LEVEL, help="the interval's coverage")
+    p.add_argument("--block-tiles", type=int, default=IMAGE_BLOCK_TILES, help="bootstrap block side, in tiles")
+    p.add_argument("--run-folds", action="store_true",
+                   help="first run loso.py for these sources (finished folds are reused, not retrained)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (with --run-folds)")
+    p.add_argument("--out", type=Path, default=RESULTS / "interval_calibration", help="results stem (.md, .json)")
+    return p.parse_args(argv)
+
+
+def image_table(fold: Path, block_tiles: int) -> pd.DataFrame:
+    """Per image with tumour in its mask: true and predicted fraction, sampling interval, conformity score."""
+    from ldcsf.analysis.interval_calibration import conformity_scores
+
+    areas = fold / "tile_areas.csv"
+    if not areas.is_file():
+        raise SystemExit(f"{areas}: not found (the fold is unfinished, or its source has no masks; run loso.py)")
+    tiles = pd.read_csv(areas)
+    per = image_intervals(tiles, block_tiles)
+    if per.empty:
+        raise SystemExit(f"{areas}: no image with tumour in its mask")
+    counts = tiles.groupby(tiles["source_image"].map(lambda p: Path(p).stem)).size()
+    return per.assign(source=fold.name, tiles=counts.reindex(per["image"]).to_numpy(),
+                      score=conformity_scores(per["true"], per["pred"], per["low"], per["high"]))
+
+
+def fit(images: pd.DataFrame, level: float, fitted_by: str = "", folds: dict | None = None):
+    """The calibration of `images` (all their sources, each weighing the same)."""
+    from ldcsf.analysis.interval_calibration import IntervalCalibration, conformal_margin
+
+    margin = conformal_margin(images["score"], images["source"], level)
+    sources = {name: {"images": int(len(part)), **(folds or {}).get(name, {})}
+               for name, part in images.groupby("source", sort=False)}
+    return IntervalCalibration(margin_logit=round(margin, 4), level=level, sources=sources, fitted_by=fitted_by)
+
+
+def apply(images: pd.DataFrame, calibration) -> pd.DataFrame:
+    """`images` with the combined interval (cal_low, cal_high) and whether it holds the truth."""
+    from ldcsf.analysis.interval_calibration import widen
+
+    ends = [widen(p, lo, hi, calibration) for p, lo, hi in zip(images["pred"], images["low"], images["high"])]
+    low, high = np.array(ends).reshape(-1, 2).T
+    return images.assign(cal_low=low, cal_high=high, covered=(low <= images["true"]) & (images["true"] <= high),
+                         sampling_covered=(images["low"] <= images["true"]) & (images["true"] <= images["high"]))
+
+
+def summary(scored: pd.DataFrame) -> dict:
+    return {"images": int(len(scored)), "coverage": float(scored["covered"].mean()),
+            "mean_width": float((scored["cal_high"] - scored["cal_low"]).mean()),
+            "sampling_coverage": float(scored["sampling_covered"].mean()),
+            "sampling_mean_width": float((scored["high"] - scored["low"]).mean())}
+
+
+def score_against_tiles(images: pd.DataFrame) -> dict:
+    """Per source: Spearman of the images' scores against their tile counts (would scaling by tiles help?)."""
+    from scipy.stats import spearmanr
+
+    return {name: float(spearmanr(part["score"], part["tiles"]).statistic)
+            for name, part in images.groupby("source", sort=False)}
+
+
+def cross_source(images: pd.DataFrame, level: float) -> tuple[dict, pd.DataFrame]:
+    """Per source: margin fitted without it and its coverage; every image scored that way (pooled)."""
+    results, scored = {}, []
+    for name in images["source"].unique():
+        others = images[images["source"] != name]
+        if others.empty:
+            continue  # one source alone cannot be tested on another
+        calibration = fit(others, level)
+        part = apply(images[images["source"] == name], calibration).assign(margin_logit=calibration.margin_logit)
+        scored.append(part)
+        results[name] = {"calibrated_on": sorted(others["source"].unique()), "margin_logit": calibration.margin_logit,
+                         **summary(part)}
+    return results, (pd.concat(scored, ignore_index=True) if scored else pd.DataFrame())
+
+
+def cross_source_intervals(work: Path, recipe: str, sources, block_tiles: int = IMAGE_BLOCK_TILES,
+                           level: float = LEVEL) -> pd.DataFrame:
+    """Every masked fold's images with the interval calibrated without their own source (heldout_sources.py)."""
+    folds = [work / recipe / s for s in sources if (work / recipe / s / "tile_areas.csv").is_file()]
+    if len(folds) < 2:
+        return pd.DataFrame()
+    return cross_source(pd.concat([image_table(f, block_tiles) for f in folds], ignore_index=True), level)[1]
+
+
+def fold_record(fold: Path) -> dict:
+    """What names a fold's model in the calibration's record: its folder and its weights' digest."""
+    from ldcsf.models.packaged_weights import file_sha256
+
+    model = fold / "run" / "model.pt"
+    return {"fold": f"{fold.parent.name}/{fold.name}",
+            "model_sha256": file_sha256(model) if model.is_file() else None}
+
+
+def shown_path(path: Path) -> Path:
+    """A work folder as a checkout sees it (benchmarks/results/...), wherever the folds were read."""
+    parts = path.resolve().parts
+    return Path(*parts[parts.index("benchmarks"):]) if "benchmarks" in parts else path
+
+
+def run_folds(args) -> None:
+    import loso
+
+    loso_args = ["--recipes", args.recipe, "--sources", *args.sources, "--work", str(args.work),
+                 "--out", str(args.out.with_name(args.out.name + "_folds"))]
+    loso.main([*loso_args, *(["--threads", str(args.threads)] if args.threads else [])])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.run_folds:
+        run_folds(args)
+    folds = [args.work / args.recipe / s for s in args.sources]
+    images = pd.concat([image_table(f, args.block_tiles) for f in folds], ignore_index=True)
+    calibration = fit(images, args.level, folds={f.name: fold_record(f) for f in folds},
+                      fitted_by=f"benchmarks/interval_calibration.py on the {args.recipe} folds in "
+                                f"{shown_path(args.work)}, {now()}")
+    in_sample = summary(apply(images, calibration))
+    against_tiles = score_against_tiles(images)
+    per_source, pooled = cross_source(images, args.level)
+    rows = [[name, ", ".join(r["calibrated_on"]), r["images"], fmt(r["margin_logit"], 2),
+             f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2),
+             f"{100 * r['sampling_coverage']:.0f}%", fmt(r["sampling_mean_width"], 2)] for name, r in per_source.items()]
+    if len(pooled):
+        p = summary(pooled)
+        rows.append(["pooled", "each image: without its source", p["images"], "—", f"{100 * p['coverage']:.0f}%",
+                     fmt(p["mean_width"], 2), f"{100 * p['sampling_coverage']:.0f}%", fmt(p["sampling_mean_width"], 2)])
+    counts = ", ".join(f"{name} {record['images']}" for name, record in calibration.sources.items())
+    md = [f"# The TSR interval's model-error margin, calibrated on held-out sources (recipe {args.recipe})\n",
+          f"- command: `{command_line()}`\n- folds: `{shown_path(args.work / args.recipe)}`\n- date: {now()}\n",
+          f"Per image with tumour in its mask, each fold's model never saw the image's source. Interval: the "
+          f"image's tile bootstrap ({args.block_tiles}x{args.block_tiles}-tile blocks) widened on the logit scale "
+          f"by a split-conformal margin at {args.level:.0%} (`ldcsf.analysis.interval_calibration`). "
+          "Coverage: share of images whose mask fraction lies in the interval.\n",
+          f"Fitted on every source (the calibration a checkpoint carries): margin "
+          f"**{calibration.margin_logit:.2f} logits** from {len(images)} images "
+          f"({counts}); in-sample coverage "
+          f"{100 * in_sample['coverage']:.0f}%, mean width {in_sample['mean_width']:.2f}.\n",
+          "Across sources (margin fitted without the source it is tested on):\n",
+          markdown_table(["tested on", "calibrated on", "images", "margin (logits)", "coverage", "mean width",
+                          "sampling only: coverage", "sampling only: width"], rows),
+          "\nDo images with more tiles need less margin? Spearman of the scores against the images' tile counts: "
+          + ", ".join(f"{name} {rho:+.2f}" for name, rho in against_tiles.items()) + ".\n"]
+    write_results(args.out, "\n".join(md), {
+        "command": command_line(), "date": now(), "recipe": args.recipe, "work": str(shown_path(args.work)),
+        "level": args.level, "block_tiles": args.block_tiles, "interval_calibration": calibration.to_dict(),
+        "in_sample": in_sample, "cross_source": per_source, "score_vs_tiles_spearman": against_tiles, "pooled": summary(pooled) if len(pooled) else None})
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""`predict_images`: probabilities and decisions of every label for image files.
+
+Unreadable images do not stop the run: they get a row with their error and no scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..checkpoint import LoadedCheckpoint, load_checkpoint
+from ..data.dataset import ImageFileDataset, load_rgb, not_he_note
+from ..data.importers import IMAGE_SUFFIXES
+from ..data.transforms import eval_transforms
+from .dataset_prediction import predict_dataset
+from ..options import PredictOptions
+from ..utils.atomic import atomic_path
+from .decisions import apply_thresholds
+
+log = logging.getLogger(__name__)
+
+
+def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, and the image files under each folder (recursively, sorted)."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such image or folder")
+    if not paths:
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, inputs))}")
+    return paths
+
+
+def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path | LoadedCheckpoint, out: str | Path | None = None,
+                   options: PredictOptions | None = None) -> pd.DataFrame:
+    """Score every image of `inputs`; columns: path, error, `<label>_prob`, `<label>_pred`.
+
+    Decisions use the checkpoint's per-label thresholds. With `out`, the table is written as CSV
+    (atomically, by the first process only).
+    """
+    options = options or PredictOptions()
+    paths = collect_images(inputs)
+    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    meta = loaded.meta
+    transform = eval_transforms(meta)
+    predictions = predict_dataset(loaded, ImageFileDataset(paths, transform, meta.input_size), options)
+
+    failed = ~predictions.extra["ok"].astype(bool)
+    errors = [_read_error(p) if bad else None for p, bad in zip(paths, failed)]
+    for path, bad in zip(paths, failed):
+        note = None if bad else not_he_note(path)
+        if note:
+            log.warning(note)
+    frame = pd.DataFrame({"path": [str(p) for p in paths], "error": [e or "" for e in errors]})
+    decisions = apply_thresholds(predictions.probs, meta.thresholds)
+    for j, label in enumerate(meta.labels):
+        frame[f"{label}_prob"] = pd.array(np.where(failed, np.nan, np.round(predictions.probs[:, j].astype(float), 6)), dtype="Float64")
+        frame[f"{label}_pred"] = pd.array(np.where(failed, np.nan, decisions[:, j]), dtype="Float64").astype("Int8")
+    if out is not None and predictions.is_global_zero:
+        with atomic_path(out) as tmp:
+            frame.to_csv(tmp, index=False)
+    return frame
+
+
+def _read_error(path: Path) -> str | None:
+    # The loader workers only report that a file failed; its message is read here again.
+    try:
+        load_rgb(path)
+    except (ValueError, FileNotFoundError) as err:
+        return str(err)
+    return None

@@ -1,0 +1,24 @@
+"""The whole-slide application: a slide planned, its tiles predicted into resumable parts, analysed
+and written; cohorts of slides; what a slide's results were made from.
+
+Running the model itself is `ldcsf.inference`'s (the one `Predictor`, runtimes, gathering).
+"""
+
+from .cohort import collect_slides, run_cohort
+from .pipeline import NoTissueError, SlideResult, SlideSettings, run_slide, slide_id_for
+from .tile_dataset import TileDataset
+from .tile_prediction import PredictionStore, TilePredictor, predict_tiles
+
+__all__ = [
+    "NoTissueError",
+    "PredictionStore",
+    "SlideResult",
+    "SlideSettings",
+    "TileDataset",
+    "TilePredictor",
+    "collect_slides",
+    "predict_tiles",
+    "run_cohort",
+    "run_slide",
+    "slide_id_for",
+]
