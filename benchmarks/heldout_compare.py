@@ -5,7 +5,8 @@ sources listed in --with-glas, under <--root>/seed<K>_with_glas/: WSSS4LUAD's fo
 mask tiles to learn areas from unless GlaS joins its training) and trains nothing. One row per
 recipe and seed, then the mean over seeds:
 
-- GlaS and WSSS4LUAD (masks): stroma fraction per image, MAE / Spearman / high-low agreement;
+- GlaS and WSSS4LUAD (masks): stroma fraction per image, MAE / Spearman / high-low agreement,
+  and bias (mean predicted minus true: an offset that MAE counts and Spearman does not);
 - nct_crc: AUROC of p(stroma) and p(tumour), and of the estimated stroma share
   stroma / (stroma + tumour) between stroma-only and tumour-only tiles;
 - oral: AUROC of p(tumour) and of the estimated tumour area.
@@ -28,14 +29,16 @@ import numpy as np
 
 from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
 
-#: (column, source, how to read it from a fold's scores.json, better when higher)
+#: (column, source, how to read it from a fold's scores.json, better when higher; None: neither)
 COLUMNS = (
     ("GlaS MAE", "glas", lambda s: s["tsr"]["mae"], False),
     ("GlaS Spearman", "glas", lambda s: s["tsr"]["spearman"], True),
     ("GlaS high/low", "glas", lambda s: s["tsr"]["high_low_agreement"], True),
+    ("GlaS bias", "glas", lambda s: s["bias"], None),
     ("WSSS4LUAD MAE", "wsss4luad_masks", lambda s: s["tsr"]["mae"], False),
     ("WSSS4LUAD Spearman", "wsss4luad_masks", lambda s: s["tsr"]["spearman"], True),
     ("WSSS4LUAD high/low", "wsss4luad_masks", lambda s: s["tsr"]["high_low_agreement"], True),
+    ("WSSS4LUAD bias", "wsss4luad_masks", lambda s: s["bias"], None),
     ("nct_crc stroma AUROC", "nct_crc", lambda s: s["metrics"]["per_label"]["stroma"]["auroc"], True),
     ("nct_crc tumour AUROC", "nct_crc", lambda s: s["metrics"]["per_label"]["tumor"]["auroc"], True),
     ("nct_crc stroma vs tumour (areas)", "nct_crc", lambda s: s["area_auroc"]["stroma_vs_tumor"], True),
@@ -69,10 +72,23 @@ def read_cell(root: Path, seed: int, recipe: str, source: str, with_glas: list[s
     if not scores.is_file():
         return None
     try:
-        value = read(json.loads(scores.read_text()))
+        value = read(json.loads(scores.read_text()) | {"bias": _bias(scores.parent / "tile_areas.csv")})
     except (KeyError, TypeError):
         return None
     return None if value is None or value != value else float(value)
+
+
+def _bias(tile_areas: Path) -> float | None:
+    """Mean over images with tumour of predicted minus true stroma fraction (loso.py's per-image scoring)."""
+    import pandas as pd
+
+    from loso import image_tsr
+
+    if not tile_areas.is_file():
+        return None
+    tiles = pd.read_csv(tile_areas)
+    per = image_tsr(tiles, tiles[["area_stroma", "area_tumor"]].to_numpy(), ["stroma", "tumor"])
+    return float((per["pred"] - per["true"]).mean())
 
 
 def table(args) -> dict:
@@ -115,7 +131,7 @@ def main(argv=None) -> int:
     lines = []
     for recipe, rows in results.items():
         for seed, row in rows.items():
-            lines.append([recipe, seed, *[fmt(row[n], 3 if "MAE" in n else 2) for n in names]])
+            lines.append([recipe, seed, *[fmt(row[n], 3 if "MAE" in n or "bias" in n else 2) for n in names]])
     md = ["# Recipes on sources never trained on (leave-one-source-out, seed by seed)\n",
           f"- command: `{command_line()}`\n- date: {now()}\n",
           f"Folds: {args.root}/seed<K>/ (WSSS4LUAD: seed<K>_with_glas/, GlaS in its training). MAE, Spearman, "
