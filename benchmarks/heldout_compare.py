@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
+from _common import REPO, RESULTS, command_line, fmt, markdown_table, now, write_results
 
 #: (column, source, how to read it from a fold's scores.json, better when higher; None: neither)
 COLUMNS = (
@@ -76,6 +76,14 @@ def read_cell(root: Path, seed: int, recipe: str, source: str, with_glas: list[s
     except (KeyError, TypeError):
         return None
     return None if value is None or value != value else float(value)
+
+
+def _shown(path: Path) -> str:
+    """`path` from the repository root when it lies inside it (results files carry no machine paths)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def _bias(tile_areas: Path) -> float | None:
@@ -134,7 +142,7 @@ def main(argv=None) -> int:
             lines.append([recipe, seed, *[fmt(row[n], 3 if "MAE" in n or "bias" in n else 2) for n in names]])
     md = ["# Recipes on sources never trained on (leave-one-source-out, seed by seed)\n",
           f"- command: `{command_line()}`\n- date: {now()}\n",
-          f"Folds: {args.root}/seed<K>/ (WSSS4LUAD: seed<K>_with_glas/, GlaS in its training). MAE, Spearman, "
+          f"Folds: {_shown(args.root)}/seed<K>/ (WSSS4LUAD: seed<K>_with_glas/, GlaS in its training). MAE, Spearman, "
           "high/low: stroma fraction per image with tumour in its mask. AUROCs: presence probabilities, and where "
           "marked, the estimated areas. — = fold not run.\n",
           markdown_table(["recipe", "seed", *names], lines),
