@@ -38,7 +38,7 @@ RECIPES: dict[str, dict] = {
                                  pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
     # Fixes for sources never trained on, each alone on top of lite0_area (docs/results.md, "Stroma and
     # tumour on sources never trained on"). Both heads linear on the backbone's map (no LDC, FR, ResNet):
-    # the capacity of the ridge probe (benchmarks/linear_probe.py) that ranked unseen sources better.
+    # the capacity of the ridge probe (benchmarks/linear_probe.py).
     "lite0_area_linear": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_ldc": False,
                                                            "use_fr": False, "use_resnet": False},
                               pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),

@@ -299,14 +299,14 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     targets = held[meta.labels].to_numpy(dtype=np.float32)
     tsr = None
     if has_masks(held):  # per tile areas kept beside the scores (the interval coverage reads them)
-        areas = probs if areas is None else areas  # without an area head, presence stands in (as tile_areas)
+        per_tile = probs if areas is None else areas  # without an area head, presence stands in (as tile_areas)
         with Image.open(held["path"].iloc[0]) as first:
             tile_px = first.width  # mask tiles are square: 128 px for GlaS, 112 px for WSSS4LUAD
         tiles_out = held[["path", "source_image", "x", "y", "frac_stroma", "frac_tumor"]].assign(
             row=held["y"] // tile_px, col=held["x"] // tile_px,
-            **{f"area_{name}": areas[:, i] for i, name in enumerate(meta.labels)})
+            **{f"area_{name}": per_tile[:, i] for i, name in enumerate(meta.labels)})
         tiles_out.to_csv(done.parent / "tile_areas.csv", index=False)
-        tsr = tsr_scores(image_tsr(held, areas, list(meta.labels)))
+        tsr = tsr_scores(image_tsr(held, per_tile, list(meta.labels)))
     report = compute_metrics(probs, targets, meta.labels, meta.thresholds).to_dict()
     stroma = meta.labels.index("stroma")
     result = {"recipe": recipe, "source": source, "images": int(len(held)), "metrics": report,
