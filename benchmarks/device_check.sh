@@ -21,10 +21,10 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
 uptime | tee -a "$OUT/device.txt"
 
-timeout 330 "$PY" benchmarks/speed.py --device cuda --models ldcsf_swin_tiny swin_tiny --sizes native --no-train \
+timeout 400 "$PY" benchmarks/speed.py --device cuda --models ldcsf_swin_tiny swin_tiny --sizes native --no-train \
     --repeats 8 --slide-sizes 8192 16384 --slide-checkpoint shipped --slide-workers "$WORKERS" --batch-size 256 \
     --data "$DATA" --slide-dir /tmp/ldcsf-slides --no-progress --out "$OUT/speed_gpu" || echo "speed.py: exit $?"
-timeout 150 "$PY" benchmarks/peers.py --accelerator gpu --model ldcsf_swin_tiny --sizes 8192 --no-svs \
+timeout 110 "$PY" benchmarks/peers.py --accelerator gpu --model ldcsf_swin_tiny --sizes 8192 --no-svs \
     --batch-size 256 --threads 8 --repeats 1 --data "$DATA" --slide-dir /tmp/ldcsf-slides --out "$OUT/peers_gpu" \
     || echo "peers.py: exit $?"
 echo "device_check.sh: done; results in $OUT"

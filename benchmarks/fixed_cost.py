@@ -47,8 +47,11 @@ STEPS = [
     ("prediction (Trainer.predict)", [("ldcsf/wholeslide/tile_prediction.py", "predict_tiles")]),
     ("  of which the model (predict_step)", [("ldcsf/inference/predictor.py", "predict_step")]),
     ("analysis (TSR, hotspot)", [("ldcsf/analysis/slide_analysis.py", "analyse_slide")]),
-    ("tile tables (Parquet, CSV)", [("ldcsf/export/tables.py", "write_tile_table")]),
-    ("pictures (5 PNG)", [("ldcsf/export/slide_outputs.py", "write_pictures")]),
+    ("tile tables (Parquet, CSV)", [("ldcsf/export/tables.py", "write_parquet"), ("ldcsf/export/tables.py", "write_csv")]),
+    # the pictures' writers, and the one function that drew them all in versions before the writer list
+    ("pictures (5 PNG)", [("ldcsf/export/slide_writers.py", "_write_overlay"),
+                          ("ldcsf/export/slide_writers.py", "_write_heatmaps"),
+                          ("ldcsf/export/slide_outputs.py", "write_pictures")]),
     ("GeoJSON", [("ldcsf/export/geojson.py", "tiles_to_geojson"), ("ldcsf/export/geojson.py", "write_geojson")]),
     ("report", [("ldcsf/export/report.py", "render_report")]),
 ]

@@ -43,8 +43,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run-folds", action="store_true",
                    help="first run loso.py for these sources (finished folds are reused, not retrained)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (with --run-folds)")
+    p.add_argument("--fold", action="append", default=[], metavar="SOURCE=FOLDER",
+                   help="read this source's fold from FOLDER instead of WORK/RECIPE/SOURCE (e.g. the WSSS4LUAD fold "
+                        "of loso.py --train-with glas, whose model learnt areas from GlaS's masks); repeatable")
     p.add_argument("--out", type=Path, default=RESULTS / "interval_calibration", help="results stem (.md, .json)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.fold_folders = {source: Path(folder) for source, folder in (item.split("=", 1) for item in args.fold)}
+    except ValueError:
+        p.error("--fold takes SOURCE=FOLDER")
+    unknown = sorted(set(args.fold_folders) - set(args.sources))
+    if unknown:
+        p.error(f"--fold names sources not in --sources: {', '.join(unknown)}")
+    return args
 
 
 def image_table(fold: Path, block_tiles: int) -> pd.DataFrame:
@@ -127,7 +138,7 @@ def fold_record(fold: Path) -> dict:
     from ldcsf.models.packaged_weights import file_sha256
 
     model = fold / "run" / "model.pt"
-    return {"fold": f"{fold.parent.name}/{fold.name}",
+    return {"fold": str(shown_path(fold)),
             "model_sha256": file_sha256(model) if model.is_file() else None}
 
 
@@ -149,7 +160,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.run_folds:
         run_folds(args)
-    folds = [args.work / args.recipe / s for s in args.sources]
+    folds = [args.fold_folders.get(s, args.work / args.recipe / s) for s in args.sources]
     images = pd.concat([image_table(f, args.block_tiles) for f in folds], ignore_index=True)
     calibration = fit(images, args.level, folds={f.name: fold_record(f) for f in folds},
                       fitted_by=f"benchmarks/interval_calibration.py on the {args.recipe} folds in "
@@ -166,7 +177,7 @@ def main(argv=None) -> int:
                      fmt(p["mean_width"], 2), f"{100 * p['sampling_coverage']:.0f}%", fmt(p["sampling_mean_width"], 2)])
     counts = ", ".join(f"{name} {record['images']}" for name, record in calibration.sources.items())
     md = [f"# The TSR interval's model-error margin, calibrated on held-out sources (recipe {args.recipe})\n",
-          f"- command: `{command_line()}`\n- folds: `{shown_path(args.work / args.recipe)}`\n- date: {now()}\n",
+          f"- command: `{command_line()}`\n- folds: " + ", ".join(f"`{shown_path(f)}`" for f in folds) + f"\n- date: {now()}\n",
           f"Per image with tumour in its mask, each fold's model never saw the image's source. Interval: the "
           f"image's tile bootstrap ({args.block_tiles}x{args.block_tiles}-tile blocks) widened on the logit scale "
           f"by a split-conformal margin at {args.level:.0%} (`ldcsf.analysis.interval_calibration`). "

@@ -31,7 +31,7 @@ from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now
 from ldcsf import create_model
 from ldcsf.benchmarking import machine_info, matmul_flops_per_s, time_interleaved
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from ldcsf.inference.runtimes import EXPORT_TOLERANCE, OnnxRuntimeModel, OpenVinoModel, export_onnx
+from ldcsf.inference.exported import EXPORT_TOLERANCE, OnnxRuntimeModel, OpenVinoModel, export_onnx
 from ldcsf.models.profile import count_flops
 
 DEFAULT_MODELS = ["ldcsf_swin_mini", "ldcsf_swin_tiny", "resnet18"]

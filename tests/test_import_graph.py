@@ -196,3 +196,12 @@ def test_floor_order_check_fails_on_a_wrong_way_import(tmp_path):
     doc = tmp_path / "architecture.md"
     doc.write_text("## Imports go one way\n\n1. `low`, then `high` (`low` is read first)\n2. `top`\n\n## Next\n1. `no`\n")
     assert documented_floor_order(doc) == ["low", "high", "top"]
+
+
+def test_labels_sit_at_the_bottom_and_data_reads_them(ldcsf_graph):
+    """`ldcsf.labels` imports nothing of ldcsf; `data` learns label names from it, not from `models`."""
+    assert ldcsf_graph["ldcsf.labels"] == set()
+    data_to_models = sorted(f"{m} -> {t}" for m, targets in ldcsf_graph.items() if package_of(m, "ldcsf") == "data"
+                            for t in targets if package_of(t, "ldcsf") == "models")
+    assert not data_to_models, "data imports the model package:\n" + "\n".join(data_to_models)
+    assert "ldcsf.labels" in ldcsf_graph["ldcsf.data.manifest"]

@@ -107,8 +107,8 @@ def test_saved_records_keep_their_keys():
     assert set(asdict(TrainConfig(data="m.csv", model="x", out="r"))) >= train_keys
     slide_keys = {"mpp", "overlap", "min_tissue", "batch_size", "num_workers", "threads", "accelerator", "devices",
                   "strategy", "num_nodes", "precision", "field_diameter_um", "limit_tiles", "tta", "stain_norm",
-                  "progress", "overwrite", "strict", "runtime", "pictures"}
-    assert set(asdict(SlideSettings())) == slide_keys  # the settings every tsr.json records: unchanged
+                  "progress", "overwrite", "strict", "runtime", "pictures", "outputs"}
+    assert set(asdict(SlideSettings())) == slide_keys  # the settings every tsr.json records (less the unrecorded)
     predict_keys = {"accelerator", "devices", "strategy", "num_nodes", "precision", "batch_size", "num_workers",
                     "progress", "runtime", "trainer_kwargs"}
     assert set(asdict(PredictOptions())) == predict_keys

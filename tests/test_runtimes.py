@@ -9,14 +9,8 @@ import torch
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ldcsf.cli.main import main
-from ldcsf.inference.runtimes import (
-    EXPORT_TOLERANCE,
-    check_runtime_device,
-    exported_sha,
-    file_sha256,
-    onnx_path_for,
-    runtime_model,
-)
+from ldcsf.inference.exported import EXPORT_TOLERANCE, exported_sha, file_sha256, onnx_path_for
+from ldcsf.inference.runtimes import check_runtime_device, runtime_model
 
 pytest.importorskip("onnxruntime", reason="the runtimes extra (onnxruntime) is not installed")
 pytest.importorskip("openvino", reason="the runtimes extra (openvino) is not installed")

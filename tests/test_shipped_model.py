@@ -113,7 +113,7 @@ def test_models_lists_the_shipped_model_with_name_and_version(capsys):
 
 
 def test_exported_runtimes_of_the_shipped_model_go_to_a_user_cache(tmp_path, monkeypatch):
-    from ldcsf.inference.runtimes import onnx_path_for
+    from ldcsf.inference.exported import onnx_path_for
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     loaded = load_shipped()

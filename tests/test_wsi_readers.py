@@ -157,5 +157,5 @@ def test_bad_slide_files_fail_in_one_line_naming_the_file(shared_data, tmp_path)
         assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
     with pytest.raises(FileNotFoundError, match="missing.svs: slide not found"):
         open_slide(tmp_path / "missing.svs")
-    with pytest.raises(ValueError, match="is a folder"):
+    with pytest.raises(ValueError, match="a folder, not a slide file"):
         open_slide(tmp_path)

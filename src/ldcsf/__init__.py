@@ -13,7 +13,11 @@ __all__ = ["DEFAULT_LABELS", "__version__", "create_model", "list_models"]
 def __getattr__(name: str):
     # The model API pulls in torch and timm; importing it on first use keeps `ldcsf --help` and
     # the light subcommands quick to start.
-    if name in ("DEFAULT_LABELS", "create_model", "list_models"):
+    if name == "DEFAULT_LABELS":  # the labels need no torch
+        from .labels import default_labels
+
+        return default_labels()
+    if name in ("create_model", "list_models"):
         from . import models
 
         return getattr(models, name)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .models import MultiLabelClassifier, create_model
+from .models.input_spec import DEFAULT_INTERPOLATION, DEFAULT_MPP, IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from .checkpoint_safety import validate_meta, verify_digest, weights_digest
 from .utils.atomic import atomic_path
 from .utils.weight_files import torch_load_refusal
@@ -31,24 +31,27 @@ CHECKPOINT_FORMAT = "ldcsf-checkpoint"
 FORMAT_VERSION = 1
 #: Payload key of the weights' SHA-256 (both containers; see `checkpoint_safety.weights_digest`).
 WEIGHTS_DIGEST_KEY = "weights_sha256"
-#: Default physical resolution of model input: 0.5 µm/px, i.e. a 20x objective scan.
-DEFAULT_MPP = 0.5
 
 
 @dataclass
 class CheckpointMeta:
-    """What a checkpoint says about how to use its weights."""
+    """What a checkpoint says about how to use its weights.
+
+    The input fields (input_size, mpp, mean, std, interpolation, stain_norm) are the model's
+    `InputSpec` (`input_spec`), kept flat under the JSON keys checkpoints have always had.
+    """
 
     model_name: str
     model_kwargs: dict[str, Any]
     labels: list[str]
     thresholds: list[float]
     input_size: int
+    #: µm/px of the model's input (`InputSpec.mpp`), not of any slide
     mpp: float = DEFAULT_MPP
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_DEFAULT_STD))
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     #: resampling of tiles to the input size (checkpoints from before it was recorded: bilinear)
-    interpolation: str = "bilinear"
+    interpolation: str = DEFAULT_INTERPOLATION
     #: stain normalisation applied to every tile, e.g. {"method": "macenko", ...}; None: none
     stain_norm: dict[str, Any] | None = None
     #: the model-error margin of slides' TSR intervals, calibrated on held-out sources
@@ -68,8 +71,10 @@ class CheckpointMeta:
         extra: dict[str, Any] | None = None,
         interpolation: str | None = None,
         stain_norm: dict[str, Any] | None = None,
+        input_spec: InputSpec | None = None,
     ) -> "CheckpointMeta":
-        """Meta of `model`; mean, std and interpolation default to its backbone's (timm's config)."""
+        """Meta of `model` with `input_spec`, or without one the spec made from the model (mean, std
+        and interpolation its backbone's, from timm's config, unless given) and `mpp`, `stain_norm`."""
         from . import __version__
 
         if not model.model_cfg:
@@ -80,23 +85,24 @@ class CheckpointMeta:
         kwargs = dict(model.model_cfg["kwargs"])
         kwargs.pop("pretrained", None)
         kwargs.pop("pretrained_file", None)
-        data = model.data_config()
-        mean = data["mean"] if mean is None else mean
-        std = data["std"] if std is None else std
+        if input_spec is None:
+            input_spec = InputSpec.from_model(model, mpp, stain_norm, mean=mean, std=std, interpolation=interpolation)
+        if input_spec.size != int(model.img_size[0]):
+            raise ValueError(f"input spec of {input_spec.size} px for a model that takes {model.img_size[0]} px")
         return cls(
             model_name=model.model_cfg["name"],
             model_kwargs=kwargs,
             labels=list(model.labels),
             thresholds=thresholds,
-            input_size=int(model.img_size[0]),
-            mpp=float(mpp),
-            mean=[float(v) for v in mean],
-            std=[float(v) for v in std],
-            interpolation=interpolation or data["interpolation"],
-            stain_norm=stain_norm,
+            **input_spec.to_meta(),
             code_version=__version__,
             extra=dict(extra or {}),
         )
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """How tiles become this model's input: size, µm/px, normalisation, resampling, stain reference."""
+        return InputSpec.from_meta(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

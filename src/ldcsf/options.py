@@ -93,6 +93,7 @@ class TrainConfig(DeviceOptions):
     #: "macenko" normalises every tile's stains (to `stain_reference`, else torchstain's reference)
     stain_norm: str | None = None
     stain_reference: str | None = None
+    #: µm/px of the model's input (`InputSpec.mpp`), or made from `tile_mpp` (training.train.effective_mpp)
     mpp: float | None = None
     tile_mpp: float | None = None
     seed: int = 0
@@ -138,7 +139,7 @@ class SlideSettings(DeviceOptions):
     # None, not "32-true": the same computation (Lightning's default), and it is what every
     # slide's tsr.json has recorded, so earlier results keep matching their settings.
     precision: str | None = None
-    mpp: float | None = None  # slide µm/px override
+    mpp: float | None = None  # slide µm/px override: the scan's own, not the model's input µm/px (InputSpec.mpp)
     overlap: float = 0.0
     min_tissue: float = MIN_TISSUE
     batch_size: int = PredictOptions.batch_size
@@ -154,4 +155,7 @@ class SlideSettings(DeviceOptions):
     overwrite: bool = False  # replace results made from other inputs instead of refusing
     strict: bool = False  # stop the cohort at the first failed slide
     pictures: bool = True  # overlay.png and heatmap_<label>.png, also shown in the report (~1 s a slide)
+    #: The outputs to write, by name (ldcsf.export.slide_writers; None: all); tsr.json is always written.
+    #: Not part of what a result is made from: a rerun asking for more adds them without predicting again.
+    outputs: list[str] | None = None
     runtime: str = PredictOptions.runtime  # torch, onnx or openvino (ldcsf.inference.runtimes)

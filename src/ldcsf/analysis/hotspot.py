@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, signal
 
+from ..labels import STROMA_LABEL, TUMOR_LABEL
 from .grid import TileGrid
 from .tile_table import check_weighting, label_area_mm2, require_labels, validate_tile_table
 from .tsr import finite_or_none, ratio_and_category
@@ -116,8 +117,8 @@ def search_hotspot(
     mpp: float,
     *,
     field_diameter_um: float = DEFAULT_FIELD_DIAMETER_UM,
-    stroma_label: str = "stroma",
-    tumor_label: str = "tumor",
+    stroma_label: str = STROMA_LABEL,
+    tumor_label: str = TUMOR_LABEL,
     weighting: str = "probability",
     min_tumor_prob: float | None = None,
     min_tissue_coverage: float = DEFAULT_MIN_TISSUE_COVERAGE,
@@ -226,8 +227,8 @@ def find_hotspot(
     mpp: float,
     *,
     field_diameter_um: float = DEFAULT_FIELD_DIAMETER_UM,
-    stroma_label: str = "stroma",
-    tumor_label: str = "tumor",
+    stroma_label: str = STROMA_LABEL,
+    tumor_label: str = TUMOR_LABEL,
     weighting: str = "probability",
     min_tumor_prob: float | None = None,
     min_tissue_coverage: float = DEFAULT_MIN_TISSUE_COVERAGE,

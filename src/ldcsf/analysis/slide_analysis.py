@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..labels import STROMA_LABEL, TUMOR_LABEL
 from .hotspot import DEFAULT_FIELD_DIAMETER_UM, DEFAULT_MIN_TISSUE_COVERAGE, Hotspot, HotspotSearch, search_hotspot
 from .tile_table import default_weighting, label_area_mm2, validate_tile_table
 from .tsr import TSRResult, compute_tsr
@@ -57,8 +58,8 @@ def analyse_slide(
     *,
     field_diameter_um: float = DEFAULT_FIELD_DIAMETER_UM,
     weighting: str | None = None,
-    stroma_label: str = "stroma",
-    tumor_label: str = "tumor",
+    stroma_label: str = STROMA_LABEL,
+    tumor_label: str = TUMOR_LABEL,
     area_maps: np.ndarray | None = None,
     slide_id: str | None = None,
     member_fractions: Sequence[float] | None = None,

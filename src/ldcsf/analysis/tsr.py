@@ -18,6 +18,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..labels import STROMA_LABEL, TUMOR_LABEL
 from .tile_table import check_weighting, label_area_mm2, require_labels, validate_tile_table
 
 #: Stroma fraction above which a tumour is "stroma-high" (the 50 % cut-off of Mesker et al.).
@@ -95,8 +96,8 @@ def compute_tsr(
     tiles: pd.DataFrame,
     labels: Sequence[str] | None = None,
     *,
-    stroma_label: str = "stroma",
-    tumor_label: str = "tumor",
+    stroma_label: str = STROMA_LABEL,
+    tumor_label: str = TUMOR_LABEL,
     weighting: str = "probability",
 ) -> TSRResult:
     """Compute the slide's stroma and tumour areas, stroma fraction, TSR and category.

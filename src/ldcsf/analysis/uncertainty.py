@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..labels import STROMA_LABEL, TUMOR_LABEL
 from .interval_calibration import IntervalCalibration, widen
 from .tile_table import label_area_mm2
 from .tsr import STROMA_HIGH_CUTOFF
@@ -89,8 +90,8 @@ def bootstrap_fractions(stroma: np.ndarray, tumor: np.ndarray, blocks: np.ndarra
 def stroma_fraction_interval(
     tiles: pd.DataFrame,
     *,
-    stroma_label: str = "stroma",
-    tumor_label: str = "tumor",
+    stroma_label: str = STROMA_LABEL,
+    tumor_label: str = TUMOR_LABEL,
     weighting: str = "probability",
     block_tiles: int = BLOCK_TILES,
     resamples: int = RESAMPLES,

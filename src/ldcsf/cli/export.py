@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from ..inference.runtimes import RUNTIMES
 from ..options import PredictOptions
 
-#: ldcsf.inference.runtimes.RUNTIMES, repeated here: building the parser must not import torch.
-RUNTIME_CHOICES = ("torch", "onnx", "openvino")
+#: `--runtime` choices: the runtimes' registry (read without torch: the parser stays quick to build).
+RUNTIME_CHOICES = RUNTIMES
 
 
 def add_runtime_argument(parser) -> None:
@@ -27,7 +28,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..checkpoint import load_checkpoint
-    from ..inference.runtimes import EXPORT_TOLERANCE, export_onnx
+    from ..inference.exported import EXPORT_TOLERANCE, export_onnx
 
     loaded = load_checkpoint(args.checkpoint)
     path = export_onnx(loaded, args.out)

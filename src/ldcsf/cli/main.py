@@ -11,6 +11,8 @@ import warnings
 #: Subcommand modules in `ldcsf.cli`, in the order `--help` lists them. Each module has
 #: `add_parser(subparsers)` (registers its arguments, sets `func`) and stays cheap to import.
 COMMANDS = ["models", "data", "train", "evaluate", "predict", "slide", "view", "export", "demo"]
+#: Describing slides (format, size, levels, µm/px and its source).
+COMMANDS += ["info"]
 #: The study commands (the `study` extra): agreement with pathologists, survival by TSR.
 COMMANDS += ["agreement", "survival"]
 

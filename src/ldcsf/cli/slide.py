@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..export.slide_writers import chosen_outputs, output_names
 from ..options import SlideSettings
 from .common import CHECKPOINT_HELP, checkpoint_or_shipped
 from .dataclass_args import add_field_argument, from_args
@@ -61,6 +62,9 @@ def add_parser(subparsers) -> None:
     option("--strict", action="store_true", help="stop at the first slide that fails (exit 1)")
     parser.add_argument("--no-pictures", action="store_true",
                         help="leave out overlay.png and the heatmaps (and the report's pictures): about 1 s less per slide")
+    option("--outputs", nargs="+", metavar="NAME", show_default=False,
+           help=f"write only these outputs (default: all): {', '.join(output_names())}; tsr.json is always "
+                "written. A rerun asking for more adds them without predicting again")
     parser.set_defaults(func=run)
 
 
@@ -91,9 +95,12 @@ def parse_devices(value: str) -> int | str | list[int]:
 
 
 def slide_settings(args) -> SlideSettings:
-    """The SlideSettings of parsed `ldcsf slide` arguments: fields by name, and the two flags that are not one to one."""
+    """The SlideSettings of parsed `ldcsf slide` arguments: fields by name, and the flags that are not one to one."""
+    # --no-pictures is the outputs less the pictures; None stays "all" (an unknown name: one-line ValueError)
+    outputs = None if args.outputs is None and not args.no_pictures else chosen_outputs(
+        args.outputs, pictures=not args.no_pictures)
     return from_args(SlideSettings, args, devices=parse_devices(args.devices), progress=not args.no_progress,
-                     pictures=not args.no_pictures)
+                     outputs=outputs)
 
 
 def run(args) -> int:
@@ -116,7 +123,8 @@ def _run_with_threads_set(args) -> int:
     from ..wholeslide import run_cohort
     from .common import format_table
 
-    table = run_cohort(args.slides, checkpoint_or_shipped(args.checkpoint), args.out, slide_settings(args))
+    settings = slide_settings(args)  # before the checkpoint: a wrong --outputs name costs no model load
+    table = run_cohort(args.slides, checkpoint_or_shipped(args.checkpoint), args.out, settings)
     if table.empty:  # a non-zero rank under DDP: rank 0 reports
         return 0
     failed = int((table["status"] == "failed").sum())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..labels import default_labels
 from ..options import TrainConfig
 from .common import add_device_arguments, devices_or_default, print_report
 from .dataclass_args import add_field_argument, from_args
@@ -20,7 +21,7 @@ def add_parser(subparsers) -> None:
                         help="model argument, repeatable, e.g. use_ldc=false or img_size=128; values are JSON "
                              "(true, 3, 0.5, [2,2]) or else strings")
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--labels", help="comma-separated label columns (default: stroma,necrosis,non_tumor,tumor)")
+    parser.add_argument("--labels", help=f"comma-separated label columns (default: {','.join(default_labels())})")
     option = _train_option(parser)
     option("--epochs", type=int, help="training epochs")
     option("--batch-size", type=int, help="images per batch and device")

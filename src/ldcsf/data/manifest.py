@@ -18,6 +18,7 @@ import pandas as pd
 
 from .manifest_checks import check_manifest_rows
 
+from ..labels import default_labels as project_labels
 from ..utils.atomic import atomic_path
 
 RESERVED_COLUMNS = ("path", "split", "group", "mask")
@@ -28,10 +29,8 @@ _MAX_LISTED = 5
 
 
 def default_labels() -> tuple[str, ...]:
-    # Imported on use: `ldcsf.models` pulls in torch and timm, which the CLI keeps off its import path.
-    from ..models import DEFAULT_LABELS
-
-    return tuple(DEFAULT_LABELS)
+    """A manifest's default label columns: the project's labels (`ldcsf.labels`)."""
+    return project_labels()
 
 
 @dataclass

@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image
 from ..utils.progress import tqdm  # bars in a terminal, lines in a log
 
+from ..labels import resolve_label
 from ..utils.atomic import atomic_path
 from .dataset import load_rgb
 from .importers import list_images
@@ -39,6 +40,12 @@ class MaskScheme:
     #: pixels are left out of the area targets rather than read as any class.
     unannotated: int | None = None
 
+    @classmethod
+    def from_classes(cls, classes: dict[int, str], background: str = "background", **kwargs) -> "MaskScheme":
+        """A scheme whose class names are the project's labels or their synonyms (`ldcsf.labels`)."""
+        label_of = {name: resolve_label(name) for name in classes.values() if name != background}
+        return cls(classes=classes, label_of=label_of, background=background, **kwargs)
+
     @property
     def fraction_columns(self) -> list[str]:
         return [f"frac_{name}" for name in self.classes.values()]
@@ -48,11 +55,7 @@ class MaskScheme:
 UNANNOTATED = 255
 
 #: WSSS4LUAD palette masks. Necrosis is not annotated there, so it stays blank.
-WSSS4LUAD = MaskScheme(
-    classes={0: "tumor", 1: "stroma", 2: "normal", 3: "background"},
-    label_of={"tumor": "tumor", "stroma": "stroma", "normal": "non_tumor"},
-    unannotated=UNANNOTATED,
-)
+WSSS4LUAD = MaskScheme.from_classes({0: "tumor", 1: "stroma", 2: "normal", 3: "background"}, unannotated=UNANNOTATED)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -28,19 +28,31 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..labels import default_labels as project_labels
 from ..utils.atomic import atomic_path
 from .manifest import default_labels
 from .mapping import mapping_path
-from .masks import UNANNOTATED
+from .masks import UNANNOTATED, WSSS4LUAD
 
 log = logging.getLogger(__name__)
 
+
+def _raster_codes() -> dict[str, int]:
+    """Raster code per target: WSSS4LUAD's palette values, then the labels it has none for (necrosis
+    4, any further label of `ldcsf.labels` the next), and `ignore` as unannotated. The tile mask PNG
+    stores those beyond the palette as background: neither tumour, stroma nor non-tumour (the
+    presence label still says necrosis)."""
+    codes = {WSSS4LUAD.label_of.get(name, name): value for value, name in WSSS4LUAD.classes.items()}
+    for label in project_labels():
+        codes.setdefault(label, max(codes.values()) + 1)
+    return codes | {"ignore": UNANNOTATED}
+
+
+_CODE = _raster_codes()
+_BACKGROUND_CODE = _CODE[WSSS4LUAD.background]
 #: What a QuPath class can map to: a label, no tissue, or nothing known.
-TARGETS = ("tumor", "stroma", "non_tumor", "necrosis", "background", "ignore")
-#: Raster codes of the targets (the tile mask PNG stores necrosis as 3: neither tumour, stroma
-#: nor non-tumour, as WSSS4LUAD's palette has no necrosis value; the presence label says necrosis).
-_CODE = {"tumor": 0, "stroma": 1, "non_tumor": 2, "background": 3, "necrosis": 4, "ignore": UNANNOTATED}
-_FRACTION_OF = {"tumor": "tumor", "stroma": "stroma", "non_tumor": "non_tumor", "necrosis": "necrosis"}
+TARGETS = (*(t for t in _CODE if t not in (WSSS4LUAD.background, "ignore")), WSSS4LUAD.background, "ignore")
+_FRACTION_OF = {label: label for label in project_labels()}
 SHIPPED_MAPPING = "qupath"
 
 
@@ -235,7 +247,8 @@ def presence_labels(fractions: dict[str, float], labels: Sequence[str], present_
 
 def mask_png_values(raster: np.ndarray) -> np.ndarray:
     """The area head's mask values (WSSS4LUAD's scheme): necrosis becomes 3 (no tumour, stroma or non-tumour)."""
-    return np.where(raster == _CODE["necrosis"], np.uint8(_CODE["background"]), raster).astype(np.uint8)
+    beyond_palette = (raster > max(WSSS4LUAD.classes)) & (raster != UNANNOTATED)
+    return np.where(beyond_palette, np.uint8(_BACKGROUND_CODE), raster).astype(np.uint8)
 
 
 # -- slides -> tiles ------------------------------------------------------------------------------

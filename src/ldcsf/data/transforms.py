@@ -174,10 +174,12 @@ def build_transforms(
     return v2.Compose(steps)
 
 
-def eval_transforms(meta) -> Callable[[Image.Image], torch.Tensor]:
-    """The evaluation transform a checkpoint's meta describes: stain normalisation, resize, normalise."""
-    return build_transforms(meta.input_size, meta.mean, meta.std, train=False,
-                            stain_normalizer=stain_normalizer_from(meta.stain_norm), interpolation=meta.interpolation)
+def eval_transforms(input_spec) -> Callable[[Image.Image], torch.Tensor]:
+    """The evaluation transform of an `InputSpec` (or of a checkpoint meta's): stain normalisation,
+    resize, normalise."""
+    spec = getattr(input_spec, "input_spec", input_spec)  # a CheckpointMeta carries its spec
+    return build_transforms(spec.size, spec.mean, spec.std, train=False,
+                            stain_normalizer=stain_normalizer_from(spec.stain_norm), interpolation=spec.interpolation)
 
 
 def _to_chw_uint8(image: Image.Image) -> torch.Tensor:

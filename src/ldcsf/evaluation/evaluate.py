@@ -67,7 +67,7 @@ def evaluate(checkpoint: str | Path | LoadedCheckpoint, data: str | Path, out_di
     meta = loaded.meta
     manifest = select_split(read_manifest_for_checkpoint(data, meta.labels, checkpoint), split)
     manifest = drop_unreadable_images(manifest, out_dir, strict=strict, progress=options.progress)
-    transform = eval_transforms(meta)
+    transform = eval_transforms(meta.input_spec)
     predictions = predict_dataset(loaded, IndexedDataset(ManifestDataset(manifest, transform)), options)
 
     targets = manifest.targets()

@@ -20,8 +20,8 @@ from PIL import Image
 
 from ..analysis.grid import TileGrid
 from ..analysis.hotspot import Hotspot
+from ..analysis.label_choice import dominant_label_index
 from .colors import HOTSPOT_CLASS, HOTSPOT_COLOR, hex_color, label_colors
-from .geojson import dominant_label_index
 
 #: Width of the saved pictures in pixels (figure inches × dpi).
 FIGURE_WIDTH_PX = 1000

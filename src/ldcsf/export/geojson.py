@@ -25,35 +25,13 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.hotspot import Hotspot
+from ..analysis.label_choice import dominant_label_index, positive_labels  # noqa: F401 - also imported from here
 from ..utils.atomic import write_text_atomic
 from .colors import HOTSPOT_CLASS, HOTSPOT_COLOR, label_colors
 
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/ldcsf/ldcsf/geojson")
 #: Vertices of the polygon standing in for the hotspot circle (GeoJSON has no circle).
 CIRCLE_VERTICES = 96
-
-
-def positive_labels(tiles: pd.DataFrame, labels: Sequence[str], thresholds: Sequence[float] | None) -> np.ndarray:
-    """(n_tiles, n_labels) booleans: pred_<label> == 1, or prob >= threshold where pred is absent."""
-    columns = []
-    for i, name in enumerate(labels):
-        if f"pred_{name}" in tiles.columns:
-            columns.append(tiles[f"pred_{name}"].to_numpy() == 1)
-        elif thresholds is not None:
-            columns.append(tiles[f"prob_{name}"].to_numpy(dtype=float) >= thresholds[i])
-        else:
-            raise ValueError(f"tile table: no pred_{name} column and no thresholds to derive it")
-    return np.stack(columns, axis=1) if columns else np.zeros((len(tiles), 0), dtype=bool)
-
-
-def dominant_label_index(tiles: pd.DataFrame, labels: Sequence[str], thresholds: Sequence[float] | None = None) -> np.ndarray:
-    """Per tile, the index of its most probable positive label, or -1 when none is positive."""
-    if len(tiles) == 0:
-        return np.zeros(0, dtype=int)
-    probs = tiles[[f"prob_{n}" for n in labels]].to_numpy(dtype=float)
-    positive = positive_labels(tiles, labels, thresholds)
-    best = np.argmax(np.where(positive, probs, -np.inf), axis=1)
-    return np.where(positive.any(axis=1), best, -1)
 
 
 def _feature_id(slide_id: str, kind: str, key) -> str:

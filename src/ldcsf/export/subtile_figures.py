@@ -17,17 +17,8 @@ from PIL import Image
 from ..analysis.areas import paint_subtile
 from ..analysis.grid import TileGrid
 from ..analysis.hotspot import Hotspot
+from ..analysis.label_choice import MIN_DRAWN_AREA, dominant_area_index  # noqa: F401 - also imported from here
 from .figures import _figure_for, add_label_legend, draw_label_index, plot_fraction_heatmap
-
-#: A sub-tile cell is coloured only where its largest label area reaches this fraction: below
-#: it the cell is mostly background or of no confident label, and stays uncoloured.
-MIN_DRAWN_AREA = 0.25
-
-
-def dominant_area_index(maps: np.ndarray, min_area: float = MIN_DRAWN_AREA) -> np.ndarray:
-    """(N, h, w) index of the label with the largest area per cell; -1 where it is below `min_area`."""
-    index = maps.argmax(axis=1)
-    return np.where(maps.max(axis=1) >= min_area, index, -1)
 
 
 def plot_subtile_overlay(

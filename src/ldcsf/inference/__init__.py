@@ -8,8 +8,6 @@ from __future__ import annotations
 import importlib
 import warnings
 
-from .predictor import Predictor
-
 __all__ = ["Predictor"]
 
 #: Names and modules that lived here before the whole-slide application got its own package:
@@ -21,6 +19,12 @@ _MOVED_NAMES = {name: "ldcsf.wholeslide" for name in (
 
 
 def __getattr__(name: str):
+    # Predictor on first use too: the CLI reads the runtimes' table (`runtimes.py`) while building
+    # its parser, and that must not load torch and Lightning.
+    if name == "Predictor":
+        from .predictor import Predictor
+
+        return Predictor
     if name in _MOVED_NAMES:
         warnings.warn(f"ldcsf.inference.{name} moved to ldcsf.wholeslide.{name}", DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(_MOVED_NAMES[name]), name)

@@ -31,7 +31,7 @@ def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: Predict
     """
     check_runtime_device(options.runtime, options.accelerator)
     # The data set's transforms already normalised the images (mean/std apply to uint8 tiles only).
-    predictor = Predictor(runtime_model(loaded, options.runtime), loaded.meta.mean, loaded.meta.std)
+    predictor = Predictor.for_input(runtime_model(loaded, options.runtime), loaded.meta.input_spec)
     gathered = GatheredOutputs(len(loaded.meta.labels))
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers)
     trainer = prediction_trainer(**options.lightning_kwargs(), callbacks=[gathered], progress=options.progress,

@@ -50,8 +50,8 @@ def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path | Loaded
     paths = collect_images(inputs)
     loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
     meta = loaded.meta
-    transform = eval_transforms(meta)
-    predictions = predict_dataset(loaded, ImageFileDataset(paths, transform, meta.input_size), options)
+    input_spec = meta.input_spec
+    predictions = predict_dataset(loaded, ImageFileDataset(paths, eval_transforms(input_spec), input_spec.size), options)
 
     failed = ~predictions.extra["ok"].astype(bool)
     errors = [_read_error(p) if bad else None for p, bad in zip(paths, failed)]

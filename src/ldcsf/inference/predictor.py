@@ -14,6 +14,7 @@ import lightning as L
 import torch
 
 from ..models.ensemble import ensemble_size
+from ..models.input_spec import InputSpec
 from ..options import lightning_precision
 
 
@@ -65,6 +66,11 @@ class Predictor(L.LightningModule):
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
         #: None = decide on the device: channels_last speeds up convolutions on GPUs only.
         self.channels_last = channels_last
+
+    @classmethod
+    def for_input(cls, model: torch.nn.Module, input_spec: InputSpec, **kwargs: Any) -> "Predictor":
+        """The predictor of `model` that normalises uint8 tiles as `input_spec` says."""
+        return cls(model, input_spec.mean, input_spec.std, **kwargs)
 
     def on_predict_start(self) -> None:
         if self.channels_last is None:

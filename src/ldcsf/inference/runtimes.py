@@ -2,227 +2,78 @@
 
     model = runtime_model(loaded, "onnx")   # a torch.nn.Module: float (N, 3, H, W) in, logits out
 
-On a CPU an inference engine that fuses the whole graph ahead of time can beat eager PyTorch
-(benchmarks/runtimes.py measures by how much, per model). The exported file sits beside its
-checkpoint (`model.pt` -> `model.onnx`, written by `ldcsf export` or on first use) and records the
-SHA-256 of the checkpoint it came from: a file from other weights is never used, it is remade.
+The runtimes are one table, `REGISTRY` (name -> engine class, the packages it needs, where it
+runs): `--runtime`'s choices and the table in docs/slides.md are read from it, so a new runtime
+is one entry here and its engine class (in `exported.py`, called like the PyTorch model).
 
-Every exported file is checked once against PyTorch on the same input before it is kept
-(`EXPORT_TOLERANCE`), so a runtime that is not exact for a model fails at export, not silently in
-a slide's numbers. The runtimes are an optional extra (`pip install ldcsf[runtimes]`): they add
-~150 MB of native libraries that GPU users never need.
+On a CPU an inference engine that fuses the whole graph ahead of time can beat eager PyTorch
+(benchmarks/runtimes.py measures by how much, per model). The exported runtimes are an optional
+extra (`pip install ldcsf[runtimes]`): they add ~150 MB of native libraries that GPU users never
+need. This file imports nothing heavy, so the CLI reads the table without loading torch.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
+import importlib
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from ..checkpoint import LoadedCheckpoint
-from ..utils.atomic import atomic_path
-
-log = logging.getLogger(__name__)
-
-#: `--runtime` choices. "torch" is eager PyTorch (any device); the others run on the CPU only.
-RUNTIMES = ("torch", "onnx", "openvino")
-#: Largest |difference| of sigmoid probabilities an exported model may show against PyTorch. fp32
-#: engines reorder sums (fused kernels, other GEMM blocking): differences of ~1e-6 are expected.
-EXPORT_TOLERANCE = 1e-4
-ONNX_OPSET = 17
-_SHA_KEY = "ldcsf_checkpoint_sha256"
+    from ..checkpoint import LoadedCheckpoint
 
 
-class RuntimeMissingError(ImportError, ValueError):
-    """The package a runtime needs is not installed (a ValueError too: the CLI prints it in one line)."""
+@dataclass(frozen=True)
+class Runtime:
+    """One way to run a checkpoint's model.
 
-
-def onnx_path_for(checkpoint: str | Path, export_dir: str | Path | None = None) -> Path:
-    """Where the exported ONNX file of a checkpoint lives: beside it (or in `export_dir`), same name, `.onnx`."""
-    if export_dir is None:
-        return Path(checkpoint).with_suffix(".onnx")
-    Path(export_dir).mkdir(parents=True, exist_ok=True)
-    return Path(export_dir) / Path(checkpoint).with_suffix(".onnx").name
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _require(module: str, runtime: str):
-    try:
-        return __import__(module)
-    except ImportError as err:
-        raise RuntimeMissingError(
-            f"--runtime {runtime} needs the Python package {module!r}: pip install 'ldcsf[runtimes]'"
-        ) from err
-
-
-def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: bool = True) -> Path:
-    """Write the checkpoint's model as ONNX (batch size free), checked against PyTorch; return the path.
-
-    The file is written atomically and carries the checkpoint's SHA-256 in its metadata.
-    """
-    onnx = _require("onnx", "onnx")
-    out = Path(out) if out is not None else onnx_path_for(loaded.path, loaded.export_dir)
-    model = loaded.model.to("cpu").eval()
-    with_areas = bool(getattr(model, "has_area_head", False))
-    outputs = ["logits", "areas"] if with_areas else ["logits"]
-    side = int(loaded.meta.input_size)
-    example = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))
-    with atomic_path(out) as tmp, warnings.catch_warnings():
-        # Tracing fixes the model's Python-level checks (input size) to the export's: intended here.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # The TorchScript-based exporter: one self-contained file, no onnxscript needed, and it
-        # handles timm's Swin (the newer dynamo exporter is slower to run and needs more packages).
-        torch.onnx.export(
-            _WithAreas(model).eval() if with_areas else model, (example,), str(tmp), input_names=["image"],
-            output_names=outputs, dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
-            opset_version=ONNX_OPSET, dynamo=False,
-        )
-        graph = onnx.load(str(tmp))
-        for key, value in {_SHA_KEY: file_sha256(loaded.path), "ldcsf_model_name": loaded.meta.model_name,
-                           "ldcsf_labels": ",".join(loaded.meta.labels)}.items():
-            entry = graph.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(graph, str(tmp))
-        if check:
-            check_export(model, OnnxRuntimeModel(tmp), side, source=out)
-    return out
-
-
-def check_export(reference: nn.Module, exported: nn.Module, side: int, source: Path, batch: int = 3) -> float:
-    """Largest probability difference of `exported` against `reference`; ValueError above tolerance.
-
-    A batch size other than the export's example proves the batch dimension is really free.
-    """
-    x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(1)) * 4 - 2
-    with torch.inference_mode():
-        if getattr(reference, "has_area_head", False):  # the sub-tile area map must match too
-            want = torch.cat([torch.sigmoid(t.float()).flatten(1) for t in reference.forward_with_areas(x)], 1)
-            got = torch.cat([torch.sigmoid(t.float()).flatten(1) for t in exported.forward_with_areas(x)], 1)
-        else:
-            want = torch.sigmoid(reference(x).float())
-            got = torch.sigmoid(exported(x).float())
-    diff = float((want - got).abs().max())
-    if not diff <= EXPORT_TOLERANCE:
-        raise ValueError(f"{source}: exported model differs from PyTorch by {diff:.2e} (> {EXPORT_TOLERANCE:g}); not used")
-    return diff
-
-
-def exported_sha(path: str | Path) -> str | None:
-    """The checkpoint SHA-256 an exported file records, or None when it records none / is unreadable."""
-    try:
-        import onnx
-
-        graph = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - damaged or foreign file: treated as absent
-        return None
-    return next((p.value for p in graph.metadata_props if p.key == _SHA_KEY), None)
-
-
-def ensure_onnx(loaded: LoadedCheckpoint) -> Path:
-    """The checkpoint's ONNX file, exported now when it is missing or made from other weights."""
-    path = onnx_path_for(loaded.path, loaded.export_dir)
-    if path.is_file() and exported_sha(path) == file_sha256(loaded.path):
-        return path
-    log.info("exporting %s to %s (once; reused while the checkpoint is unchanged)", loaded.path.name, path)
-    try:
-        return export_onnx(loaded, path)
-    except PermissionError as err:
-        raise PermissionError(f"{path}: cannot write the exported model beside its checkpoint ({err}); "
-                              "run `ldcsf export` where it can be written") from None
-
-
-class _WithAreas(nn.Module):
-    """Export view of a model with an area head: both outputs of one pass, presence logits first."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.forward_with_areas(images)
-
-
-class _ExportedModel(nn.Module):
-    """What callers read off a classifier besides calling it (labels, input size), for exported files.
-
-    Files exported from a model with an area head have a second output, the sub-tile area logits:
-    `forward_with_areas` returns both, as the PyTorch model's does.
+    engine: the class in `ldcsf.inference.exported` built from the exported ONNX file and a thread
+        count, called like the PyTorch model (named, not imported: reading this table loads no
+        engine); None: the PyTorch model itself.
+    needs: the Python packages it needs, checked in this order (all in the `runtimes` extra).
     """
 
-    has_area_head = False
+    name: str
+    engine: str | None
+    needs: tuple[str, ...]
+    cpu_only: bool
+    description: str
 
-    def run(self, images: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
+    def engine_class(self) -> type:
+        from . import exported
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.run(images)[0]
-
-    def forward_with_areas(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, areas = self.run(images)
-        return logits, areas
-
-    def describe(self, loaded: LoadedCheckpoint) -> "_ExportedModel":
-        self.labels = list(loaded.meta.labels)
-        self.num_labels = len(self.labels)
-        self.img_size = (loaded.meta.input_size, loaded.meta.input_size)
-        return self
+        return getattr(exported, self.engine)
 
 
-class OnnxRuntimeModel(_ExportedModel):
-    """An ONNX file on ONNX Runtime's CPU engine, called like the PyTorch model it came from."""
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        super().__init__()
-        ort = _require("onnxruntime", "onnx")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = int(threads or torch.get_num_threads())
-        options.inter_op_num_threads = 1
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.has_area_head = len(self.session.get_outputs()) == 2
-
-    def run(self, images: torch.Tensor) -> list[torch.Tensor]:
-        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        return [torch.from_numpy(out) for out in self.session.run(None, {self.input_name: array})]
+#: The runtimes, by `--runtime` name; the first is the default.
+REGISTRY: dict[str, Runtime] = {runtime.name: runtime for runtime in (
+    Runtime("torch", None, (), False, "eager PyTorch"),
+    Runtime("onnx", "OnnxRuntimeModel", ("onnxruntime", "onnx"), True, "the exported ONNX file on ONNX Runtime"),
+    Runtime("openvino", "OpenVinoModel", ("openvino", "onnx"), True,
+            "the exported ONNX file compiled by OpenVINO, fp32"),
+)}
+#: `--runtime` choices.
+RUNTIMES = tuple(REGISTRY)
 
 
-class OpenVinoModel(_ExportedModel):
-    """An ONNX file compiled by OpenVINO for the CPU, in fp32 (OpenVINO would pick bf16 on CPUs
-    that have it, which is not exact)."""
+def get_runtime(name: str) -> Runtime:
+    """The registry's entry for `name`; ValueError (one line) for a name it does not hold."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+    return REGISTRY[name]
 
-    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32") -> None:
-        super().__init__()
-        ov = _require("openvino", "openvino")
-        core = ov.Core()
-        config: dict[str, Any] = {
-            "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
-            "INFERENCE_PRECISION_HINT": precision,
-            "PERFORMANCE_HINT": "LATENCY",  # one stream: the batch is the parallelism
-        }
-        self.path = Path(path)
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.has_area_head = len(self.compiled.outputs) == 2
 
-    def run(self, images: torch.Tensor) -> list[torch.Tensor]:
-        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        result = self.request.infer({0: array})
-        return [torch.from_numpy(np.array(result[output])) for output in self.compiled.outputs]
+def runtimes_markdown() -> str:
+    """The registry as the Markdown table docs/slides.md shows (a test keeps the two equal)."""
+    rows = ["| `--runtime` | runs on | needs | what runs the model |", "|---|---|---|---|"]
+    for runtime in REGISTRY.values():
+        needs = ", ".join(f"`{package}`" for package in runtime.needs) or "(installed with ldcsf)"
+        rows.append(f"| `{runtime.name}` | {'CPU' if runtime.cpu_only else 'any device'} | {needs} | "
+                    f"{runtime.description} |")
+    return "\n".join(rows)
 
 
 #: Engines already built in this process, so a cohort checks the export and builds a session once.
@@ -230,26 +81,44 @@ _ENGINES: dict[tuple, nn.Module] = {}
 
 
 def runtime_model(loaded: LoadedCheckpoint, runtime: str = "torch", threads: int | None = None) -> nn.Module:
-    """The checkpoint's model on `runtime` ("torch", "onnx" or "openvino"), as a torch module."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if runtime == "torch":
+    """The checkpoint's model on `runtime` (a name in `REGISTRY`), as a torch module."""
+    import torch
+
+    from .exported import ensure_onnx, require_package
+
+    entry = get_runtime(runtime)
+    if entry.engine is None:
         return loaded.model
     threads = int(threads or torch.get_num_threads())
     key = (str(Path(loaded.path).resolve()), id(loaded), runtime, threads)
     if key not in _ENGINES:
-        _require("onnxruntime" if runtime == "onnx" else "openvino", runtime)
-        path = ensure_onnx(loaded)
-        model = OnnxRuntimeModel(path, threads) if runtime == "onnx" else OpenVinoModel(path, threads)
+        for package in entry.needs:
+            require_package(package, runtime)
+        model = entry.engine_class()(ensure_onnx(loaded), threads)
         _ENGINES.clear()  # one engine at a time: a session holds the whole model's memory
         _ENGINES[key] = model.describe(loaded)
     return _ENGINES[key]
 
 
 def check_runtime_device(runtime: str, accelerator: str) -> None:
-    """The exported runtimes run on the CPU: refuse a GPU accelerator in one line."""
-    if runtime == "torch":
+    """A CPU-only runtime refuses a GPU accelerator in one line."""
+    if not get_runtime(runtime).cpu_only:
         return
+    import torch
+
     on_gpu = accelerator in ("gpu", "cuda", "mps") or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
         raise ValueError(f"--runtime {runtime} runs on the CPU; use --accelerator cpu, or --runtime torch on a GPU")
+
+
+#: What this module held before the exported models got their own (`exported.py`).
+_MOVED = ("EXPORT_TOLERANCE", "ONNX_OPSET", "RuntimeMissingError", "onnx_path_for", "file_sha256", "export_onnx",
+          "check_export", "exported_sha", "ensure_onnx", "OnnxRuntimeModel", "OpenVinoModel")
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        warnings.warn(f"ldcsf.inference.runtimes.{name} moved to ldcsf.inference.exported.{name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(f"{__package__}.exported"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: The paper's labels, in the order of its result table.
-DEFAULT_LABELS: tuple[str, ...] = ("stroma", "necrosis", "non_tumor", "tumor")
+from ..labels import default_labels
+
+#: The paper's labels, in the order of its result table (defined in `ldcsf.labels`; kept here by name).
+DEFAULT_LABELS: tuple[str, ...] = default_labels()
 
 
 def resolve_labels(num_labels: int | None, labels: Sequence[str] | None) -> list[str]:

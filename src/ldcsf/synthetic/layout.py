@@ -14,7 +14,8 @@ from scipy import ndimage
 from .noise import smooth_noise
 
 BACKGROUND, STROMA, TUMOR, NECROSIS, NORMAL = 0, 1, 2, 3, 4
-#: Class names as the manifest's frac_<class> columns spell them (same as the WSSS4LUAD mask scheme).
+#: Class names as the manifest's frac_<class> columns spell them (same as the WSSS4LUAD mask scheme);
+#: each but background is a label of `ldcsf.labels` or its synonym ("normal": non_tumor).
 CLASSES: tuple[str, ...] = ("background", "stroma", "tumor", "necrosis", "normal")
 
 #: A label map PNG colour per class, for people looking at layouts.

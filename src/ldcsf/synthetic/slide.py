@@ -4,8 +4,8 @@
     slide.tsr, slide.stroma_fraction   # the truth a TSR pipeline should recover
 
 Numbers follow the slide pipeline's definitions (`ldcsf.analysis.tsr`): stroma fraction =
-stroma / (stroma + tumour) and TSR = tumour / stroma, both from pixel areas; necrosis and
-normal tissue count in neither.
+stroma / (stroma + tumour) and TSR = tumour / stroma, both from pixel areas; a layout class
+counts as the label it stands for (`ldcsf.labels`): necrosis and normal tissue count in neither.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..labels import STROMA_LABEL, TUMOR_LABEL, resolve_label
 from ..utils.atomic import atomic_path, write_json_atomic
 from ..wsi.writer import write_pyramidal_tiff
-from .layout import CLASSES, class_pixel_counts, colour_layout, make_layout
+from .layout import BACKGROUND, CLASSES, class_pixel_counts, colour_layout, make_layout
 from .render import render_he
 
 
@@ -74,7 +75,9 @@ def make_slide(
     _save_png(layout_path, layout)
     _save_png(path.with_name(f"{stem}.layout_colour.png"), colour_layout(layout))
     counts = class_pixel_counts(layout)
-    stroma, tumor = counts["stroma"], counts["tumor"]
+    tissue = [name for name in CLASSES if name != CLASSES[BACKGROUND]]
+    stroma, tumor = (sum(counts[name] for name in tissue if resolve_label(name) == label)
+                     for label in (STROMA_LABEL, TUMOR_LABEL))
     slide = SyntheticSlide(
         path=path, mpp=float(mpp), layout=layout, layout_path=layout_path,
         stroma_fraction=stroma / (stroma + tumor) if stroma + tumor else float("nan"),

@@ -35,10 +35,7 @@ MANIFEST_NAME = "manifest.csv"
 SETTINGS_NAME = "settings.json"
 
 #: Layout classes -> project labels, in the form the mask tiler uses for real masks.
-SYNTHETIC_SCHEME = MaskScheme(
-    classes=dict(enumerate(CLASSES)),
-    label_of={"stroma": "stroma", "necrosis": "necrosis", "normal": "non_tumor", "tumor": "tumor"},
-)
+SYNTHETIC_SCHEME = MaskScheme.from_classes(dict(enumerate(CLASSES)))
 
 #: A label is present when its class covers at least this fraction of the tile.
 PRESENT_AT = 0.1

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.dataset import IndexedDataset, ManifestDataset, drop_unreadable_images
 from ..data.manifest import Manifest
-from ..data.transforms import build_transforms
+from ..data.transforms import build_transforms, stain_normalizer_from
+from ..models.input_spec import InputSpec
 from ..options import SPLIT_FRACTIONS
 from .sampling import balanced_sampler
 
@@ -46,18 +47,19 @@ class ManifestDataModule(L.LightningDataModule):
 
     Args:
         splits: {"train", "val", "test"} manifests (see `split_manifest`).
-        input_size, mean, std, interpolation: the model's input size, normalisation and resampling.
-        stain_normalizer: applied to every image first (e.g. `MacenkoNormalizer`), or None.
+        input_spec: the model's input (size, normalisation, resampling, stain reference applied to
+            every image first), as the checkpoint will record it.
         balanced: draw training images with `balanced_sampler` instead of shuffling.
     """
 
-    def __init__(self, splits: dict[str, Manifest], input_size: int, mean: Sequence[float], std: Sequence[float],
-                 batch_size: int = 32, num_workers: int = 4, balanced: bool = False, seed: int = 0,
-                 interpolation: str = "bilinear", stain_normalizer=None):
+    def __init__(self, splits: dict[str, Manifest], input_spec: InputSpec, batch_size: int = 32, num_workers: int = 4,
+                 balanced: bool = False, seed: int = 0):
         super().__init__()
         self.splits = splits
-        self.input_size, self.mean, self.std = int(input_size), list(mean), list(std)
-        self.interpolation, self.stain_normalizer = interpolation, stain_normalizer
+        self.input_spec = input_spec
+        self.input_size, self.mean, self.std = input_spec.size, list(input_spec.mean), list(input_spec.std)
+        self.interpolation = input_spec.interpolation
+        self.stain_normalizer = stain_normalizer_from(input_spec.stain_norm)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.balanced, self.seed = balanced, seed
         self.labels = list(splits["train"].labels)

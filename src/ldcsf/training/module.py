@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from timm.optim import create_optimizer_v2
 
-from ..checkpoint import DEFAULT_MPP, CheckpointMeta
+from ..checkpoint import CheckpointMeta
 from ..data.manifest_checks import check_labels
 from ..evaluation.metrics import mean_average_precision
 from ..inference.gather import gather_by_index, per_image
 from ..inference.predictor import model_outputs
 from ..models import MultiLabelClassifier
 from ..models.ensemble import ensemble_size
+from ..models.input_spec import InputSpec
 from ..options import TrainConfig
 from .losses import build_loss
 from .schedule import warmup_cosine_schedule
@@ -42,14 +43,13 @@ class MultiLabelModule(L.LightningModule):
         lr, weight_decay: AdamW settings (no decay on biases and norms).
         warmup_epochs: linear warm-up length in epochs (may be fractional), then cosine decay.
         thresholds: per-label decision thresholds stored in checkpoints (0.5 until tuned).
-        mpp, mean, std: the input's µm/px and normalisation, stored in checkpoints (mean/std
-            default to the backbone's, from timm's pretrained config).
-        interpolation, stain_norm: tile resampling and stain normalisation, stored in checkpoints.
+        input_spec: the model's input (µm/px, normalisation, resampling, stain reference), stored in
+            checkpoints as it is; None: the model's own (`InputSpec.from_model`, at 0.5 µm/px).
         extra: plain-typed run summary stored in the checkpoint meta (e.g. the training config).
         area_weight: weight of the area head's loss (`ldcsf.training.area_loss`) when the model has one.
 
-    All arguments but `model` are plain Python types, saved as hyper-parameters, so that the
-    checkpoint loads with `torch.load(weights_only=True)`.
+    All arguments but `model` are saved as hyper-parameters in plain Python types (the input spec
+    as its checkpoint-meta entries), so that the checkpoint loads with `torch.load(weights_only=True)`.
     """
 
     def __init__(
@@ -61,26 +61,20 @@ class MultiLabelModule(L.LightningModule):
         weight_decay: float = TrainConfig.weight_decay,
         warmup_epochs: float = TrainConfig.warmup_epochs,
         thresholds: Sequence[float] | None = None,
-        mpp: float = DEFAULT_MPP,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        input_spec: InputSpec | None = None,
         extra: dict[str, Any] | None = None,
-        interpolation: str | None = None,
-        stain_norm: dict[str, Any] | None = None,
         area_weight: float = TrainConfig.area_weight,
     ):
         super().__init__()
         pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
-        # The backbone's own input statistics unless told otherwise (an exported model is always told).
-        data = model.data_config() if None in (mean, std, interpolation) else {}
-        mean = data["mean"] if mean is None else mean
-        std = data["std"] if std is None else std
+        #: what the checkpoint records about the input, unchanged from the run's spec
+        self.input_spec = InputSpec.from_model(model) if input_spec is None else input_spec
+        spec = self.input_spec.to_meta()
         self.save_hyperparameters(
             {"loss": loss, "pos_weight": pos_weight, "lr": float(lr), "weight_decay": float(weight_decay),
-             "warmup_epochs": float(warmup_epochs), "mpp": float(mpp), "mean": [float(v) for v in mean],
-             "std": [float(v) for v in std], "interpolation": interpolation or data["interpolation"],
-             "stain_norm": stain_norm, "labels": list(model.labels), "extra": dict(extra or {}),
-             "area_weight": float(area_weight)}
+             "warmup_epochs": float(warmup_epochs), "mpp": spec["mpp"], "mean": spec["mean"], "std": spec["std"],
+             "interpolation": spec["interpolation"], "stain_norm": spec["stain_norm"], "labels": list(model.labels),
+             "extra": dict(extra or {}), "area_weight": float(area_weight)}
         )
         self.model = model
         self.loss_fn = build_loss(loss, None if pos_weight is None else torch.tensor(pos_weight))
@@ -163,11 +157,8 @@ class MultiLabelModule(L.LightningModule):
     # -- checkpoint meta -----------------------------------------------------------------------
     def checkpoint_meta(self) -> CheckpointMeta:
         """How to use these weights: labels, thresholds, input size, mpp, normalisation, run summary."""
-        return CheckpointMeta.for_model(
-            self.model, thresholds=self.thresholds, mpp=self.hparams.mpp, mean=self.hparams.mean,
-            std=self.hparams.std, extra=self.hparams.extra, interpolation=self.hparams.interpolation,
-            stain_norm=self.hparams.stain_norm,
-        )
+        return CheckpointMeta.for_model(self.model, thresholds=self.thresholds, extra=self.hparams.extra,
+                                        input_spec=self.input_spec)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[META_KEY] = self.checkpoint_meta().to_dict()

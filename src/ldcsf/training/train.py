@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..checkpoint import DEFAULT_MPP
+from ..models.input_spec import DEFAULT_MPP, InputSpec
 from ..options import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,21 @@ def build_stain_normalizer(config: TrainConfig):
     return MacenkoNormalizer(config.stain_reference)
 
 
+def input_spec_for(config: TrainConfig, model, manifest, start=None) -> InputSpec:
+    """The model's input for this run: size, mean/std and resampling of the backbone's weights, the
+    µm/px the options give (`effective_mpp`), and the stain reference (a fine-tuned checkpoint's own)."""
+    if start is not None:
+        from .adapt import stain_normalizer_of
+
+        stain_normalizer = stain_normalizer_of(start)
+    else:
+        stain_normalizer = build_stain_normalizer(config)
+    input_size = int(model.img_size[0])
+    mpp = effective_mpp(input_size, config.mpp, config.tile_mpp,
+                        None if config.mpp is not None or config.tile_mpp is None else _tile_px(manifest))
+    return InputSpec.from_model(model, mpp, stain_normalizer.state() if stain_normalizer is not None else None)
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run (or continue) one training run; see the module docstring for what it writes."""
     import lightning as L
@@ -161,43 +176,29 @@ def train(config: TrainConfig) -> TrainResult:
         resumed = read_checkpoint_payload(last_path)[0]
         check_labels(resumed.labels, manifest.labels, where=str(last_path), data=config.data)
         check_same_model(resumed, model, where=str(last_path))
-    data_config = model.data_config()  # input size, mean/std and resampling of the backbone's weights
-    input_size, mean, std = data_config["input_size"], data_config["mean"], data_config["std"]
-    if start is not None:
-        from .adapt import stain_normalizer_of
-
-        stain_normalizer = stain_normalizer_of(start)
-    else:
-        stain_normalizer = build_stain_normalizer(config)
+    spec = input_spec_for(config, model, manifest, start)  # the one description of the input, from here on unchanged
     datamodule = ManifestDataModule.from_manifest(
         manifest, run_dir=run_dir if _is_global_zero() else None, strict=config.strict, seed=config.seed,
         fractions=config.split_fractions, progress=config.progress and _is_global_zero(),
-        input_size=input_size, mean=mean, std=std, batch_size=config.batch_size,
-        num_workers=config.num_workers, balanced=config.balanced,
-        interpolation=data_config["interpolation"], stain_normalizer=stain_normalizer,
+        input_spec=spec, batch_size=config.batch_size, num_workers=config.num_workers, balanced=config.balanced,
     )
     if model.has_area_head:
         from .area_data import feature_grid
 
-        datamodule.area_grid = feature_grid(model, input_size)
+        datamodule.area_grid = feature_grid(model, spec.size)
     if config.freeze_backbone:
-        datamodule = frozen_backbone_data(config, model, datamodule, run_dir, mean, std)
-    mpp = effective_mpp(input_size, config.mpp, config.tile_mpp,
-                        None if config.mpp is not None or config.tile_mpp is None else _tile_px(manifest))
+        datamodule = frozen_backbone_data(config, model, datamodule, run_dir, spec.mean, spec.std)
     pos_weight = positive_weights(datamodule.train_targets(), config.max_pos_weight).tolist() if config.pos_weight else None
     summary = {"config": _plain(asdict(config)), "split_sizes": datamodule.split_sizes(), "pos_weight": pos_weight}
     if _is_global_zero():
-        write_json_atomic(run_dir / "config.json", summary | {"mpp": mpp, "input_size": input_size})
+        write_json_atomic(run_dir / "config.json", summary | {"mpp": spec.mpp, "input_size": spec.size})
     log.info("training %s%s on %s: %s images (train/val/test), input %d px at %.3f µm/px",
              config.model, f" {config.model_kwargs}" if config.model_kwargs else "", config.data,
-             "/".join(str(n) for n in datamodule.split_sizes().values()), input_size, mpp)
+             "/".join(str(n) for n in datamodule.split_sizes().values()), spec.size, spec.mpp)
 
     module = MultiLabelModule(model, loss=config.loss, pos_weight=pos_weight, lr=config.lr,
                               weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
-                              mpp=mpp, mean=mean, std=std, extra=_extra(summary, config, start),
-                              interpolation=data_config["interpolation"],
-                              stain_norm=stain_normalizer.state() if stain_normalizer is not None else None,
-                              area_weight=config.area_weight)
+                              input_spec=spec, extra=_extra(summary, config, start), area_weight=config.area_weight)
     trainer, best_cb = build_trainer(config, run_dir, datamodule.split_sizes()["train"])
     trainer.fit(module, datamodule=datamodule, ckpt_path=last_path if config.resume else None)
 
@@ -331,7 +332,9 @@ def _validate_before_max_steps(config: TrainConfig, n_train: int) -> dict:
 
 
 def _warn_without_tsr_labels(labels, data) -> None:
-    missing = [name for name in ("stroma", "tumor") if name not in labels]
+    from ..labels import STROMA_LABEL, TUMOR_LABEL
+
+    missing = [name for name in (STROMA_LABEL, TUMOR_LABEL) if name not in labels]
     if missing:
         log.warning("%s: labels %s lack %s: a model trained on them cannot give a tumour-to-stroma ratio "
                     "(ldcsf slide needs both)", data, list(labels), " and ".join(map(repr, missing)))

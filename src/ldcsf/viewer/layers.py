@@ -23,8 +23,8 @@ from PIL import Image
 
 from ..analysis.areas import paint_subtile
 from ..analysis.grid import TileGrid
+from ..analysis.label_choice import MIN_DRAWN_AREA, area_labels, dominant_area_index, dominant_label_index
 from ..export.colors import hex_color, label_colors
-from ..export.geojson import dominant_label_index
 
 #: The heatmaps' colour map. The static pictures use magma over a greyscale copy of the slide; here the
 #: heatmap lies on the H&E itself, where magma's middle (magenta) looks like eosin. Viridis runs from
@@ -47,7 +47,7 @@ class TileMaps:
         self.labels = list(labels)
         self.tiles = tiles.reset_index(drop=True)
         self.grid = TileGrid.from_tiles(self.tiles) if len(self.tiles) else None
-        self.area_labels = [n for n in self.labels if f"area_{n}" in self.tiles.columns]
+        self.area_labels = area_labels(self.tiles, self.labels)
         self._colors = label_colors(self.labels)
         self._thresholds = thresholds
         self._cells: dict[str, np.ndarray] = {}
@@ -109,8 +109,6 @@ class TileMaps:
         return cells
 
     def _paint_subtile(self, key: str) -> np.ndarray:
-        from ..export.subtile_figures import MIN_DRAWN_AREA, dominant_area_index
-
         maps = self._subtile
         if key == "classes-subtile":
             finite = np.isfinite(maps).all(axis=(1, 2, 3))

@@ -165,7 +165,10 @@ class Viewer:
             log.warning("%s", err)
             subtile = None
         if not (view.entry.folder / "tiles.parquet").is_file():
-            raise HTTPProblem(404, f"{view.entry.folder / 'tiles.parquet'}: no tile table (removed since the run?)")
+            written = "tiles.parquet" in (view.info.get("files") or ["tiles.parquet"])
+            why = "removed since the run?" if written else "not written: the run's --outputs left out parquet"
+            raise HTTPProblem(404, f"{view.entry.folder / 'tiles.parquet'}: no tile table ({why}); "
+                                   "the map layers are drawn from it")
         try:
             table = read_tile_table(view.entry.folder / "tiles.parquet")
             maps = TileMaps(table, view.labels, view.info.get("thresholds"), subtile)

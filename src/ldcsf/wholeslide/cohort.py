@@ -29,7 +29,7 @@ from ..export.spreadsheet import FORMULA_STARTS, guarded_cell  # noqa: F401 - FO
 from ..utils.atomic import sweep_stale_temporaries, write_json_atomic
 from ..utils.paths import check_output_dir, path_inside, printable_name
 from ..utils.signals import stop_at_batch_end_callback
-from ..wsi.readers import SLIDE_EXTENSIONS
+from ..wsi.formats import SLIDE_EXTENSIONS, find_slides, named_like_a_slide, one_entry_per_slide
 from .fingerprint import OutputMismatchError
 from .input_checks import check_tsr_labels
 from .pipeline import SlideSettings, run_slide, slide_id_for
@@ -67,14 +67,11 @@ def collect_slides(inputs: Iterable[str | Path], exclude: Path | None = None) ->
             continue
         if not item.exists():
             raise FileNotFoundError(f"{item}: no such slide, folder or list file")
-        if item.is_dir() and item.suffix.lower() in SLIDE_EXTENSIONS and not _holds_slides(item, exclude):
+        if item.is_dir() and named_like_a_slide(item) and next(find_slides(item, exclude), None) is None:
             slides.append(item)  # a folder named like a slide: it fails alone, as what it is
             continue
         if item.is_dir():
-            found = sorted(
-                p for p in item.rglob("*")
-                if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS and not _is_under(p, exclude)
-            )
+            found = sorted(find_slides(item, exclude))
             if not found:
                 raise ValueError(f"{item}: no slide files in this folder (looked for {', '.join(SLIDE_EXTENSIONS)})")
             slides += found
@@ -84,7 +81,7 @@ def collect_slides(inputs: Iterable[str | Path], exclude: Path | None = None) ->
             slides.append(item)
     if not slides:
         raise ValueError("no slides given")
-    slides = _one_entry_per_dicom_series(slides)
+    slides = one_entry_per_slide(slides)  # a DICOM series' files: one slide
     seen: dict[str, Path] = {}
     for path in slides:
         other = seen.setdefault(slide_id_for(path), path)
@@ -107,7 +104,10 @@ def run_cohort(
     """
     from lightning.pytorch.utilities import rank_zero_only
 
+    from ..export.slide_writers import chosen_outputs
+
     settings = settings or SlideSettings()
+    chosen_outputs(settings.outputs, pictures=settings.pictures)  # an unknown output name stops here, before any slide
     out_dir = check_output_dir(out_dir)
     sweep_stale_temporaries(out_dir, min_age_s=STALE_TEMPORARY_S)
     paths = collect_slides(slides, exclude=out_dir)
@@ -291,49 +291,8 @@ def _read_list(list_path: Path) -> list[Path]:
     return [p if p.is_absolute() else list_path.parent / p for p in map(Path, entries)]
 
 
-def _one_entry_per_dicom_series(slides: list[Path]) -> list[Path]:
-    """DICOM files become one entry per series (its largest level); other slides stay as given."""
-    from ..wsi.dicom import is_dicom_path, series_in
-
-    out: list[Path] = []
-    dicom: dict[Path, list[Path]] = {}
-    for path in slides:
-        if is_dicom_path(path) and path.is_file():
-            dicom.setdefault(path.parent, []).append(path)
-            out.append(path)
-        else:
-            out.append(path)
-    main_of: dict[Path, Path] = {}
-    for folder, given in dicom.items():
-        try:
-            for series in series_in([p for p in folder.iterdir() if p.is_file() and is_dicom_path(p)]):
-                for file in series.files:
-                    main_of[file] = series.main_file
-        except (ValueError, OSError):
-            continue  # unreadable files stay as given and fail with their own message
-    result: dict[Path, None] = {}  # ordered, and a linear search no longer
-    for path in out:
-        result.setdefault(main_of.get(path, path), None)
-    return list(result)
-
-
 def read_utf8(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the list as UTF-8") from None
-
-
-def _holds_slides(folder: Path, exclude: Path | None) -> bool:
-    return any(p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS and not _is_under(p, exclude)
-               for p in folder.rglob("*"))
-
-
-def _is_under(path: Path, folder: Path | None) -> bool:
-    if folder is None:
-        return False
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False

@@ -136,7 +136,7 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
     meta = loaded.meta
     boxes = np.asarray(boxes)[:sample]
     data = TileDataset(slide_path, boxes, np.arange(len(boxes)), meta.input_size, mpp=settings.mpp)
-    to_input = Predictor(loaded.model, meta.mean, meta.std).normalise
+    to_input = Predictor.for_input(loaded.model, meta.input_spec).normalise
     try:
         split = choose_split(data.read_tile, len(data), lambda t: runtime_model(loaded, settings.runtime, t), to_input,
                              fixed_threads=getattr(settings, "threads", None), sample=sample)

@@ -8,6 +8,9 @@ tiling settings. A rerun into the same folder compares them:
 - another slide file: refused, always (two files never share a folder);
 - other checkpoint or settings and a finished slide: refused (choose a new --out, or --overwrite);
 - other checkpoint or settings and an unfinished slide: started afresh (nothing was reported yet).
+
+Which outputs are written is not recorded here: a rerun asking for others is the same inputs
+(the pipeline adds the missing outputs to a finished slide).
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ class OutputMismatchError(ValueError):
 
 
 def slide_identity(path: str | Path) -> dict:
-    """Name, size and a digest of the head and tail of a slide file (or of each file of a folder)."""
-    from ..wsi.dicom import slide_files
+    """Name, size and a digest of the head and tail of each file of a slide (`wsi.formats.slide_files`:
+    the file, a DICOM series' files, a MIRAX index and its folder's files)."""
+    from ..wsi.formats import slide_files
 
     path = Path(path)
-    files = slide_files(path)  # a DICOM slide is all the files of its series
+    files = slide_files(path)
     digest = hashlib.sha256()
     size = 0
     for file in files:
@@ -78,8 +82,6 @@ def result_fingerprint(slide_path: str | Path, loaded, settings) -> dict:
             "field_diameter_um": settings.field_diameter_um,
             "tta": bool(settings.tta),
             "stain_norm": settings.stain_norm,
-            # Only when off, so results made before the switch existed still match.
-            **({} if getattr(settings, "pictures", True) else {"pictures": False}),
         },
     }
 
@@ -91,7 +93,7 @@ def claim_output(slide_dir: Path, fingerprint: dict, *, finished: bool, overwrit
     Raises OutputMismatchError (one line) when the folder belongs to other inputs (see the module).
     """
     slide_dir = Path(slide_dir)
-    recorded = _read(slide_dir / INPUTS_JSON)
+    recorded = _without_output_choice(_read(slide_dir / INPUTS_JSON))
     if recorded == fingerprint:
         return finished
     if not overwrite:
@@ -116,6 +118,15 @@ def claim_output(slide_dir: Path, fingerprint: dict, *, finished: bool, overwrit
     (slide_dir / marker).unlink(missing_ok=True)
     write_json_atomic(slide_dir / INPUTS_JSON, fingerprint)
     return False
+
+
+def _without_output_choice(recorded: dict | None) -> dict | None:
+    """The record less "pictures", which records of earlier versions kept under "tiling": what a
+    folder holds is chosen by the outputs (tsr.json lists them), not part of what results are made from."""
+    tiling = (recorded or {}).get("tiling")
+    if isinstance(tiling, dict) and "pictures" in tiling:
+        recorded = {**recorded, "tiling": {k: v for k, v in tiling.items() if k != "pictures"}}
+    return recorded
 
 
 def _read(path: Path) -> dict | None:

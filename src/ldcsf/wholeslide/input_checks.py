@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ..labels import STROMA_LABEL, TUMOR_LABEL
+
 log = logging.getLogger(__name__)
 
 #: A tile narrower than this at level 0 is upsampled from almost nothing: a wrong µm/px.
@@ -65,7 +67,7 @@ def no_tissue_message(slide_path: Path, dimensions: tuple[int, int], tile_size: 
             f"tissue; tissue covers {tissue_fraction:.1%} of the slide)")
 
 
-def check_tsr_labels(labels: Sequence[str], where: str, stroma_label: str = "stroma", tumor_label: str = "tumor") -> None:
+def check_tsr_labels(labels: Sequence[str], where: str, stroma_label: str = STROMA_LABEL, tumor_label: str = TUMOR_LABEL) -> None:
     """ValueError before any work when the labels cannot give a tumour-to-stroma ratio."""
     missing = [name for name in (stroma_label, tumor_label) if name not in labels]
     if missing:

@@ -13,6 +13,10 @@ is skipped on a rerun when `inputs.json` shows it was made from the same slide, 
 settings, and refused otherwise (`fingerprint`). Predictions go to `<folder>/.parts/` batch by
 batch while the slide runs, so an interrupted slide continues from its last complete batch; the
 parts are removed once the outputs are written.
+
+Which outputs are written (`SlideSettings.outputs`) is no part of what results are made from: a
+slide written with some of them keeps its parts, and a rerun asking for outputs it lacks adds
+them (with those it has) from the parts, without predicting again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..checkpoint_safety import check_interval_calibration
 from ..options import SlideSettings
 from ..utils.paths import check_output_dir, printable_name, safe_name
+from ..wsi.formats import slide_name
 from .tile_prediction import PredictionStore
 from .fingerprint import claim_output, result_fingerprint
 from .input_checks import check_tsr_labels
@@ -49,22 +54,9 @@ log = logging.getLogger(__name__)
 
 
 def slide_id_for(path: str | Path) -> str:
-    """Output folder name of a slide: its file name without the format's ending(s), as a safe name.
-
-    A DICOM slide (a folder of one series, or any file of it) is named by its container id,
-    or else its series UID: the files themselves are named by instance UIDs.
-    """
-    from ..wsi.dicom import dicom_id_or_none
-
-    dicom_id = dicom_id_or_none(Path(path))
-    path = printable_name(path)  # any bytes a file system allows in a name become text
-    if dicom_id is not None:
-        return safe_name(dicom_id)
-    name = Path(path).name
-    for ending in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(ending):
-            return safe_name(name[: -len(ending)])
-    return safe_name(Path(name).stem)
+    """Output folder name of a slide: its format's name for it (`wsi.formats.slide_name`: the file
+    name without the format's ending, a DICOM series' container id), as a safe name."""
+    return safe_name(slide_name(path))
 
 
 def finished_row(slide_dir: str | Path) -> dict | None:
@@ -73,12 +65,18 @@ def finished_row(slide_dir: str | Path) -> dict | None:
     A damaged tsr.json (a disk fault, an edit) is that slide's problem alone: it counts as
     unfinished, so the slide is redone, with a warning that names the file.
     """
-    from ..export.slide_outputs import TSR_JSON, read_cohort_row
+    record = finished_record(slide_dir)
+    return None if record is None else record["cohort_row"]
+
+
+def finished_record(slide_dir: str | Path) -> dict | None:
+    """The tsr.json of a finished slide's folder, or None if unfinished (or damaged: see `finished_row`)."""
+    from ..export.slide_outputs import TSR_JSON, read_slide_record
 
     if not (Path(slide_dir) / TSR_JSON).is_file():
         return None
     try:
-        return read_cohort_row(slide_dir)
+        return read_slide_record(slide_dir)
     except (OSError, ValueError) as err:
         log.warning("%s; the slide is predicted again", err)
         return None
@@ -125,8 +123,10 @@ def run_slide(
     and only global rank 0 writes the outputs (the others get status "not_written").
     """
     from ..export.slide_outputs import write_slide_outputs
+    from ..export.slide_writers import chosen_outputs, recorded_outputs
 
     settings = settings or SlideSettings()
+    outputs = chosen_outputs(settings.outputs, pictures=settings.pictures)  # an unknown name: refused here
     slide_path = Path(slide_path)
     slide_id = slide_id or slide_id_for(slide_path)
     out_dir = check_output_dir(out_dir)
@@ -138,15 +138,20 @@ def run_slide(
     calibration = check_interval_calibration(loaded.path, meta.interval_calibration)  # before any work
     # Claimed before the slide is opened: a finished slide is skipped, a foreign folder refused, unread.
     fingerprint = result_fingerprint(slide_path, loaded, settings)
-    earlier = finished_row(out_dir)
+    earlier = finished_record(out_dir)
     if claim_output(out_dir, fingerprint, finished=earlier is not None, overwrite=settings.overwrite):
-        row = {**earlier, "status": "skipped", "error": ""}
-        return SlideResult(slide_id, out_dir, "skipped", row)
+        had = recorded_outputs(earlier)
+        if set(outputs) <= set(had):
+            row = {**earlier["cohort_row"], "status": "skipped", "error": ""}
+            return SlideResult(slide_id, out_dir, "skipped", row)
+        outputs = chosen_outputs(sorted({*had, *outputs}))  # added beside those it has, from the kept parts
+        log.info("%s: adding %s to the finished slide", slide_id, ", ".join(o for o in outputs if o not in had))
 
     plan = plan_slide(slide_path, meta, settings, slide_id)
-    settings = settle_split(settings, loaded, slide_path, plan.boxes)
     stain_norm = stain_norm_for(meta, settings.stain_norm)
     store = PredictionStore(out_dir / PARTS_DIR, parts_fingerprint(plan, loaded, settings, stain_norm))
+    if len(store.done_indices()) < len(plan.tiles):  # every tile in the parts (outputs added): no reader to time
+        settings = settle_split(settings, loaded, slide_path, plan.boxes)
     predictions = predict_slide(plan, loaded, settings, store, stain_norm, callbacks=callbacks)
     if predictions is None:
         return SlideResult(slide_id, out_dir, "not_written", plan=plan)
@@ -160,7 +165,8 @@ def run_slide(
     row = write_slide_outputs(
         out_dir, analysis, slide_id=slide_id, slide_path=printable_name(slide_path), thumbnail=plan.thumbnail,
         thumbnail_downsample=plan.thumbnail_downsample,
-        settings=recorded_settings(plan, loaded, settings, stain_norm), pictures=settings.pictures,
+        settings=recorded_settings(plan, loaded, settings, stain_norm), outputs=outputs,
     )
-    store.clear()  # the outputs are complete: the parts are no longer needed
+    if outputs == chosen_outputs():
+        store.clear()  # every output is written: the parts are no longer needed
     return SlideResult(slide_id, out_dir, "ok", row, plan=plan, analysis=analysis)

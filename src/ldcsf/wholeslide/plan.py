@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from .. import __version__
-from ..wsi.dicom import is_dicom_path
+from ..wsi.formats import check_slide_path  # noqa: F401 - also imported from here
 from ..wsi.readers import open_slide
 from ..wsi.tiling import TileSpec, tile_grid
 from ..wsi.tissue import TissueMask, detect_tissue
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 #: Thumbnail size used for tissue detection and for the pictures of the outputs.
 THUMBNAIL_SIZE = 2048
 #: SlideSettings fields that say how a run is conducted, not what it computes: not recorded.
-UNRECORDED_SETTINGS = ("mpp", "progress", "overwrite", "strict", "pictures")  # pictures: tsr.json lists its files
+UNRECORDED_SETTINGS = ("mpp", "progress", "overwrite", "strict", "pictures", "outputs")  # tsr.json lists its files
 
 
 class NoTissueError(ValueError):
@@ -57,20 +57,6 @@ class SlidePlan:
         return self.tiles[["x", "y", "width", "height"]].to_numpy()
 
 
-def check_slide_path(slide_path: Path) -> None:
-    """FileNotFoundError / ValueError (one line) for a path that cannot be a slide."""
-    if slide_path.is_symlink() and not slide_path.exists():
-        raise FileNotFoundError(f"{slide_path}: a symbolic link that leads to no file (a loop, or its target "
-                                "was removed); link the slide file itself")
-    if not slide_path.exists():
-        raise FileNotFoundError(f"{slide_path}: slide not found")
-    if slide_path.is_dir() and not any(is_dicom_path(p) for p in slide_path.iterdir()):
-        raise ValueError(f"{slide_path}: a folder, not a slide file (and no DICOM series in it); "
-                         "give the slide file, or a folder of slides to search")
-    if not (slide_path.is_file() or slide_path.is_dir()):  # reading a pipe or device would block forever
-        raise ValueError(f"{slide_path}: not a regular file (a pipe or device?); give the slide file itself")
-
-
 def plan_slide(slide_path: str | Path, meta, settings, slide_id: str) -> SlidePlan:
     """Read the slide's µm/px and thumbnail, detect tissue and lay out the tiles.
 
@@ -86,8 +72,9 @@ def plan_slide(slide_path: str | Path, meta, settings, slide_id: str) -> SlidePl
         dimensions = reader.dimensions
         thumbnail, downsample = reader.thumbnail(THUMBNAIL_SIZE)
     tissue = detect_tissue(thumbnail, downsample, slide_mpp)
-    spec = TileSpec.for_model(meta.input_size, meta.mpp, slide_mpp, overlap=settings.overlap)
-    check_tile_size(slide_path, spec.tile_size, meta.input_size, meta.mpp, slide_mpp)
+    model_input = meta.input_spec  # tiles of its size at its µm/px, cut from a slide at slide_mpp
+    spec = TileSpec.for_model(model_input.size, model_input.mpp, slide_mpp, overlap=settings.overlap)
+    check_tile_size(slide_path, spec.tile_size, model_input.size, model_input.mpp, slide_mpp)
     tiles = tile_grid(dimensions, spec, tissue, min_tissue=settings.min_tissue)
     if settings.limit_tiles is not None:
         tiles = tiles.head(settings.limit_tiles)

@@ -9,13 +9,14 @@ with an area head), and an ensemble's members into one such table each (for the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..analysis.areas import add_area_columns, own_cell_maps
+from ..models.input_spec import InputSpec
 from .tile_dataset import TileDataset
 from .tile_prediction import PredictionStore, predict_tiles
 from .plan import SlidePlan
@@ -60,11 +61,13 @@ def predict_slide(plan: SlidePlan, loaded, settings, store: PredictionStore, sta
     no prediction after the run.
     """
     meta = loaded.meta
+    # The checkpoint's input, with the stain normalisation this run applies (--stain-norm may change it).
+    input_spec = replace(meta.input_spec, stain_norm=stain_norm)
     n_tiles = len(plan.tiles)
     if len(store.done_indices()) < n_tiles:
         trainer = predict_tiles(
-            runtime_model(loaded, settings.runtime), store, _dataset_maker(plan, meta, settings, stain_norm),
-            batch_size=settings.batch_size, num_workers=settings.num_workers, mean=meta.mean, std=meta.std,
+            runtime_model(loaded, settings.runtime), store, _dataset_maker(plan, input_spec, settings),
+            batch_size=settings.batch_size, num_workers=settings.num_workers, mean=input_spec.mean, std=input_spec.std,
             tta=settings.tta, accelerator=settings.accelerator, devices=settings.devices,
             strategy=settings.strategy, num_nodes=settings.num_nodes, precision=settings.precision,
             callbacks=callbacks, progress=settings.progress, members=True,
@@ -102,7 +105,7 @@ def member_tables(plan: SlidePlan, store: PredictionStore, meta) -> list[pd.Data
     return tables
 
 
-def _dataset_maker(plan: SlidePlan, meta, settings, stain_norm: dict | None):
+def _dataset_maker(plan: SlidePlan, input_spec: InputSpec, settings):
     """`make_dataset(done)` for `predict_tiles`: the TileDataset of the tiles no part holds yet."""
     boxes = plan.boxes
 
@@ -110,8 +113,7 @@ def _dataset_maker(plan: SlidePlan, meta, settings, stain_norm: dict | None):
         todo = np.setdiff1d(np.arange(len(boxes)), done)
         if len(done):
             log.info("%s: resuming, %d of %d tiles already predicted", plan.slide_id, len(done), len(boxes))
-        return TileDataset(plan.slide_path, boxes[todo], todo, meta.input_size, mpp=settings.mpp,
-                           interpolation=meta.interpolation, stain_norm=stain_norm)
+        return TileDataset.for_input(plan.slide_path, boxes[todo], todo, input_spec, slide_mpp=settings.mpp)
 
     return make_dataset
 

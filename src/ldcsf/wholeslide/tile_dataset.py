@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..models.input_spec import InputSpec
 from ..wsi.readers import SlideReader, open_slide
 
 
@@ -44,7 +45,8 @@ class TileDataset(Dataset):
         boxes: (N, 4) level-0 x, y, width, height of each tile.
         indices: the tile index reported with each image (row number in the tile table).
         out_size: model input side in pixels.
-        mpp: µm/px override passed to `open_slide`.
+        mpp: the slide's own scan µm/px when its file's is wrong or missing (`SlideSettings.mpp`,
+            passed to `open_slide`); not the model's input µm/px, which the boxes already carry.
         interpolation: resampling to `out_size` ("bilinear" or "bicubic", the checkpoint's).
         stain_norm: the checkpoint's stain normalisation (`MacenkoNormalizer.state()`), or None.
     """
@@ -71,6 +73,14 @@ class TileDataset(Dataset):
         self.interpolation = interpolation
         self.stain_normalizer = stain_normalizer_from(stain_norm)
         self._reader: SlideReader | None = None
+
+    @classmethod
+    def for_input(cls, slide_path: str | Path, boxes: np.ndarray, indices: Sequence[int], input_spec: InputSpec,
+                  slide_mpp: float | None = None) -> "TileDataset":
+        """Tiles made as `input_spec` says (size, resampling, stain reference); `slide_mpp`: the
+        slide's scan µm/px override."""
+        return cls(slide_path, boxes, indices, input_spec.size, mpp=slide_mpp, interpolation=input_spec.interpolation,
+                   stain_norm=input_spec.stain_norm)
 
     def __len__(self) -> int:
         return len(self.boxes)

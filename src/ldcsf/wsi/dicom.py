@@ -14,6 +14,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .slide_format import SlideFormat
+
 #: SOP Class UID of VL Whole Slide Microscopy Image Storage.
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -128,16 +130,6 @@ def dicom_id_or_none(path: Path) -> str | None:
         return None
 
 
-def slide_files(path: Path) -> list[Path]:
-    """Every file a slide is made of: the files of a DICOM series, or the file itself."""
-    try:
-        if is_dicom_path(path) or path.is_dir():
-            return sorted(series_of(path).files)
-    except (ValueError, OSError):
-        pass
-    return [] if path.is_dir() else [path]  # a folder that is no DICOM slide: refused when opened
-
-
 def nonconformance(path: Path) -> list[str]:
     """What a VL Whole Slide Microscopy file lacks that readers need to place its frames."""
     header = read_header(path)
@@ -164,3 +156,44 @@ def refusal_message(path: Path, reader_error: str) -> str:
         return (f"{path}: not a conformant DICOM whole-slide image; it lacks {'; '.join(missing)} "
                 "(convert the original scan with a DICOM WSI converter such as wsidicomizer)")
     return f"{path}: not a readable DICOM whole-slide image ({reader_error})"
+
+
+# -- the format's declaration ----------------------------------------------------------------
+
+def holds_dicom_files(folder: Path) -> bool:
+    """A folder holding DICOM files: one series, one slide (refused when opened if it holds more)."""
+    return any(is_dicom_path(p) for p in folder.iterdir())
+
+
+def series_files(path: Path) -> list[Path]:
+    """The files of the slide's series; a file whose header cannot be read stands alone (it is
+    refused with its own message when opened), a folder without a series holds none."""
+    try:
+        return sorted(series_of(path).files)
+    except (ValueError, OSError):
+        return [] if path.is_dir() else [path]
+
+
+def main_files(folder: Path) -> dict[Path, Path]:
+    """Every file of every series in `folder`, mapped to its series' largest level (its one entry)."""
+    found = series_in([p for p in folder.iterdir() if p.is_file() and is_dicom_path(p)])
+    return {file: series.main_file for series in found for file in series.files}
+
+
+def open_dicom_slide(path: Path, mpp: float | None = None):
+    """A DICOM WSI series (a folder, or one of its files), read by OpenSlide from its largest level."""
+    from .openslide_reader import OpenSlideReader
+
+    series = series_of(path)
+    try:
+        reader = OpenSlideReader(series.main_file, mpp)
+    except ValueError as err:
+        raise ValueError(refusal_message(series.main_file, str(err).split(": ", 1)[-1])) from None
+    reader.path = Path(path)
+    return reader
+
+
+DICOM_FORMAT = SlideFormat(
+    name="dicom", extensions=DICOM_EXTENSIONS, open=open_dicom_slide, files=series_files, folder_slide=holds_dicom_files,
+    slide_name=dicom_id_or_none, main_files=main_files,
+)

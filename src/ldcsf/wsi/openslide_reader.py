@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .slide_format import SlideFormat
 from .slide_reader import BACKGROUND, SlideReader, as_rgb_uint8, float_or_none, plausible_mpp
 
 #: Decoded TIFF tiles kept per pyramid level (`TiledPage`): enough for two rows of 256 px tiles
@@ -39,6 +40,13 @@ class OpenSlideReader(SlideReader):
         super().__init__(path, list(self._slide.level_dimensions), mpp or file_mpp)
         self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self.vendor = self._slide.properties.get(openslide.PROPERTY_NAME_VENDOR, "")
+        self.properties = dict(self._slide.properties)
+        # Sizes from OpenSlide's properties: asking the images themselves would decode them.
+        self.associated_images = {
+            name: (int(self.properties.get(f"openslide.associated.{name}.width", 0)),
+                   int(self.properties.get(f"openslide.associated.{name}.height", 0)))
+            for name in self._slide.associated_images
+        }
         self.file_mpp = file_mpp
         power = float_or_none(self._slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
         self.objective_power = power if power is not None and 1 <= power <= 150 else None
@@ -178,3 +186,23 @@ def _plain_rgb_tiles(page) -> bool:
     return bool(page.is_tiled and page.tiledepth == 1 and page.planarconfig == 1 and page.dtype == np.uint8
                 and page.samplesperpixel == 3 and rgb and page.compression in _PLAIN_COMPRESSIONS)
 
+
+
+def open_openslide_or_tiff(path: Path, mpp: float | None = None) -> SlideReader:
+    """OpenSlide, and for a TIFF it rejects (untiled, striped, unusual layout) tifffile instead."""
+    try:
+        return OpenSlideReader(path, mpp)
+    except ValueError:
+        if Path(path).suffix.lower() not in (".tif", ".tiff"):
+            raise
+    from .tifffile_reader import TiffFileReader
+
+    return TiffFileReader(path, mpp)
+
+
+#: What OpenSlide reads in one file (MIRAX, several files, has its own module: mirax.py).
+OPENSLIDE_FORMAT = SlideFormat(
+    name="openslide",
+    extensions=(".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".svslide", ".bif"),
+    open=open_openslide_or_tiff,
+)

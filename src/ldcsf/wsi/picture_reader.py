@@ -10,6 +10,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageFile
 
+from .slide_format import SlideFormat
 from .slide_reader import SlideReader, plausible_mpp
 
 #: Pillow refuses pictures above ~179 Mpx as "decompression bombs". A stitched H&E picture can
@@ -111,3 +112,7 @@ def _pillow_limits() -> Iterator[None]:
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
+
+
+#: PNG and JPEG pictures: one file, one level.
+PICTURE_FORMAT = SlideFormat(name="picture", extensions=(".png", ".jpg", ".jpeg"), open=PillowReader)

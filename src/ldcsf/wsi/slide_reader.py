@@ -85,6 +85,11 @@ class SlideReader(ABC):
     #: The header's own µm/px and objective power (None where the format or file gives none).
     file_mpp: float | None = None
     objective_power: float | None = None
+    #: Who made the file, the header's own key/value metadata, and the pictures stored beside the
+    #: pyramid (label, macro, thumbnail) by name with their (width, height): what the format gives.
+    vendor: str = ""
+    properties: dict[str, str] = {}
+    associated_images: dict[str, tuple[int, int]] = {}
 
     def __init__(self, path: Path, level_dimensions: list[tuple[int, int]], mpp: float | None) -> None:
         self.path = Path(path)

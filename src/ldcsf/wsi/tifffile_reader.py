@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .slide_format import SlideFormat
 from .slide_reader import SlideReader, as_rgb_uint8, plausible_mpp
 
 
@@ -85,3 +86,7 @@ def _tiff_mpp(tif) -> float | None:
         return None
     return plausible_mpp(microns_per_unit / pixels_per_unit)
 
+
+
+#: OME-TIFF: one file, named by what comes before its two-part ending.
+OME_TIFF_FORMAT = SlideFormat(name="ome-tiff", extensions=(".ome.tiff", ".ome.tif"), open=TiffFileReader)

@@ -1,0 +1,219 @@
+"""Exported models: the ONNX file of a checkpoint, checked against PyTorch, and the engines that run it
+(ONNX Runtime, OpenVINO), each called like the PyTorch model it came from.
+
+The exported file sits beside its checkpoint (`model.pt` -> `model.onnx`, written by `ldcsf export`
+or on first use) and records the SHA-256 of the checkpoint it came from: a file from other weights
+is never used, it is remade. Every exported file is checked once against PyTorch on the same input
+before it is kept (`EXPORT_TOLERANCE`), so an engine that is not exact for a model fails at export,
+not silently in a slide's numbers. Which engine runs is `runtimes.REGISTRY`'s choice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import LoadedCheckpoint
+from ..utils.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Largest |difference| of sigmoid probabilities an exported model may show against PyTorch. fp32
+#: engines reorder sums (fused kernels, other GEMM blocking): differences of ~1e-6 are expected.
+EXPORT_TOLERANCE = 1e-4
+ONNX_OPSET = 17
+_SHA_KEY = "ldcsf_checkpoint_sha256"
+
+
+class RuntimeMissingError(ImportError, ValueError):
+    """The package a runtime needs is not installed (a ValueError too: the CLI prints it in one line)."""
+
+
+def onnx_path_for(checkpoint: str | Path, export_dir: str | Path | None = None) -> Path:
+    """Where the exported ONNX file of a checkpoint lives: beside it (or in `export_dir`), same name, `.onnx`."""
+    if export_dir is None:
+        return Path(checkpoint).with_suffix(".onnx")
+    Path(export_dir).mkdir(parents=True, exist_ok=True)
+    return Path(export_dir) / Path(checkpoint).with_suffix(".onnx").name
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require_package(module: str, runtime: str):
+    """The imported package `module`, or RuntimeMissingError (one line) naming the runtime that needs it."""
+    try:
+        return __import__(module)
+    except ImportError as err:
+        raise RuntimeMissingError(
+            f"--runtime {runtime} needs the Python package {module!r}: pip install 'ldcsf[runtimes]'"
+        ) from err
+
+
+def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: bool = True) -> Path:
+    """Write the checkpoint's model as ONNX (batch size free), checked against PyTorch; return the path.
+
+    The file is written atomically and carries the checkpoint's SHA-256 in its metadata.
+    """
+    onnx = require_package("onnx", "onnx")
+    out = Path(out) if out is not None else onnx_path_for(loaded.path, loaded.export_dir)
+    model = loaded.model.to("cpu").eval()
+    with_areas = bool(getattr(model, "has_area_head", False))
+    outputs = ["logits", "areas"] if with_areas else ["logits"]
+    side = int(loaded.meta.input_size)
+    example = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        # Tracing fixes the model's Python-level checks (input size) to the export's: intended here.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # The TorchScript-based exporter: one self-contained file, no onnxscript needed, and it
+        # handles timm's Swin (the newer dynamo exporter is slower to run and needs more packages).
+        torch.onnx.export(
+            _WithAreas(model).eval() if with_areas else model, (example,), str(tmp), input_names=["image"],
+            output_names=outputs, dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
+            opset_version=ONNX_OPSET, dynamo=False,
+        )
+        graph = onnx.load(str(tmp))
+        for key, value in {_SHA_KEY: file_sha256(loaded.path), "ldcsf_model_name": loaded.meta.model_name,
+                           "ldcsf_labels": ",".join(loaded.meta.labels)}.items():
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(graph, str(tmp))
+        if check:
+            check_export(model, OnnxRuntimeModel(tmp), side, source=out)
+    return out
+
+
+def check_export(reference: nn.Module, exported: nn.Module, side: int, source: Path, batch: int = 3) -> float:
+    """Largest probability difference of `exported` against `reference`; ValueError above tolerance.
+
+    A batch size other than the export's example proves the batch dimension is really free.
+    """
+    x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(1)) * 4 - 2
+    with torch.inference_mode():
+        if getattr(reference, "has_area_head", False):  # the sub-tile area map must match too
+            want = torch.cat([torch.sigmoid(t.float()).flatten(1) for t in reference.forward_with_areas(x)], 1)
+            got = torch.cat([torch.sigmoid(t.float()).flatten(1) for t in exported.forward_with_areas(x)], 1)
+        else:
+            want = torch.sigmoid(reference(x).float())
+            got = torch.sigmoid(exported(x).float())
+    diff = float((want - got).abs().max())
+    if not diff <= EXPORT_TOLERANCE:
+        raise ValueError(f"{source}: exported model differs from PyTorch by {diff:.2e} (> {EXPORT_TOLERANCE:g}); not used")
+    return diff
+
+
+def exported_sha(path: str | Path) -> str | None:
+    """The checkpoint SHA-256 an exported file records, or None when it records none / is unreadable."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - damaged or foreign file: treated as absent
+        return None
+    return next((p.value for p in graph.metadata_props if p.key == _SHA_KEY), None)
+
+
+def ensure_onnx(loaded: LoadedCheckpoint) -> Path:
+    """The checkpoint's ONNX file, exported now when it is missing or made from other weights."""
+    path = onnx_path_for(loaded.path, loaded.export_dir)
+    if path.is_file() and exported_sha(path) == file_sha256(loaded.path):
+        return path
+    log.info("exporting %s to %s (once; reused while the checkpoint is unchanged)", loaded.path.name, path)
+    try:
+        return export_onnx(loaded, path)
+    except PermissionError as err:
+        raise PermissionError(f"{path}: cannot write the exported model beside its checkpoint ({err}); "
+                              "run `ldcsf export` where it can be written") from None
+
+
+class _WithAreas(nn.Module):
+    """Export view of a model with an area head: both outputs of one pass, presence logits first."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_with_areas(images)
+
+
+class _ExportedModel(nn.Module):
+    """What callers read off a classifier besides calling it (labels, input size), for exported files.
+
+    Files exported from a model with an area head have a second output, the sub-tile area logits:
+    `forward_with_areas` returns both, as the PyTorch model's does.
+    """
+
+    has_area_head = False
+
+    def run(self, images: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.run(images)[0]
+
+    def forward_with_areas(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, areas = self.run(images)
+        return logits, areas
+
+    def describe(self, loaded: LoadedCheckpoint) -> "_ExportedModel":
+        self.labels = list(loaded.meta.labels)
+        self.num_labels = len(self.labels)
+        self.img_size = (loaded.meta.input_size, loaded.meta.input_size)
+        return self
+
+
+class OnnxRuntimeModel(_ExportedModel):
+    """An ONNX file on ONNX Runtime's CPU engine, called like the PyTorch model it came from."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        ort = require_package("onnxruntime", "onnx")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.has_area_head = len(self.session.get_outputs()) == 2
+
+    def run(self, images: torch.Tensor) -> list[torch.Tensor]:
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        return [torch.from_numpy(out) for out in self.session.run(None, {self.input_name: array})]
+
+
+class OpenVinoModel(_ExportedModel):
+    """An ONNX file compiled by OpenVINO for the CPU, in fp32 (OpenVINO would pick bf16 on CPUs
+    that have it, which is not exact)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32") -> None:
+        super().__init__()
+        ov = require_package("openvino", "openvino")
+        core = ov.Core()
+        config: dict[str, Any] = {
+            "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",  # one stream: the batch is the parallelism
+        }
+        self.path = Path(path)
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.has_area_head = len(self.compiled.outputs) == 2
+
+    def run(self, images: torch.Tensor) -> list[torch.Tensor]:
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        result = self.request.infer({0: array})
+        return [torch.from_numpy(np.array(result[output])) for output in self.compiled.outputs]
