@@ -36,6 +36,27 @@ RECIPES: dict[str, dict] = {
                              pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
     "lite0_area_wo_ResNet": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_resnet": False},
                                  pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    # Fixes for sources never trained on, each alone on top of lite0_area (docs/results.md, "Stroma and
+    # tumour on sources never trained on"). Both heads linear on the backbone's map (no LDC, FR, ResNet):
+    # the capacity of the ridge probe (benchmarks/linear_probe.py).
+    "lite0_area_linear": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_ldc": False,
+                                                           "use_fr": False, "use_resnet": False},
+                              pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    # Macenko stain normalisation of every tile before the backbone (torchstain's reference stains).
+    "lite0_area_macenko": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
+                               freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3, stain_norm="macenko"),
+    # Stronger regularisation: weight decay 0.5 (from 0.05) and dropout 0.5 before the presence head.
+    "lite0_area_wd": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "drop_rate": 0.5},
+                          pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
+                          weight_decay=0.5),
+    # The linear heads on Macenko-normalised tiles: the two fixes together.
+    "lite0_area_linear_macenko": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "use_ldc": False,
+                                                                   "use_fr": False, "use_resnet": False},
+                                      pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
+                                      stain_norm="macenko"),
+    # Fewer epochs: 5 instead of 15.
+    "lite0_area_short": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
+                             freeze_backbone=True, feature_views=2, epochs=5, lr=1e-3),
 }
 
 

@@ -137,10 +137,10 @@ def loaded_tile_areas(loaded, frame) -> np.ndarray:
     import torch
 
     from ldcsf.data.dataset import load_rgb
-    from ldcsf.data.transforms import build_transforms
+    from ldcsf.data.transforms import eval_transforms
 
     model, meta = loaded.model, loaded.meta
-    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+    transform = eval_transforms(meta)  # as `ldcsf slide` prepares tiles: the model's resampling and stain normalisation
     out = []
     for start in range(0, len(frame), 64):
         batch = torch.stack([transform(load_rgb(p)) for p in frame["path"].iloc[start:start + 64]])
@@ -217,31 +217,64 @@ def train_fold(recipe: str, source: str, full: Path, args) -> Path:
 
 def predict(model_file: Path, frame, frozen: bool, args) -> np.ndarray:
     """(N, labels) probabilities of the held-out images (cached view-0 maps for a frozen backbone)."""
+    return predict_with_areas(model_file, frame, frozen, args)[0]
+
+
+def predict_with_areas(model_file: Path, frame, frozen: bool, args) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, labels) probabilities and mean tile areas (None without an area head) of the held-out images.
+
+    A frozen backbone's come from its cached view-0 maps: the backbone runs once per image for all folds.
+    """
     import torch
 
     from ldcsf.checkpoint import load_checkpoint
     from ldcsf.data.dataset import load_rgb
     from ldcsf.data.manifest import Manifest
-    from ldcsf.data.transforms import build_transforms
+    from ldcsf.data.transforms import eval_transforms, stain_normalizer_from
 
     loaded = load_checkpoint(model_file)
     model, meta = loaded.model, loaded.meta
     if frozen:
         from ldcsf.training.area_data import FeatureCache
 
+        # The maps the fold's heads were trained on: the same resampling and stain normalisation.
         cache = FeatureCache(feature_cache_dir(RESULTS) if not args.quick else args.work / "cache", model,
-                             meta.input_size, meta.mean, meta.std, meta.labels)
+                             meta.input_size, meta.mean, meta.std, meta.labels, interpolation=meta.interpolation,
+                             stain_normalizer=stain_normalizer_from(meta.stain_norm))
         manifest = Manifest(frame=frame.reset_index(drop=True), root=Path("/"), labels=list(meta.labels))
         features, _ = cache.load(manifest, 1, progress=False)
         with torch.inference_mode():
-            return torch.sigmoid(model.forward_head(model.forward_neck(features[:, 0].float()))).numpy()
-    transform = build_transforms(meta.input_size, meta.mean, meta.std, train=False)
+            neck = model.forward_neck(features[:, 0].float())
+            areas = torch.sigmoid(model.area_logits(neck)).mean((-2, -1)).numpy() if model.has_area_head else None
+            return torch.sigmoid(model.forward_head(neck)).numpy(), areas
+    transform = eval_transforms(meta)
     out = []
     for start in range(0, len(frame), 64):
         batch = torch.stack([transform(load_rgb(p)) for p in frame["path"].iloc[start:start + 64]])
         with torch.inference_mode():
             out.append(torch.sigmoid(model(batch)).numpy())
-    return np.concatenate(out)
+    return np.concatenate(out), loaded_tile_areas(loaded, frame) if model.has_area_head else None
+
+
+def area_aurocs(areas: np.ndarray, frame, labels: list[str]) -> dict:
+    """Per label annotated with both classes: AUROC of the tile's estimated area against its presence label."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for j, name in enumerate(labels):
+        known = frame[name].notna().to_numpy() if name in frame.columns else np.zeros(len(frame), bool)
+        truth = frame[name].to_numpy()[known] if known.any() else []
+        if len(set(truth)) == 2 and np.isfinite(areas[:, j]).all():
+            out[name] = float(roc_auc_score(truth, areas[known, j]))
+    if {"stroma", "tumor"} <= set(labels) & set(frame.columns):
+        # Tiles of stroma alone vs tumour alone, ranked by the estimated stroma / (stroma + tumour): a TSR's own question.
+        s, t = areas[:, labels.index("stroma")], areas[:, labels.index("tumor")]
+        pure = frame["stroma"].eq(1).to_numpy() ^ frame["tumor"].eq(1).to_numpy()
+        pure &= frame[["stroma", "tumor"]].notna().all(axis=1).to_numpy()
+        share = s / np.maximum(s + t, 1e-6)
+        if len(set(frame["stroma"].to_numpy()[pure])) == 2:
+            out["stroma_vs_tumor"] = float(roc_auc_score(frame["stroma"].to_numpy()[pure], share[pure]))
+    return out
 
 
 def run_fold(recipe: str, source: str, full: Path, args) -> dict:
@@ -262,24 +295,26 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     else:
         frame = pd.read_csv(full)
         held = frame[frame["dataset"].eq(source)]
-    probs = predict(model_file, held, bool(RECIPES[recipe].get("freeze_backbone")), args)
+    probs, areas = predict_with_areas(model_file, held, bool(RECIPES[recipe].get("freeze_backbone")), args)
     targets = held[meta.labels].to_numpy(dtype=np.float32)
     tsr = None
     if has_masks(held):  # per tile areas kept beside the scores (the interval coverage reads them)
-        areas = tile_areas(model_file, held)
+        per_tile = probs if areas is None else areas  # without an area head, presence stands in (as tile_areas)
         with Image.open(held["path"].iloc[0]) as first:
             tile_px = first.width  # mask tiles are square: 128 px for GlaS, 112 px for WSSS4LUAD
         tiles_out = held[["path", "source_image", "x", "y", "frac_stroma", "frac_tumor"]].assign(
             row=held["y"] // tile_px, col=held["x"] // tile_px,
-            **{f"area_{name}": areas[:, i] for i, name in enumerate(meta.labels)})
+            **{f"area_{name}": per_tile[:, i] for i, name in enumerate(meta.labels)})
         tiles_out.to_csv(done.parent / "tile_areas.csv", index=False)
-        tsr = tsr_scores(image_tsr(held, areas, list(meta.labels)))
+        tsr = tsr_scores(image_tsr(held, per_tile, list(meta.labels)))
     report = compute_metrics(probs, targets, meta.labels, meta.thresholds).to_dict()
     stroma = meta.labels.index("stroma")
     result = {"recipe": recipe, "source": source, "images": int(len(held)), "metrics": report,
               "called_stroma": float(np.mean(probs[:, stroma] >= meta.thresholds[stroma])),
               "mean_p_stroma": float(np.mean(probs[:, stroma])),
               **({"tsr": tsr} if tsr is not None else {}),
+              # The estimated areas ranked against the presence labels: what a TSR is made of, on every source.
+              **({"area_auroc": area_aurocs(areas, held, list(meta.labels))} if areas is not None else {}),
               "training_seconds": _training_seconds(model_file.parent)}
     write_json_atomic(done, result)
     return result

@@ -1,0 +1,163 @@
+"""Recipes (and the linear probe) compared on sources never trained on, seed by seed.
+
+Reads the folds that loso.py and linear_probe.py left under <--root>/seed<K>/ (and, for the
+sources listed in --with-glas, under <--root>/seed<K>_with_glas/: WSSS4LUAD's fold has no other
+mask tiles to learn areas from unless GlaS joins its training) and trains nothing. One row per
+recipe and seed, then the mean over seeds:
+
+- GlaS and WSSS4LUAD (masks): stroma fraction per image, MAE / Spearman / high-low agreement,
+  and bias (mean predicted minus true: an offset that MAE counts and Spearman does not);
+- nct_crc: AUROC of p(stroma) and p(tumour), and of the estimated stroma share
+  stroma / (stroma + tumour) between stroma-only and tumour-only tiles;
+- oral: AUROC of p(tumour) and of the estimated tumour area.
+
+A recipe *beats* the baseline when, averaged over seeds, it has the lower MAE and the higher
+Spearman on both masked sources and loses no more than --tolerance of the baseline's nct_crc
+stroma and tumour AUROCs and oral tumour AUROC.
+
+    .venv/bin/python benchmarks/heldout_compare.py --seeds 0 1 --out benchmarks/results/heldout_recipes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from _common import REPO, RESULTS, command_line, fmt, markdown_table, now, write_results
+
+#: (column, source, how to read it from a fold's scores.json, better when higher; None: neither)
+COLUMNS = (
+    ("GlaS MAE", "glas", lambda s: s["tsr"]["mae"], False),
+    ("GlaS Spearman", "glas", lambda s: s["tsr"]["spearman"], True),
+    ("GlaS high/low", "glas", lambda s: s["tsr"]["high_low_agreement"], True),
+    ("GlaS bias", "glas", lambda s: s["bias"], None),
+    ("WSSS4LUAD MAE", "wsss4luad_masks", lambda s: s["tsr"]["mae"], False),
+    ("WSSS4LUAD Spearman", "wsss4luad_masks", lambda s: s["tsr"]["spearman"], True),
+    ("WSSS4LUAD high/low", "wsss4luad_masks", lambda s: s["tsr"]["high_low_agreement"], True),
+    ("WSSS4LUAD bias", "wsss4luad_masks", lambda s: s["bias"], None),
+    ("nct_crc stroma AUROC", "nct_crc", lambda s: s["metrics"]["per_label"]["stroma"]["auroc"], True),
+    ("nct_crc tumour AUROC", "nct_crc", lambda s: s["metrics"]["per_label"]["tumor"]["auroc"], True),
+    ("nct_crc stroma vs tumour (areas)", "nct_crc", lambda s: s["area_auroc"]["stroma_vs_tumor"], True),
+    ("oral tumour AUROC", "oral", lambda s: s["metrics"]["per_label"]["tumor"]["auroc"], True),
+    ("oral tumour AUROC (area)", "oral", lambda s: s["area_auroc"]["tumor"], True),
+)
+#: The columns a recipe must win (lower MAE, higher Spearman) and those it must not lose.
+MUST_WIN = ("GlaS MAE", "GlaS Spearman", "WSSS4LUAD MAE", "WSSS4LUAD Spearman")
+MUST_KEEP = ("nct_crc stroma AUROC", "nct_crc tumour AUROC", "oral tumour AUROC")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=RESULTS / "heldout_work", help="holds seed<K>/ work folders")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--recipes", nargs="+", default=["linear_probe", "linear_probe_macenko", "lite0_area",
+                                                    "lite0_area_linear", "lite0_area_macenko", "lite0_area_wd",
+                                                    "lite0_area_short", "lite0_area_linear_macenko"])
+    p.add_argument("--baseline", default="lite0_area")
+    p.add_argument("--with-glas", nargs="*", default=["wsss4luad_masks"],
+                   help="sources whose folds were trained with --train-with glas (read from seed<K>_with_glas)")
+    p.add_argument("--tolerance", type=float, default=0.02, help="AUROC a recipe may lose and still beat the baseline")
+    p.add_argument("--out", type=Path, default=RESULTS / "heldout_recipes", help="results stem (.md, .json)")
+    return p.parse_args(argv)
+
+
+def read_cell(root: Path, seed: int, recipe: str, source: str, with_glas: list[str], read) -> float | None:
+    """One number of one fold, None when the fold has not run (or does not give it)."""
+    folder = root / (f"seed{seed}_with_glas" if source in with_glas else f"seed{seed}")
+    scores = folder / recipe / source / "scores.json"
+    if not scores.is_file():
+        return None
+    try:
+        value = read(json.loads(scores.read_text()) | {"bias": _bias(scores.parent / "tile_areas.csv")})
+    except (KeyError, TypeError):
+        return None
+    return None if value is None or value != value else float(value)
+
+
+def _shown(path: Path) -> str:
+    """`path` from the repository root when it lies inside it (results files carry no machine paths)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def _bias(tile_areas: Path) -> float | None:
+    """Mean over images with tumour of predicted minus true stroma fraction (loso.py's per-image scoring)."""
+    import pandas as pd
+
+    from loso import image_tsr
+
+    if not tile_areas.is_file():
+        return None
+    tiles = pd.read_csv(tile_areas)
+    per = image_tsr(tiles, tiles[["area_stroma", "area_tumor"]].to_numpy(), ["stroma", "tumor"])
+    return float((per["pred"] - per["true"]).mean())
+
+
+def table(args) -> dict:
+    """{recipe: {seed or "mean": {column: value}}}."""
+    out = {}
+    for recipe in args.recipes:
+        rows = {seed: {name: read_cell(args.root, seed, recipe, source, args.with_glas, read)
+                       for name, source, read, _ in COLUMNS} for seed in args.seeds}
+        if not any(v is not None for row in rows.values() for v in row.values()):
+            continue
+        rows["mean"] = {name: _mean([rows[s][name] for s in args.seeds]) for name, *_ in COLUMNS}
+        out[recipe] = rows
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean over seeds, None unless every seed has the number (a partial mean would flatter)."""
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def beats(candidate: dict, baseline: dict, tolerance: float) -> bool | None:
+    """Whether a recipe's means beat the baseline's (see the module docstring); None when a number is missing."""
+    needed = [*MUST_WIN, *MUST_KEEP]
+    if any(candidate.get(k) is None or baseline.get(k) is None for k in needed):
+        return None
+    better = {name: higher for name, _, _, higher in COLUMNS}
+    wins = all((candidate[k] > baseline[k]) if better[k] else (candidate[k] < baseline[k]) for k in MUST_WIN)
+    keeps = all(candidate[k] >= baseline[k] - tolerance for k in MUST_KEEP)
+    return wins and keeps
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    results = table(args)
+    if args.baseline not in results:
+        raise SystemExit(f"{args.root}: no folds of the baseline {args.baseline} (run loso.py first)")
+    base = results[args.baseline]["mean"]
+    verdicts = {r: beats(rows["mean"], base, args.tolerance) for r, rows in results.items() if r != args.baseline}
+    names = [name for name, *_ in COLUMNS]
+    lines = []
+    for recipe, rows in results.items():
+        for seed, row in rows.items():
+            lines.append([recipe, seed, *[fmt(row[n], 3 if "MAE" in n or "bias" in n else 2) for n in names]])
+    md = ["# Recipes on sources never trained on (leave-one-source-out, seed by seed)\n",
+          f"- command: `{command_line()}`\n- date: {now()}\n",
+          f"Folds: {_shown(args.root)}/seed<K>/ (WSSS4LUAD: seed<K>_with_glas/, GlaS in its training). MAE, Spearman, "
+          "high/low: stroma fraction per image with tumour in its mask. AUROCs: presence probabilities, and where "
+          "marked, the estimated areas. — = fold not run.\n",
+          markdown_table(["recipe", "seed", *names], lines),
+          f"\nBeats {args.baseline} (mean over seeds {args.seeds}: lower MAE and higher Spearman on GlaS and "
+          f"WSSS4LUAD, nct_crc and oral AUROCs within {args.tolerance}): "
+          + ", ".join(f"{r}: {'yes' if v else 'no' if v is not None else 'not all folds run'}"
+                      for r, v in verdicts.items())]
+    write_results(args.out, "\n".join(md), {"command": command_line(), "date": now(), "seeds": args.seeds,
+                                            "baseline": args.baseline, "tolerance": args.tolerance,
+                                            "results": {r: {str(k): v for k, v in rows.items()}
+                                                        for r, rows in results.items()},
+                                            "beats_baseline": verdicts})
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The linear probe on loso.py's GlaS fold, and the seed-by-seed comparison that reads both."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from test_benchmarks import BENCH, run_script
+
+
+def test_probe_scores_the_glas_fold_as_loso_does_and_the_comparison_reads_both(tmp_path, shared_data):
+    if not (shared_data / "glas" / "manifest.csv").is_file():
+        pytest.skip(f"GlaS not found at {shared_data / 'glas'}")
+    work = tmp_path / "seed0"
+    common = ("--quick", "--sources", "glas", "--threads", "1", "--data", str(shared_data), "--work", str(work))
+    run_script("loso.py", *common, "--recipes", "lite0_area", "--out", str(tmp_path / "loso"), timeout=400)
+    run_script("linear_probe.py", *common, timeout=400)
+
+    probe = json.loads((work / "linear_probe" / "glas" / "scores.json").read_text())
+    model = json.loads((work / "lite0_area" / "glas" / "scores.json").read_text())
+    trained_on = pd.read_csv(work / "linear_probe" / "glas" / "manifest.csv")
+    assert "glas" not in set(trained_on["dataset"])  # the fold never sees the source it scores
+    assert probe["images"] == model["images"] and probe["tsr"]["images"] == model["tsr"]["images"] == 2
+    assert 0 <= probe["tsr"]["mae"] <= 1 and probe["ridge_alpha"]["stroma"] > 0
+    assert "tumor" in probe["area_auroc"] and "tumor" in model["area_auroc"]  # the 4 quick images: tumour and not
+    tiles = pd.read_csv(work / "linear_probe" / "glas" / "tile_areas.csv")
+    assert len(tiles) == probe["images"] and tiles[["area_stroma", "area_tumor"]].stack().between(0, 1).all()
+    # The probe reuses the fold's cached maps: no second cache key for the same backbone settings.
+    assert len(list((work / "cache").iterdir())) == 1
+    # WSSS4LUAD held out: no other source of the default set has masks, so no area can be fitted.
+    with pytest.raises(AssertionError, match="no mask tiles give a stroma or tumor area"):
+        run_script("linear_probe.py", *common[:2], "wsss4luad_masks", *common[3:], timeout=400)
+
+    out = tmp_path / "compare"
+    run_script("heldout_compare.py", "--root", str(tmp_path), "--seeds", "0", "--recipes", "linear_probe",
+               "lite0_area", "--out", str(out))
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["results"]["linear_probe"]["0"]["GlaS MAE"] == pytest.approx(probe["tsr"]["mae"])
+    assert result["results"]["lite0_area"]["mean"]["GlaS Spearman"] == pytest.approx(model["tsr"]["spearman"])
+    assert result["beats_baseline"] == {"linear_probe": None}  # WSSS4LUAD, nct_crc, oral folds not run
+
+
+def test_a_recipe_beats_the_baseline_only_by_winning_both_masked_sources_and_keeping_aurocs():
+    import sys
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from heldout_compare import beats
+    finally:
+        sys.path.remove(str(BENCH))
+
+    base = {"GlaS MAE": 0.13, "GlaS Spearman": 0.43, "WSSS4LUAD MAE": 0.17, "WSSS4LUAD Spearman": 0.5,
+            "nct_crc stroma AUROC": 0.78, "nct_crc tumour AUROC": 0.8, "oral tumour AUROC": 0.55}
+    better = base | {"GlaS MAE": 0.12, "GlaS Spearman": 0.5, "WSSS4LUAD MAE": 0.15, "WSSS4LUAD Spearman": 0.6}
+    assert beats(better, base, 0.02)
+    assert not beats(better | {"WSSS4LUAD MAE": 0.18}, base, 0.02)
+    assert not beats(better | {"oral tumour AUROC": 0.52}, base, 0.02)
+    assert beats(better | {"oral tumour AUROC": 0.54}, base, 0.02)
+    assert beats(better | {"GlaS MAE": None}, base, 0.02) is None
