@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
+from _common import REPO, RESULTS, command_line, fmt, markdown_table, now, write_results
 
 COLUMNS = [("nct_crc", "stroma"), ("nct_crc", "necrosis"), ("nct_crc", "non_tumor"), ("nct_crc", "tumor"),
            ("oral", "tumor")]
@@ -38,6 +38,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=RESULTS / "glas_in_recipe", help="results stem (.md, .json)")
     return p.parse_args(argv)
+
+
+def shown(path: Path) -> Path:
+    """A folder as the repository names it, where it lies inside it."""
+    try:
+        return path.resolve().relative_to(REPO)
+    except ValueError:
+        return path
 
 
 def aurocs(fold: Path) -> dict[str, float] | None:
@@ -67,7 +75,7 @@ def main(argv=None) -> int:
         table[variant] = {"per_seed": per_seed, "mean": mean}
     headers = ["training", "seed", *[f"{source} {label} AUROC" for source, label in COLUMNS]]
     md = [f"# What GlaS adds to the recipe on sources never trained on ({args.recipe})\n",
-          f"- command: `{command_line()}`\n- folds: `{args.work}`\n- date: {now()}\n",
+          f"- command: `{command_line()}`\n- folds: `{shown(args.work)}`\n- date: {now()}\n",
           "Each fold's model never saw the source it is scored on; 'with GlaS' adds GlaS's gland-mask tiles "
           "to every fold's training (`loso.py --train-with glas`). AUROC of each label's presence probability.\n",
           markdown_table(headers, rows)]

@@ -78,5 +78,5 @@ def checkpoint_or_shipped(checkpoint: str | None):
     from ..shipped import load_shipped, read_card, shipped_label
 
     print(f"no --checkpoint: using the shipped model {shipped_label(read_card())} (weights for research use "
-          "only, not for clinical use; see docs/model_card.md)", file=sys.stderr)
+          "only, not for clinical or commercial use; see docs/model_card.md)", file=sys.stderr)
     return load_shipped()
