@@ -57,6 +57,11 @@ RECIPES: dict[str, dict] = {
     # Fewer epochs: 5 instead of 15.
     "lite0_area_short": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
                              freeze_backbone=True, feature_views=2, epochs=5, lr=1e-3),
+    # A larger backbone on sources never trained on (docs/results.md, "More context and larger backbones
+    # on unseen sources"): EfficientNet-Lite1 (the `pretrained` extra's weights) at Lite0's 128 px, 0.875 µm/px.
+    "lite1_area": dict(model="ldcsf", model_kwargs={"backbone": "tf_efficientnet_lite1", "img_size": 128,
+                                                    "area_head": True},
+                       pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
 }
 
 
