@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ldcsf.cli.main import build_parser, main
-from ldcsf.inference.runtimes import REGISTRY, RUNTIMES, check_runtime_device, get_runtime, runtimes_markdown
+from ldcsf.inference.runtimes import (AUTO, REGISTRY, RUNTIME_CHOICES, RUNTIMES, check_runtime_device, get_runtime,
+                                     runtimes_markdown)
 from ldcsf.options import PredictOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +25,8 @@ def runtime_action(command: str):
 @pytest.mark.parametrize("command", ["slide", "predict"])
 def test_the_cli_choices_are_the_registry(command):
     action = runtime_action(command)
-    assert tuple(action.choices) == tuple(REGISTRY) == RUNTIMES
-    assert action.default == PredictOptions.runtime == RUNTIMES[0]
+    assert tuple(action.choices) == RUNTIME_CHOICES == (AUTO, *REGISTRY)
+    assert action.default == PredictOptions.runtime == AUTO  # the fastest exact runtime installed
     for name in RUNTIMES:
         assert name in action.choices
     assert "tensorrt" not in action.choices
@@ -35,7 +36,7 @@ def test_an_unknown_runtime_is_refused_naming_the_choices(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "x.png", "--out", "p.csv", "--runtime", "tensorrt"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "invalid choice: 'tensorrt'" in err and all(repr(name) in err for name in RUNTIMES)
+    assert "invalid choice: 'tensorrt'" in err and all(repr(name) in err for name in RUNTIME_CHOICES)
     with pytest.raises(ValueError, match="unknown runtime 'tensorrt'; choose from torch, onnx, openvino"):
         get_runtime("tensorrt")
 
