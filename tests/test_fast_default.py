@@ -22,7 +22,7 @@ import torch
 from ldcsf import create_model
 from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ldcsf.cli.main import main
-from ldcsf.inference.exported import read_record, record_path, onnx_path_for
+from ldcsf.inference.exported import file_sha256, onnx_path_for, read_record, record_path
 from ldcsf.inference.runtimes import AUTO_TOLERANCE, resolve_runtime
 from ldcsf.wholeslide.tile_prediction import in_process_device
 
@@ -72,9 +72,11 @@ def test_a_tampered_export_is_made_again(checkpoint):
     engine = runtime_model(load_checkpoint(checkpoint), "onnx", threads=1)
     onnx_file = onnx_path_for(checkpoint)
     first = read_record(onnx_file)
+    assert first["onnx_sha256"] == file_sha256(onnx_file) and engine is not None
     onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")  # no longer the file the record vouches for
+    tampered = file_sha256(onnx_file)
     runtime_model(load_checkpoint(checkpoint), "onnx", threads=2)
-    assert read_record(onnx_file)["onnx_sha256"] != first["onnx_sha256"] != "" and engine is not None
+    assert file_sha256(onnx_file) == read_record(onnx_file)["onnx_sha256"] != tampered
     record_path(onnx_file).unlink()  # a file without its record (an older export) is made again too
     runtime_model(load_checkpoint(checkpoint), "onnx", threads=1)
     assert read_record(onnx_file) is not None
@@ -90,7 +92,7 @@ def test_the_plain_loop_gives_lightnings_numbers(shared_data, checkpoint, tmp_pa
 
     def settings():
         return SlideSettings(limit_tiles=24, batch_size=8, num_workers=0, progress=False, runtime="torch",
-                             accelerator="cpu", outputs=["tables"])
+                             accelerator="cpu", outputs=["parquet"])
 
     plain = run_slide(shared_data / CMU, checkpoint, tmp_path / "plain", settings())
     trainer = run_slide(shared_data / CMU, checkpoint, tmp_path / "trainer", settings(), callbacks=[L.Callback()])

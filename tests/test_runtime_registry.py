@@ -59,8 +59,8 @@ def test_the_parser_reads_the_registry_without_loading_torch():
     # The parser is built for every command, `ldcsf slide --help` included: reading the table must stay light.
     code = ("import sys\nfrom ldcsf.cli.main import build_parser\nparser = build_parser()\n"
             "sub = next(a for a in parser._actions if a.dest == 'command').choices['slide']\n"
-            "from ldcsf.inference.runtimes import RUNTIMES\n"
-            "assert '--runtime {' + ','.join(RUNTIMES) + '}' in sub.format_help()\n"
+            "from ldcsf.inference.runtimes import RUNTIME_CHOICES\n"
+            "assert '--runtime {' + ','.join(RUNTIME_CHOICES) + '}' in sub.format_help()\n"
             "assert parser.parse_args(['slide', 's.svs', '--out', 'o', '--runtime', 'openvino']).runtime == 'openvino'\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}

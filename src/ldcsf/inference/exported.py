@@ -83,23 +83,24 @@ def trusted_export(onnx_file: str | Path, checkpoint_sha256: str) -> dict | None
     return record if file_sha256(onnx_file) == record.get("onnx_sha256") else None
 
 
-def check_installed(needs: tuple[str, ...], runtime: str) -> None:
+def check_installed(needs: tuple[str, ...], runtime: str, extra: str | None = None) -> None:
     """RuntimeMissingError (one line) unless every package in `needs` is installed (found, not imported:
     `onnx` alone takes 0.5 s to import, and a trusted file needs no `onnx`)."""
     import importlib.util
 
     for module in needs:
         if importlib.util.find_spec(module) is None:
-            require_package(module, runtime)  # raises the one-line error
+            require_package(module, runtime, extra)  # raises the one-line error
 
 
-def require_package(module: str, runtime: str):
+def require_package(module: str, runtime: str, extra: str | None = None):
     """The imported package `module`, or RuntimeMissingError (one line) naming the runtime that needs it."""
     try:
         return __import__(module)
     except ImportError as err:
         raise RuntimeMissingError(
-            f"--runtime {runtime} needs the Python package {module!r}: pip install 'ldcsf[runtimes]'"
+            f"--runtime {runtime} needs the Python package {module!r}: "
+            + (f"pip install 'ldcsf[{extra}]'" if extra else f"pip install {module} (a dependency of ldcsf)")
         ) from err
 
 
@@ -253,7 +254,7 @@ class OpenVinoModel(_ExportedModel):
 
     def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32") -> None:
         super().__init__()
-        ov = require_package("openvino", "openvino")
+        ov = require_package("openvino", "openvino", "runtimes")
         core = ov.Core()
         config: dict[str, Any] = {
             "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),

@@ -7,9 +7,9 @@ runs): `--runtime`'s choices and the table in docs/slides.md are read from it, s
 is one entry here and its engine class (in `exported.py`, called like the PyTorch model).
 
 On a CPU an inference engine that fuses the whole graph ahead of time can beat eager PyTorch
-(benchmarks/runtimes.py measures by how much, per model). The exported runtimes are an optional
-extra (`pip install ldcsf[runtimes]`): they add ~150 MB of native libraries that GPU users never
-need. This file imports nothing heavy, so the CLI reads the table without loading torch.
+(benchmarks/runtimes.py measures by how much, per model). ONNX Runtime installs with ldcsf and is
+the CPU default (`auto`); OpenVINO is the optional extra `pip install 'ldcsf[runtimes]'`. This
+file imports nothing heavy, so the CLI reads the table without loading torch.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class Runtime:
     engine: the class in `ldcsf.inference.exported` built from the exported ONNX file and a thread
         count, called like the PyTorch model (named, not imported: reading this table loads no
         engine); None: the PyTorch model itself.
-    needs: the Python packages it needs, checked in this order (all in the `runtimes` extra).
+    needs: the Python packages it needs, checked in this order.
+    extra: the pip extra that installs them (`pip install 'ldcsf[<extra>]'`); None: ldcsf's own dependencies.
     """
 
     name: str
@@ -44,6 +45,7 @@ class Runtime:
     needs: tuple[str, ...]
     cpu_only: bool
     description: str
+    extra: str | None = None
 
     def engine_class(self) -> type:
         from . import exported
@@ -56,7 +58,7 @@ REGISTRY: dict[str, Runtime] = {runtime.name: runtime for runtime in (
     Runtime("torch", None, (), False, "eager PyTorch"),
     Runtime("onnx", "OnnxRuntimeModel", ("onnxruntime", "onnx"), True, "the exported ONNX file on ONNX Runtime"),
     Runtime("openvino", "OpenVinoModel", ("openvino", "onnx"), True,
-            "the exported ONNX file compiled by OpenVINO, fp32"),
+            "the exported ONNX file compiled by OpenVINO, fp32", extra="runtimes"),
 )}
 #: The registry's runtimes.
 RUNTIMES = tuple(REGISTRY)
@@ -129,7 +131,9 @@ def runtimes_markdown() -> str:
     """The registry as the Markdown table docs/slides.md shows (a test keeps the two equal)."""
     rows = ["| `--runtime` | runs on | needs | what runs the model |", "|---|---|---|---|"]
     for runtime in REGISTRY.values():
-        needs = ", ".join(f"`{package}`" for package in runtime.needs) or "(installed with ldcsf)"
+        needs = ", ".join(f"`{package}`" for package in runtime.needs)
+        needs = f"{needs} (`pip install 'ldcsf[{runtime.extra}]'`)" if runtime.extra else \
+            f"{needs} (installed with ldcsf)".strip()
         rows.append(f"| `{runtime.name}` | {'CPU' if runtime.cpu_only else 'any device'} | {needs} | "
                     f"{runtime.description} |")
     return "\n".join(rows)
@@ -151,7 +155,7 @@ def runtime_model(loaded: LoadedCheckpoint, runtime: str = "torch", threads: int
     threads = int(threads or torch.get_num_threads())
     key = (str(Path(loaded.path).resolve()), id(loaded), entry.name, threads)
     if key not in _ENGINES:
-        check_installed(entry.needs, entry.name)
+        check_installed(entry.needs, entry.name, entry.extra)
         path = ensure_onnx(loaded)
         model = entry.engine_class()(path, threads)
         #: what the export's check measured against PyTorch (`resolve_runtime` reads it)

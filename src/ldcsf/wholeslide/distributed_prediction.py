@@ -19,7 +19,7 @@ from ..inference.predictor import Predictor, prediction_trainer
 from ..utils.signals import stop_at_batch_end_callback
 from ..utils.workers import leave_stop_signals_to_parent
 from .tile_dataset import TileDataset
-from .tile_prediction import PredictionStore
+from .prediction_store import PredictionStore
 
 
 class PartWriter(BasePredictionWriter):
