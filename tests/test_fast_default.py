@@ -59,6 +59,8 @@ def test_auto_takes_the_exact_exported_runtime_and_records_its_check(checkpoint)
     record = read_record(onnx_path_for(checkpoint))
     assert record["checkpoint_sha256"] and 0 <= record["max_difference"] <= AUTO_TOLERANCE
     assert resolve_runtime("torch", loaded, "cpu") == "torch"  # an explicit choice stands
+    assert resolve_runtime("auto", loaded, "cpu", precision="32-true") == "onnx"
+    assert resolve_runtime("auto", loaded, "cpu", precision="bf16") == "torch"  # autocast is PyTorch's
     # An ensemble's members are the TSR interval's model part, which the exported file does not give.
     torch.manual_seed(0)
     ensemble = create_model("ldcsf_swin_micro", area_head=True, ensemble=2, ensemble_seeds=[0, 1])
@@ -122,3 +124,18 @@ def test_a_later_default_run_imports_neither_timm_nor_lightning(shared_data, che
     first = pd.read_parquet(tmp_path / "first" / "CMU-1-Small-Region" / "tiles.parquet")
     second = pd.read_parquet(tmp_path / "second" / "CMU-1-Small-Region" / "tiles.parquet")
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_export_without_a_checkpoint_exports_the_shipped_model_to_the_cache(tmp_path, monkeypatch, capsys):
+    # The shipped model's folder inside the package may be read-only: its export goes to the user's cache,
+    # where a later `ldcsf slide` with no --checkpoint finds it trusted.
+    from ldcsf.shipped import export_cache_dir, load_shipped
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["export"]) == 0
+    written = capsys.readouterr().out
+    onnx_file = onnx_path_for(load_shipped(lazy=True).path, export_cache_dir())
+    assert onnx_file.is_relative_to(tmp_path / "cache") and str(onnx_file) in written
+    record = read_record(onnx_file)
+    assert record["max_difference"] <= AUTO_TOLERANCE and record["onnx_sha256"] == file_sha256(onnx_file)
+    assert resolve_runtime("auto", load_shipped(lazy=True), "cpu") == "onnx"

@@ -18,18 +18,22 @@ def add_runtime_argument(parser) -> None:
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "export", help="export a checkpoint's model to ONNX (for --runtime onnx / openvino)",
-        description="Writes CHECKPOINT with the ending .onnx (or --out), checked against PyTorch on the same input; "
-                    "`slide` and `predict` reuse it while the checkpoint is unchanged.")
-    parser.add_argument("--checkpoint", required=True, help="model.pt or a .ckpt from `ldcsf train`")
+        description="Writes CHECKPOINT with the ending .onnx (or --out), checked against PyTorch on the same input, "
+                    "with its record (model.onnx.json); `slide` and `predict` reuse it while the checkpoint is "
+                    "unchanged. Without --checkpoint: the shipped model, into ~/.cache/ldcsf/shipped.")
+    parser.add_argument("--checkpoint", default=None,
+                        help="model.pt or a .ckpt from `ldcsf train` (default: the shipped model)")
     parser.add_argument("--out", default=None, help="ONNX file to write (default: beside the checkpoint)")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import LoadedCheckpoint, load_checkpoint
     from ..inference.exported import EXPORT_TOLERANCE, export_onnx
+    from .common import checkpoint_or_shipped
 
-    loaded = load_checkpoint(args.checkpoint)
+    chosen = checkpoint_or_shipped(args.checkpoint)
+    loaded = chosen if isinstance(chosen, LoadedCheckpoint) else load_checkpoint(chosen)
     path = export_onnx(loaded, args.out)
     print(f"written: {path} ({loaded.meta.model_name}, {loaded.meta.input_size} px input, any batch size; "
           f"matches PyTorch within {EXPORT_TOLERANCE:g})")

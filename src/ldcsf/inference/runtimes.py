@@ -93,16 +93,19 @@ def installed(runtime: Runtime) -> bool:
     return all(importlib.util.find_spec(package) is not None for package in runtime.needs)
 
 
-def resolve_runtime(name: str, loaded: LoadedCheckpoint, accelerator: str = "auto") -> str:
+def resolve_runtime(name: str, loaded: LoadedCheckpoint, accelerator: str = "auto",
+                    precision: str | None = None) -> str:
     """The registry name that runs `loaded`: `name` itself, or for `auto` the first of `AUTO_ORDER`
     that is installed and exact for this model (within `AUTO_TOLERANCE`, checked once when it is
     exported), else torch. On a GPU `auto` is torch; so it is for an ensemble, whose members' own
-    outputs (the TSR interval's model part) the exported file does not give.
+    outputs (the TSR interval's model part) the exported file does not give, and for a precision
+    other than full (`--precision bf16` asks for PyTorch's autocast; the exported engines are fp32).
     """
     if name != AUTO:
         get_runtime(name)
         return name
-    if runs_on_gpu(accelerator) or int(loaded.meta.model_kwargs.get("ensemble", 1) or 1) > 1:
+    full_precision = precision is None or str(precision) in ("32", "32-true")
+    if runs_on_gpu(accelerator) or not full_precision or int(loaded.meta.model_kwargs.get("ensemble", 1) or 1) > 1:
         return "torch"
     for candidate in AUTO_ORDER:
         entry = get_runtime(candidate)

@@ -88,7 +88,7 @@ def settle_runtime(settings: SlideSettings, loaded: LoadedCheckpoint) -> None:
     now: a model that cannot be built or exported fails here, before any slide is read."""
     from ..inference.runtimes import runtime_model
 
-    settings.runtime = resolve_runtime(settings.runtime, loaded, settings.accelerator)
+    settings.runtime = resolve_runtime(settings.runtime, loaded, settings.accelerator, settings.precision)
     runtime_model(loaded, settings.runtime)
 
 
