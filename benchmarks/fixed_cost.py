@@ -3,8 +3,10 @@
 Each run is a fresh `ldcsf slide` process (start-up included, as a user meets it):
   * timed plainly (wall seconds, best of --repeats), and
   * once under cProfile, whose cumulative time per step gives the breakdown (imports wherever
-    they happen; checkpoint; thumbnail and tissue; the reader/model split; Lightning and the
-    model; analysis; tables, pictures, GeoJSON, report). cProfile slows Python-heavy steps, so
+    they happen; checkpoint; thumbnail and tissue; the reader/model split; the runtime; the
+    prediction and the model in it; analysis; tables, pictures, GeoJSON, report).
+The exported ONNX file (for the default `--runtime auto`) is made before the timing: a one-off
+per checkpoint. cProfile slows Python-heavy steps, so
     the breakdown is read as shares, the plain wall time as the cost.
 With --baseline-src (an older `src/` folder) the same runs are made with it, interleaved, so the
 before/after ratio comes from one run on one machine state.
@@ -44,8 +46,11 @@ STEPS = [
     ("plan: tissue detection", [("ldcsf/wsi/tissue.py", "detect_tissue")]),
     ("  of which pen ink", [("ldcsf/wsi/pen_marks.py", "pen_ink_mask")]),
     ("reader/model split measurement", [("ldcsf/wholeslide/core_split.py", "settle_split")]),
-    ("prediction (Trainer.predict)", [("ldcsf/wholeslide/tile_prediction.py", "predict_tiles")]),
-    ("  of which the model (predict_step)", [("ldcsf/inference/predictor.py", "predict_step")]),
+    ("runtime: export check, engine built", [("ldcsf/wholeslide/pipeline.py", "settle_runtime")]),
+    ("prediction (tile loop or Trainer.predict)", [("ldcsf/wholeslide/tile_prediction.py", "predict_tiles")]),
+    # the batch step: the plain loop's (this version) or Lightning's predict_step (before it)
+    ("  of which the model", [("ldcsf/inference/batch_predictor.py", "predict_images"),
+                              ("ldcsf/inference/predictor.py", "predict_step")]),
     ("analysis (TSR, hotspot)", [("ldcsf/analysis/slide_analysis.py", "analyse_slide")]),
     ("tile tables (Parquet, CSV)", [("ldcsf/export/tables.py", "write_parquet"), ("ldcsf/export/tables.py", "write_csv")]),
     # the pictures' writers, and the one function that drew them all in versions before the writer list
@@ -112,6 +117,10 @@ def main(argv=None) -> int:
         models = {"shipped default": None, "micro checkpoint": micro_checkpoint(work)}
         if args.quick:
             del models["shipped default"]
+        for ckpt in models.values():  # a one-off per checkpoint, like a download: not timed
+            subprocess.run([sys.executable, "-m", "ldcsf.cli.main", "export",
+                            *(["--checkpoint", str(ckpt)] if ckpt else [])],
+                           env={**os.environ, "PYTHONPATH": str(REPO / "src")}, check=True, capture_output=True)
         wall: dict[tuple[str, str], list[float]] = {}
         for r in range(args.repeats):  # interleaved: every variant sees the same machine
             for model, ckpt in models.items():

@@ -3,19 +3,24 @@
 Tools, each run as a fresh process (start-up included, as a user meets it), interleaved in
 rotating order over the repeats so that all see the same machine:
   * ldcsf          - `ldcsf slide` with the peers' settings (batch, threads, 0 loader workers);
-  * ldcsf-default  - `ldcsf slide` as installed: its measured reader/thread split;
+  * ldcsf-default  - `ldcsf slide` as installed, with default options (runtime `auto`, the measured
+                     reader/thread split): the headline;
+  * ldcsf-torch    - the same with `--runtime torch` (asked for: what the exported runtime adds);
   * ldcsf-openvino - the same with `--runtime openvino` (exported once, before the timing);
   * tiatoolbox     - TIAToolbox's PatchPredictor in WSI mode (its own tissue mask), run by the
                      Python of a separate virtual environment (--peers-python);
   * naive          - every grid tile through openslide.read_region -> resize -> model, batched,
                      no tissue detection and no outputs.
-Every tool runs the same weights (ldcsf from its checkpoint; the peers the same model as
-TorchScript), at the same tile size and µm/px, batch size and threads. Reported per tool and
-slide: end-to-end seconds, tissue tiles/s, peak RSS of the whole process tree, and how its
-probabilities agree with ldcsf's on the tiles both predicted (same level-0 coordinates).
+Every tool runs the same weights (by default the shipped model, the recommended recipe: ldcsf
+with no --checkpoint, the peers the same model as TorchScript; `--model ldcsf_swin_mini` etc. an
+untrained variant from a checkpoint), at the same tile size and µm/px, batch size and threads.
+Each ldcsf exported runtime is made once before the timing (a one-off per checkpoint, like a
+download). Reported per tool and slide: end-to-end seconds, tissue tiles/s, peak RSS of the
+whole process tree, the 1-minute load average when the run started, and how its probabilities
+agree with ldcsf's on the tiles both predicted (same level-0 coordinates).
 
     .venv/bin/python benchmarks/peers.py                    # CMU SVS + 4k and 8k real-tile mosaics
-    .venv/bin/python benchmarks/peers.py --sizes 4096 8192 16384
+    .venv/bin/python benchmarks/peers.py --sizes 4096 8192 16384 32768 --peer-max-side 8192
     .venv/bin/python benchmarks/peers.py --quick            # one small slide, micro model (tests)
 """
 
@@ -44,15 +49,20 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS_PYTHON = Path(os.environ["LDCSF_PEERS_PYTHON"]) if os.environ.get("LDCSF_PEERS_PYTHON") else None
 TOOLS = ["ldcsf", "ldcsf-default", "ldcsf-openvino", "tiatoolbox", "naive"]
 #: Not run unless asked for: `ldcsf slide` with the split it used before measuring one (1 reader
-#: process + the cores it leaves to the model), to time the measured split against it.
-EXTRA_TOOLS = ["ldcsf-1reader"]
+#: process + the cores it leaves to the model), to time the measured split against it; and the
+#: default options with eager PyTorch.
+EXTRA_TOOLS = ["ldcsf-1reader", "ldcsf-torch"]
+#: The shipped model (the recommended recipe), run by ldcsf with no --checkpoint.
+SHIPPED = "shipped"
 #: Probabilities of two tools on the same tile agree when within this (resampling differs slightly).
 AGREEMENT_TOLERANCE = 0.02
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="ldcsf_swin_mini", help="model variant (default ldcsf_swin_mini)")
+    p.add_argument("--model", default=SHIPPED,
+                   help="'shipped' (default: the model in the box, the recommended recipe) or an untrained "
+                        "model variant, e.g. ldcsf_swin_mini or ldcsf_swin_tiny (the paper's Swin-T)")
     p.add_argument("--sizes", nargs="*", type=int, default=[4096, 8192], help="mosaic slide sides in px")
     p.add_argument("--svs", action=argparse.BooleanOptionalAction, default=True, help="include the shared CMU SVS")
     p.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS + EXTRA_TOOLS)
@@ -60,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2, help="runs per tool and slide (interleaved)")
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"], help="where every tool runs the model")
+    p.add_argument("--peer-max-side", type=int, default=None,
+                   help="run TIAToolbox only on slides up to this side in px (it is several times slower; "
+                        "the naive loop still runs everywhere)")
     p.add_argument("--peers-python", type=Path, default=DEFAULT_PEERS_PYTHON,
                    help="Python of the virtual environment that has tiatoolbox")
     p.add_argument("--data", type=Path, default=SHARED_DATA)
@@ -78,7 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 # -- what each tool needs ----------------------------------------------------------------------
 def peer_status(peers_python: Path | None) -> dict[str, str | None]:
     """None for a peer that can run here, else why not (said in the results)."""
-    status: dict[str, str | None] = {"naive": None, "ldcsf": None, "ldcsf-default": None, "ldcsf-1reader": None}
+    status: dict[str, str | None] = {"naive": None, "ldcsf": None, "ldcsf-default": None, "ldcsf-1reader": None,
+                                     "ldcsf-torch": None}
     try:
         import openvino  # noqa: F401
         status["ldcsf-openvino"] = None
@@ -108,16 +122,24 @@ def slideflow_status() -> str:
     return "installed but not wired in"
 
 
-def prepare_model(args, work: Path) -> tuple[Path, Path, dict]:
-    """The checkpoint ldcsf reads and the same weights as TorchScript for the peers."""
+def prepare_model(args, work: Path) -> tuple[Path | None, Path, dict]:
+    """The checkpoint ldcsf reads (None: the shipped model) and the same weights as TorchScript for the peers."""
     from ldcsf.training.train import effective_mpp
 
-    torch.manual_seed(0)
-    model = create_model(args.model).eval()
-    size = int(model.img_size[0])
-    meta = CheckpointMeta.for_model(model, mpp=effective_mpp(size))
-    ckpt = save_checkpoint(work / f"{args.model}.pt", model, meta)
-    scripted = torch.jit.trace(model, torch.zeros(2, 3, size, size))
+    if args.model == SHIPPED:
+        from ldcsf.shipped import load_shipped
+
+        loaded = load_shipped()
+        model, meta, ckpt = loaded.model, loaded.meta, None
+        size = int(meta.input_size)
+    else:
+        torch.manual_seed(0)
+        model = create_model(args.model).eval()
+        size = int(model.img_size[0])
+        meta = CheckpointMeta.for_model(model, mpp=effective_mpp(size))
+        ckpt = save_checkpoint(work / f"{args.model}.pt", model, meta)
+    with torch.no_grad():
+        scripted = torch.jit.trace(model, torch.zeros(2, 3, size, size))
     ts = work / f"{args.model}.ts"
     scripted.save(str(ts))
     return ckpt, ts, {"tile_px": size, "tile_mpp": meta.mpp, "mean": meta.mean, "std": meta.std}
@@ -162,13 +184,19 @@ def run_measured(command: list[str], env: dict) -> tuple[float, float, subproces
     return seconds, peak / 1024, done
 
 
-def tool_command(tool: str, slide: Path, args, ckpt: Path, ts: Path, spec_path: Path, out: Path) -> list[str]:
+def checkpoint_args(ckpt: Path | None) -> list[str]:
+    return [] if ckpt is None else ["--checkpoint", str(ckpt)]
+
+
+def tool_command(tool: str, slide: Path, args, ckpt: Path | None, ts: Path, spec_path: Path, out: Path) -> list[str]:
     if tool.startswith("ldcsf"):
-        command = [sys.executable, "-m", "ldcsf.cli.main", "slide", str(slide), "--checkpoint", str(ckpt),
+        command = [sys.executable, "-m", "ldcsf.cli.main", "slide", str(slide), *checkpoint_args(ckpt),
                    "--out", str(out), "--batch-size", str(args.batch_size), "--no-progress"]
         command += ["--accelerator", args.accelerator]
         if tool == "ldcsf-openvino":
             command += ["--runtime", "openvino"]
+        if tool == "ldcsf-torch":
+            command += ["--runtime", "torch"]
         if tool == "ldcsf":
             command += ["--num-workers", "0", "--threads", str(args.threads)]
         if tool == "ldcsf-1reader":
@@ -223,8 +251,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="ldcsf-peers-") as tmp:
         work = Path(tmp)
         ckpt, ts, model_spec = prepare_model(args, work)
-        if "ldcsf-openvino" in tools:  # the export is a one-off per checkpoint, like a download: not timed
-            subprocess.run([sys.executable, "-m", "ldcsf.cli.main", "export", "--checkpoint", str(ckpt)], check=True,
+        if any(t in tools for t in ("ldcsf", "ldcsf-default", "ldcsf-openvino", "ldcsf-1reader")):
+            # the export (for `auto` and openvino) is a one-off per checkpoint, like a download: not timed
+            subprocess.run([sys.executable, "-m", "ldcsf.cli.main", "export", *checkpoint_args(ckpt)], check=True,
                            capture_output=True, env=env)
         for slide in slides:
             spec = {**model_spec, "slide_mpp": slide_mpp(slide), "batch_size": args.batch_size,
@@ -232,19 +261,21 @@ def main(argv=None) -> int:
             spec_path = work / "spec.json"
             spec_path.write_text(json.dumps(spec))
             predictions: dict[str, tuple] = {}
+            slide_tools = [t for t in tools if not skipped_here(t, slide, args)]
             for repeat in range(args.repeats):
-                shift = repeat % len(tools)
-                for tool in tools[shift:] + tools[:shift]:
+                shift = repeat % len(slide_tools)
+                for tool in slide_tools[shift:] + slide_tools[:shift]:
                     out = work / f"{tool}-{slide.stem}-{repeat}" / ("out.npz" if not tool.startswith("ldcsf") else "")
                     out.parent.mkdir(parents=True, exist_ok=True)
                     command = tool_command(tool, slide, args, ckpt, ts, spec_path, out)
                     print(f"{slide.name}: {tool} (run {repeat + 1}/{args.repeats}) ...", file=sys.stderr)
+                    load_1min = os.getloadavg()[0]
                     seconds, peak_mb, done = run_measured(command, env)
                     if done.returncode:
                         raise SystemExit(f"peers.py: {tool} failed on {slide}:\n{done.stderr[-2000:]}")
                     predictions[tool] = read_predictions(tool, out)
                     runs.append({"slide": slide.name, "tool": tool, "repeat": repeat, "seconds": seconds,
-                                 "tiles": len(predictions[tool][0]), "peak_rss_mb": peak_mb})
+                                 "tiles": len(predictions[tool][0]), "peak_rss_mb": peak_mb, "load_1min": load_1min})
             for tool, pred in predictions.items():
                 if tool != "ldcsf" and "ldcsf" in predictions:
                     for run in runs:
@@ -257,7 +288,8 @@ def main(argv=None) -> int:
               "tile": model_spec, "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats,
               "status": status, "tools": tools, "runs": runs, "summary": summary,
               "load_average": os.getloadavg(), "load_average_start": load_start,
-              "loaded_machine": loaded_machine(load_start, os.getloadavg()), "agreement_tolerance": AGREEMENT_TOLERANCE,
+              "loaded_machine": loaded_machine(load_start, os.getloadavg(), *[(r["load_1min"],) for r in runs]),
+              "peer_max_side": args.peer_max_side, "agreement_tolerance": AGREEMENT_TOLERANCE,
               "speedup_vs_fastest_peer": speedup(summary, slides[-1].name if slides else None)}
     markdown = render(result, machine)
     md, js = write_results(args.out, markdown, result)
@@ -266,7 +298,17 @@ def main(argv=None) -> int:
     return 0
 
 
-def loaded_machine(*loads: tuple[float, float, float]) -> int | None:
+def skipped_here(tool: str, slide: Path, args) -> bool:
+    """TIAToolbox is left out of slides wider than --peer-max-side (said in the results)."""
+    if tool != "tiatoolbox" or args.peer_max_side is None:
+        return False
+    from ldcsf.wsi.readers import open_slide
+
+    with open_slide(slide) as reader:
+        return max(reader.dimensions) > args.peer_max_side
+
+
+def loaded_machine(*loads: tuple[float, ...]) -> int | None:
     """The core count when a 1-minute load average of the run exceeded it (timings then not from an idle machine)."""
     cores = os.cpu_count() or 1
     return cores if any(load[0] > cores for load in loads) else None
@@ -281,7 +323,8 @@ def summarise(runs: list[dict], slides: list[Path]) -> list[dict]:
             seconds = float(group["seconds"].median())
             row = {"slide": slide.name, "tool": tool, "seconds": seconds, "tiles": int(group["tiles"].iloc[0]),
                    "tiles_per_s": float(group["tiles"].iloc[0]) / seconds, "peak_rss_mb": float(group["peak_rss_mb"].max()),
-                   "runs": len(group)}
+                   "runs": len(group),
+                   "load_1min": float(group["load_1min"].max()) if "load_1min" in group else None}
             for key in ("common_tiles", "max_abs_diff", "decisions_agree"):
                 if key in group and group[key].notna().any():
                     row[key] = group[key].dropna().iloc[-1].item()
@@ -289,28 +332,38 @@ def summarise(runs: list[dict], slides: list[Path]) -> list[dict]:
     return rows
 
 
+#: The ldcsf tool the headline ratios are about: the default install with default options.
+HEADLINE_TOOL = "ldcsf-default"
+
+
+def ours_and_peers(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """ldcsf's rows the headline is about (ldcsf-default when it ran, else every ldcsf tool but the
+    1-reader one) and the peers' rows."""
+    peers = [r for r in rows if not r["tool"].startswith("ldcsf")]
+    ours = [r for r in rows if r["tool"] == HEADLINE_TOOL] or \
+        [r for r in rows if r["tool"].startswith("ldcsf") and r["tool"] != "ldcsf-1reader"]
+    return ours, peers
+
+
 def speedup(summary: list[dict], largest: str | None) -> dict | None:
-    """ldcsf's end-to-end tiles/s over the fastest peer's on the largest slide (each as installed)."""
-    rows = {r["tool"]: r for r in summary if r["slide"] == largest}
-    peers = {t: r for t, r in rows.items() if not t.startswith("ldcsf")}
-    ours = [r for t, r in rows.items() if t.startswith("ldcsf") and t != "ldcsf-1reader"]
+    """ldcsf (as installed) over the fastest peer on the largest slide: tiles/s and seconds per slide."""
+    ours, peers = ours_and_peers([r for r in summary if r["slide"] == largest])
     if not peers or not ours:
         return None
-    fastest_peer = max(peers.values(), key=lambda r: r["tiles_per_s"])
+    fastest_peer = max(peers, key=lambda r: r["tiles_per_s"])
     best = max(ours, key=lambda r: r["tiles_per_s"])
+    quickest_peer, quickest = min(peers, key=lambda r: r["seconds"]), min(ours, key=lambda r: r["seconds"])
     return {"slide": largest, "ldcsf_tool": best["tool"], "peer": fastest_peer["tool"],
             "ratio": best["tiles_per_s"] / fastest_peer["tiles_per_s"],
-            "seconds_ratio": fastest_peer["seconds"] / best["seconds"],
+            "seconds_ratio": quickest_peer["seconds"] / quickest["seconds"],
             "seconds_ratio_by_slide": seconds_ratio_by_slide(summary)}
 
 
 def seconds_ratio_by_slide(summary: list[dict]) -> dict[str, dict]:
-    """Per slide: the fastest peer's seconds per slide over ldcsf's best (above 1: ldcsf is faster)."""
+    """Per slide: the fastest peer's seconds per slide over ldcsf's (above 1: ldcsf is faster)."""
     ratios = {}
     for slide in dict.fromkeys(r["slide"] for r in summary):
-        rows = [r for r in summary if r["slide"] == slide]
-        peers = [r for r in rows if not r["tool"].startswith("ldcsf")]
-        ours = [r for r in rows if r["tool"].startswith("ldcsf") and r["tool"] != "ldcsf-1reader"]
+        ours, peers = ours_and_peers([r for r in summary if r["slide"] == slide])
         if peers and ours:
             peer, best = min(peers, key=lambda r: r["seconds"]), min(ours, key=lambda r: r["seconds"])
             ratios[slide] = {"ldcsf_tool": best["tool"], "peer": peer["tool"],
@@ -321,8 +374,10 @@ def seconds_ratio_by_slide(summary: list[dict]) -> dict[str, dict]:
 def render(result: dict, machine) -> str:
     tile = result["tile"]
     out = ["# ldcsf against its peers\n", provenance(machine, result["command"], result["date"])]
-    out.append(f"- model {result['model']} ({tile['tile_px']} px tiles at {tile['tile_mpp']:g} µm/px), untrained weights "
-               f"(seed 0; speed and agreement do not depend on them), batch {result['batch_size']}, "
+    weights = ("the shipped model (the recommended recipe; ldcsf runs it with no --checkpoint)"
+               if result["model"] == SHIPPED else
+               f"{result['model']}, untrained weights (seed 0; speed and agreement do not depend on them)")
+    out.append(f"- model: {weights}; {tile['tile_px']} px tiles at {tile['tile_mpp']:g} µm/px, batch {result['batch_size']}, "
                f"{result['threads']} thread(s); each tool a fresh process, {result['repeats']} run(s) each, interleaved")
     start = result.get("load_average_start")
     out.append((f"- load average at the start: {', '.join(f'{v:.1f}' for v in start)}; " if start else "- ")
@@ -334,8 +389,12 @@ def render(result: dict, machine) -> str:
                "predicts every grid tile (no tissue detection), TIAToolbox those its own tissue mask keeps")
     out.append(f"- *agree*: on the tiles both predicted, largest |Δ probability| vs ldcsf and share of equal "
                f"decisions at 0.5 (tolerance {result['agreement_tolerance']:g}: the tools resample tiles differently)\n")
-    header = ["slide", "tool", "tiles", "seconds", "tiles/s", "peak RSS (MB)", "common tiles", "max |Δp|", "decisions agree"]
+    if result.get("peer_max_side"):
+        out.append(f"- TIAToolbox ran on slides up to {result['peer_max_side']} px a side (`--peer-max-side`)")
+    header = ["slide", "tool", "tiles", "seconds", "tiles/s", "peak RSS (MB)", "load (1 min)", "common tiles",
+              "max |Δp|", "decisions agree"]
     rows = [[r["slide"], r["tool"], r["tiles"], fmt(r["seconds"]), fmt(r["tiles_per_s"]), fmt(r["peak_rss_mb"], 0),
+             fmt(r["load_1min"]) if r.get("load_1min") is not None else "—",
              r.get("common_tiles", "—"), f"{r['max_abs_diff']:.4f}" if r.get("max_abs_diff") is not None else "—",
              f"{100 * r['decisions_agree']:.1f} %" if r.get("decisions_agree") is not None else "—"]
             for r in result["summary"]]

@@ -69,7 +69,7 @@ FLAGS = {
     },
     "predict": {
         "--batch-size": ("batch_size", 64, "8", 8),
-        "--runtime": ("runtime", "torch", "onnx", "onnx"),
+        "--runtime": ("runtime", "auto", "onnx", "onnx"),
         **DEVICE_FLAGS,
     },
     "slide": {
@@ -84,7 +84,7 @@ FLAGS = {
         "--strategy": ("strategy", "auto", "ddp", "ddp"),
         "--num-nodes": ("num_nodes", 1, "2", 2),
         "--precision": ("precision", None, "bf16", "bf16"),
-        "--runtime": ("runtime", "torch", "onnx", "onnx"),
+        "--runtime": ("runtime", "auto", "onnx", "onnx"),
         "--field-diameter-um": ("field_diameter_um", None, "1500", 1500.0),
         "--tta": ("tta", False, SWITCH, True),
         "--stain-norm": ("stain_norm", None, "none", "none"),

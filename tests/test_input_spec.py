@@ -151,3 +151,13 @@ def test_slide_tiles_and_the_predictor_follow_the_spec(shared_data):
     predictor = Predictor.for_input(torch.nn.Identity(), spec)
     x = predictor.normalise(torch.full((1, 64, 64, 3), 255, dtype=torch.uint8))
     torch.testing.assert_close(x, torch.full((1, 3, 64, 64), 2.0))  # (1 - 0.5) / 0.25
+
+
+def test_imagenet_statistics_are_timms():
+    # Written out in input_spec so that reading a meta never imports timm: they must stay timm's.
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from ldcsf.models.input_spec import IMAGENET_MEAN, IMAGENET_STD
+
+    assert tuple(IMAGENET_MEAN) == tuple(IMAGENET_DEFAULT_MEAN)
+    assert tuple(IMAGENET_STD) == tuple(IMAGENET_DEFAULT_STD)

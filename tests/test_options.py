@@ -89,7 +89,8 @@ def test_defaults_are_those_the_commands_always_had():
             train.warmup_epochs, train.split_fractions) == ("auto", "auto", "32-true", 32, 3e-4, 0.05, 1.0, [0.7, 0.15, 0.15])
     assert train.num_workers == default_num_workers()
     predict = PredictOptions()
-    assert (predict.devices, predict.precision, predict.batch_size, predict.runtime) == (1, "32-true", 64, "torch")
+    # the runtime default became `auto` (the exported model when exact, docs/slides.md): chosen, not drift
+    assert (predict.devices, predict.precision, predict.batch_size, predict.runtime) == (1, "32-true", 64, "auto")
     slide = SlideSettings()
     assert (slide.devices, slide.precision, slide.batch_size, slide.min_tissue, slide.num_workers) == ("auto", None, 64, 0.25, 0)
 

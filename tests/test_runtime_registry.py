@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ldcsf.cli.main import build_parser, main
-from ldcsf.inference.runtimes import REGISTRY, RUNTIMES, check_runtime_device, get_runtime, runtimes_markdown
+from ldcsf.inference.runtimes import (AUTO, REGISTRY, RUNTIME_CHOICES, RUNTIMES, check_runtime_device, get_runtime,
+                                     runtimes_markdown)
 from ldcsf.options import PredictOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +25,8 @@ def runtime_action(command: str):
 @pytest.mark.parametrize("command", ["slide", "predict"])
 def test_the_cli_choices_are_the_registry(command):
     action = runtime_action(command)
-    assert tuple(action.choices) == tuple(REGISTRY) == RUNTIMES
-    assert action.default == PredictOptions.runtime == RUNTIMES[0]
+    assert tuple(action.choices) == RUNTIME_CHOICES == (AUTO, *REGISTRY)
+    assert action.default == PredictOptions.runtime == AUTO  # the fastest exact runtime installed
     for name in RUNTIMES:
         assert name in action.choices
     assert "tensorrt" not in action.choices
@@ -35,7 +36,7 @@ def test_an_unknown_runtime_is_refused_naming_the_choices(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "x.png", "--out", "p.csv", "--runtime", "tensorrt"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "invalid choice: 'tensorrt'" in err and all(repr(name) in err for name in RUNTIMES)
+    assert "invalid choice: 'tensorrt'" in err and all(repr(name) in err for name in RUNTIME_CHOICES)
     with pytest.raises(ValueError, match="unknown runtime 'tensorrt'; choose from torch, onnx, openvino"):
         get_runtime("tensorrt")
 
@@ -58,8 +59,8 @@ def test_the_parser_reads_the_registry_without_loading_torch():
     # The parser is built for every command, `ldcsf slide --help` included: reading the table must stay light.
     code = ("import sys\nfrom ldcsf.cli.main import build_parser\nparser = build_parser()\n"
             "sub = next(a for a in parser._actions if a.dest == 'command').choices['slide']\n"
-            "from ldcsf.inference.runtimes import RUNTIMES\n"
-            "assert '--runtime {' + ','.join(RUNTIMES) + '}' in sub.format_help()\n"
+            "from ldcsf.inference.runtimes import RUNTIME_CHOICES\n"
+            "assert '--runtime {' + ','.join(RUNTIME_CHOICES) + '}' in sub.format_help()\n"
             "assert parser.parse_args(['slide', 's.svs', '--out', 'o', '--runtime', 'openvino']).runtime == 'openvino'\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}

@@ -57,9 +57,9 @@ def test_export_command_and_stale_export_is_remade(checkpoint, capsys):
 
 def test_cli_choices_are_the_runtimes():
     from ldcsf.cli.export import RUNTIME_CHOICES
-    from ldcsf.inference.runtimes import RUNTIMES
+    from ldcsf.inference.runtimes import AUTO, RUNTIMES
 
-    assert RUNTIME_CHOICES == RUNTIMES
+    assert RUNTIME_CHOICES == (AUTO, *RUNTIMES)
 
 
 def test_exported_runtimes_refuse_a_gpu():

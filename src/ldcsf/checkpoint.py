@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
-from .models import MultiLabelClassifier, create_model
 from .models.input_spec import DEFAULT_INTERPOLATION, DEFAULT_MPP, IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from .checkpoint_safety import validate_meta, verify_digest, weights_digest
 from .utils.atomic import atomic_path
@@ -31,6 +30,9 @@ CHECKPOINT_FORMAT = "ldcsf-checkpoint"
 FORMAT_VERSION = 1
 #: Payload key of the weights' SHA-256 (both containers; see `checkpoint_safety.weights_digest`).
 WEIGHTS_DIGEST_KEY = "weights_sha256"
+
+if TYPE_CHECKING:  # the models package loads timm: built only when a model is (`LoadedCheckpoint.model`)
+    from .models import MultiLabelClassifier
 
 
 @dataclass
@@ -114,18 +116,49 @@ class CheckpointMeta:
 
     def build_model(self) -> MultiLabelClassifier:
         """The architecture, with random weights (load the state dict next)."""
+        from .models import create_model
+
         kwargs = {k: v for k, v in self.model_kwargs.items() if k != "labels"}
         return create_model(self.model_name, labels=self.labels, **kwargs)
 
 
-@dataclass
 class LoadedCheckpoint:
-    model: MultiLabelClassifier
-    meta: CheckpointMeta
-    path: Path
-    weights_sha256: str = ""
-    #: where exported copies (ONNX, OpenVINO) are written; None: beside the checkpoint
-    export_dir: Path | None = None
+    """A checkpoint read and checked: its meta, where it came from, and its PyTorch model.
+
+    The model may be given, or built on first use from `build` (`load_checkpoint(..., lazy=True)`):
+    a run on an exported runtime whose file was made from these very weights never needs the
+    PyTorch model, nor timm's ~2 s of imports.
+    """
+
+    def __init__(self, model: "MultiLabelClassifier | None" = None, meta: CheckpointMeta | None = None,
+                 path: str | Path | None = None, weights_sha256: str = "", export_dir: Path | None = None,
+                 *, build: "Callable[[], MultiLabelClassifier] | None" = None) -> None:
+        if model is None and build is None:
+            raise ValueError("LoadedCheckpoint needs a model or a way to build it")
+        if meta is None or path is None:
+            raise ValueError("LoadedCheckpoint needs the checkpoint's meta and path")
+        self._model, self._build = model, build
+        self.meta, self.path, self.weights_sha256 = meta, Path(path), weights_sha256
+        #: where exported copies (ONNX, OpenVINO) are written; None: beside the checkpoint
+        self.export_dir = export_dir
+
+    @property
+    def model(self) -> "MultiLabelClassifier":
+        if self._model is None:
+            self._model, self._build = self._build(), None
+        return self._model
+
+    @model.setter
+    def model(self, model: "MultiLabelClassifier") -> None:
+        self._model, self._build = model, None
+
+    @property
+    def model_built(self) -> bool:
+        """Whether the PyTorch model exists yet (False until a lazily loaded one is first used)."""
+        return self._model is not None
+
+    def __repr__(self) -> str:
+        return f"LoadedCheckpoint(path={str(self.path)!r}, model={self.meta.model_name!r}, built={self.model_built})"
 
 
 def save_checkpoint(path: str | Path, model: MultiLabelClassifier, meta: CheckpointMeta | None = None) -> Path:
@@ -187,13 +220,24 @@ def _read_verified(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor],
     return meta, state, digest
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Rebuild the model of a checkpoint and load its weights; returns model (eval mode) and meta."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", lazy: bool = False) -> LoadedCheckpoint:
+    """Rebuild the model of a checkpoint and load its weights; returns model (eval mode) and meta.
+
+    The file is read, its meta validated and its weights' digest checked here in any case; with
+    `lazy` the model is built on first use (`LoadedCheckpoint.model`), and weights that do not fit
+    it are reported then.
+    """
     meta, state, digest = _read_verified(Path(path))
-    try:
-        model = meta.build_model()
-        model.load_state_dict(state)
-    except (ValueError, RuntimeError) as err:
-        raise ValueError(f"{path}: weights do not match model {meta.model_name!r} ({str(err).splitlines()[0]})") from err
-    model.eval().to(map_location)
-    return LoadedCheckpoint(model=model, meta=meta, path=Path(path), weights_sha256=digest)
+
+    def build() -> "MultiLabelClassifier":
+        try:
+            model = meta.build_model()
+            model.load_state_dict(state)
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(f"{path}: weights do not match model {meta.model_name!r} "
+                             f"({str(err).splitlines()[0]})") from err
+        return model.eval().to(map_location)
+
+    if lazy:
+        return LoadedCheckpoint(meta=meta, path=Path(path), weights_sha256=digest, build=build)
+    return LoadedCheckpoint(model=build(), meta=meta, path=Path(path), weights_sha256=digest)

@@ -64,7 +64,7 @@ class PredictOptions(DeviceOptions):
     batch_size: int = 64
     num_workers: int = field(default_factory=default_num_workers)
     progress: bool = True
-    runtime: str = "torch"  # torch, onnx or openvino (ldcsf.inference.runtimes)
+    runtime: str = "auto"  # auto, torch, onnx or openvino (ldcsf.inference.runtimes)
     trainer_kwargs: dict = field(default_factory=dict)  # more `lightning.Trainer` arguments
 
 
@@ -158,4 +158,4 @@ class SlideSettings(DeviceOptions):
     #: The outputs to write, by name (ldcsf.export.slide_writers; None: all); tsr.json is always written.
     #: Not part of what a result is made from: a rerun asking for more adds them without predicting again.
     outputs: list[str] | None = None
-    runtime: str = PredictOptions.runtime  # torch, onnx or openvino (ldcsf.inference.runtimes)
+    runtime: str = PredictOptions.runtime  # auto, torch, onnx or openvino (ldcsf.inference.runtimes)

@@ -48,8 +48,12 @@ def read_card(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME) -> dict[str,
     return card
 
 
-def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME) -> LoadedCheckpoint:
-    """The shipped model (eval mode, float32) and its meta, after checking the weights' digest."""
+def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME, lazy: bool = False) -> LoadedCheckpoint:
+    """The shipped model (eval mode, float32) and its meta, after checking the weights' digest.
+
+    With `lazy` the PyTorch model is built on first use (`LoadedCheckpoint.model`): a run on its
+    exported file never builds it.
+    """
     from safetensors.torch import load_file
 
     card = read_card(folder, name)
@@ -62,17 +66,21 @@ def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME) -> Loaded
                          "the file is damaged or was replaced (reinstall ldcsf or run `make model`)")
     meta = CheckpointMeta.from_dict(card["meta"])
     check_interval_calibration(card_path(folder, name), meta.interval_calibration)
-    model = _build_pretrained(meta)
-    heads = load_file(str(weights))
-    expected = {k for k in model.state_dict() if not k.startswith(BACKBONE_PREFIX)}
-    if set(heads) != expected:
-        raise ValueError(f"{weights}: its tensors do not match model {meta.model_name!r} "
-                         f"({len(set(heads) ^ expected)} names differ)")
-    state = model.state_dict()
-    state.update({k: v.to(state[k].dtype) for k, v in heads.items()})
-    model.load_state_dict(state)
-    return LoadedCheckpoint(model=model.eval(), meta=meta, path=weights, weights_sha256=digest,
-                            export_dir=export_cache_dir())
+
+    def build():
+        model = _build_pretrained(meta)
+        heads = load_file(str(weights))
+        expected = {k for k in model.state_dict() if not k.startswith(BACKBONE_PREFIX)}
+        if set(heads) != expected:
+            raise ValueError(f"{weights}: its tensors do not match model {meta.model_name!r} "
+                             f"({len(set(heads) ^ expected)} names differ)")
+        state = model.state_dict()
+        state.update({k: v.to(state[k].dtype) for k, v in heads.items()})
+        model.load_state_dict(state)
+        return model.eval()
+
+    where = dict(meta=meta, path=weights, weights_sha256=digest, export_dir=export_cache_dir())
+    return LoadedCheckpoint(build=build, **where) if lazy else LoadedCheckpoint(model=build(), **where)
 
 
 def export_cache_dir() -> Path:

@@ -70,7 +70,8 @@ CHECKPOINT_HELP = ("model.pt or a .ckpt from `ldcsf train` (default: the model t
 
 
 def checkpoint_or_shipped(checkpoint: str | None):
-    """The --checkpoint path as given, or the shipped model (loaded) when there is none."""
+    """The --checkpoint path as given, or the shipped model (read and checked; its PyTorch model is
+    built on first use, which a run on its exported file never makes) when there is none."""
     if checkpoint is not None:
         return checkpoint
     import sys
@@ -79,4 +80,4 @@ def checkpoint_or_shipped(checkpoint: str | None):
 
     print(f"no --checkpoint: using the shipped model {shipped_label(read_card())} (weights for research use "
           "only, not for clinical or commercial use; see docs/model_card.md)", file=sys.stderr)
-    return load_shipped()
+    return load_shipped(lazy=True)

@@ -11,14 +11,13 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from PIL import Image
 
 from ..analysis.areas import paint_subtile
 from ..analysis.grid import TileGrid
 from ..analysis.hotspot import Hotspot
 from ..analysis.label_choice import MIN_DRAWN_AREA, dominant_area_index  # noqa: F401 - also imported from here
-from .figures import _figure_for, add_label_legend, draw_label_index, plot_fraction_heatmap
+from .figures import label_overlay, plot_fraction_heatmap
 
 
 def plot_subtile_overlay(
@@ -31,16 +30,14 @@ def plot_subtile_overlay(
     *,
     title: str = "",
     alpha: float = 0.45,
-) -> Figure:
+) -> Image.Image:
     """Thumbnail with each sub-tile cell tinted by the label of largest estimated area."""
-    fig, ax = _figure_for(thumbnail, title)
+    index = None
     if len(tiles):
         grid = TileGrid.from_tiles(tiles)
-        index = paint_subtile(grid, dominant_area_index(maps).astype(float), fill=-1).astype(int)
-        draw_label_index(ax, index, grid, thumbnail_downsample, list(labels), alpha)
-    add_label_legend(fig, ax, list(labels), hotspot, thumbnail_downsample,
-                     f"largest estimated\narea per sub-tile\n(cells under {MIN_DRAWN_AREA:.0%}: none)")
-    return fig
+        index = (grid, paint_subtile(grid, dominant_area_index(maps).astype(float), fill=-1).astype(int))
+    return label_overlay(thumbnail, thumbnail_downsample, index, list(labels), hotspot, title=title, alpha=alpha,
+                         legend_title=f"largest estimated area per sub-tile (cells under {MIN_DRAWN_AREA:.0%}: none)")
 
 
 def plot_area_heatmap(
@@ -53,7 +50,7 @@ def plot_area_heatmap(
     *,
     title: str = "",
     cmap: str = "magma",
-) -> Figure:
+) -> Image.Image:
     """Estimated area fraction of `label` per sub-tile cell, over a faded thumbnail, with a colour bar."""
     return plot_fraction_heatmap(thumbnail, thumbnail_downsample, tiles, lambda grid: paint_subtile(grid, maps),
                                  f"estimated area fraction of {label}", hotspot, title=title, cmap=cmap)

@@ -11,7 +11,7 @@ from ..checkpoint import LoadedCheckpoint
 from ..options import PredictOptions
 from .gather import GatheredOutputs
 from .predictor import Predictor, prediction_trainer
-from .runtimes import check_runtime_device, runtime_model
+from .runtimes import check_runtime_device, resolve_runtime, runtime_model
 
 
 @dataclass
@@ -31,7 +31,8 @@ def predict_dataset(loaded: LoadedCheckpoint, dataset: Dataset, options: Predict
     """
     check_runtime_device(options.runtime, options.accelerator)
     # The data set's transforms already normalised the images (mean/std apply to uint8 tiles only).
-    predictor = Predictor.for_input(runtime_model(loaded, options.runtime), loaded.meta.input_spec)
+    runtime = resolve_runtime(options.runtime, loaded, options.accelerator, options.precision)
+    predictor = Predictor.for_input(runtime_model(loaded, runtime), loaded.meta.input_spec)
     gathered = GatheredOutputs(len(loaded.meta.labels))
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers)
     trainer = prediction_trainer(**options.lightning_kwargs(), callbacks=[gathered], progress=options.progress,

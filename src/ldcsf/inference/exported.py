@@ -6,6 +6,10 @@ or on first use) and records the SHA-256 of the checkpoint it came from: a file 
 is never used, it is remade. Every exported file is checked once against PyTorch on the same input
 before it is kept (`EXPORT_TOLERANCE`), so an engine that is not exact for a model fails at export,
 not silently in a slide's numbers. Which engine runs is `runtimes.REGISTRY`'s choice.
+
+Beside the file, `model.onnx.json` (`ExportRecord`) keeps the checkpoint's and the file's SHA-256
+and the difference the check measured: a later run trusts the file from that record alone, without
+importing `onnx` or building the PyTorch model (timm), which is most of a small slide's start-up.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 EXPORT_TOLERANCE = 1e-4
 ONNX_OPSET = 17
 _SHA_KEY = "ldcsf_checkpoint_sha256"
+#: Version of the record beside an exported file; a record of another version means "export again".
+RECORD_VERSION = 1
 
 
 class RuntimeMissingError(ImportError, ValueError):
@@ -52,13 +58,49 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def require_package(module: str, runtime: str):
+def record_path(onnx_file: str | Path) -> Path:
+    """The record beside an exported file: `model.onnx` -> `model.onnx.json`."""
+    return Path(onnx_file).with_name(Path(onnx_file).name + ".json")
+
+
+def read_record(onnx_file: str | Path) -> dict | None:
+    """The export record of `onnx_file`, or None when it has none (or an unreadable or older one)."""
+    import json
+
+    try:
+        record = json.loads(record_path(onnx_file).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("version") == RECORD_VERSION else None
+
+
+def trusted_export(onnx_file: str | Path, checkpoint_sha256: str) -> dict | None:
+    """The record of `onnx_file` when it says the file was exported from these weights and the file
+    is the one it was written with (its SHA-256); else None: the file must be exported again."""
+    record = read_record(onnx_file)
+    if record is None or record.get("checkpoint_sha256") != checkpoint_sha256 or not Path(onnx_file).is_file():
+        return None
+    return record if file_sha256(onnx_file) == record.get("onnx_sha256") else None
+
+
+def check_installed(needs: tuple[str, ...], runtime: str, extra: str | None = None) -> None:
+    """RuntimeMissingError (one line) unless every package in `needs` is installed (found, not imported:
+    `onnx` alone takes 0.5 s to import, and a trusted file needs no `onnx`)."""
+    import importlib.util
+
+    for module in needs:
+        if importlib.util.find_spec(module) is None:
+            require_package(module, runtime, extra)  # raises the one-line error
+
+
+def require_package(module: str, runtime: str, extra: str | None = None):
     """The imported package `module`, or RuntimeMissingError (one line) naming the runtime that needs it."""
     try:
         return __import__(module)
     except ImportError as err:
         raise RuntimeMissingError(
-            f"--runtime {runtime} needs the Python package {module!r}: pip install 'ldcsf[runtimes]'"
+            f"--runtime {runtime} needs the Python package {module!r}: "
+            + (f"pip install 'ldcsf[{extra}]'" if extra else f"pip install {module} (a dependency of ldcsf)")
         ) from err
 
 
@@ -90,9 +132,19 @@ def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: 
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(graph, str(tmp))
-        if check:
-            check_export(model, OnnxRuntimeModel(tmp), side, source=out)
+        difference = check_export(model, OnnxRuntimeModel(tmp), side, source=out) if check else None
+    write_record(out, checkpoint_sha256=file_sha256(loaded.path), max_difference=difference)
     return out
+
+
+def write_record(onnx_file: Path, checkpoint_sha256: str, max_difference: float | None) -> None:
+    """Write the export record beside `onnx_file` (after the file itself: a record never names a missing file)."""
+    from ..utils.atomic import write_json_atomic
+
+    write_json_atomic(record_path(onnx_file), {
+        "version": RECORD_VERSION, "checkpoint_sha256": checkpoint_sha256, "onnx_sha256": file_sha256(onnx_file),
+        "max_difference": max_difference, "tolerance": EXPORT_TOLERANCE, "opset": ONNX_OPSET,
+    })
 
 
 def check_export(reference: nn.Module, exported: nn.Module, side: int, source: Path, batch: int = 3) -> float:
@@ -126,9 +178,10 @@ def exported_sha(path: str | Path) -> str | None:
 
 
 def ensure_onnx(loaded: LoadedCheckpoint) -> Path:
-    """The checkpoint's ONNX file, exported now when it is missing or made from other weights."""
+    """The checkpoint's ONNX file, exported now when it is missing, made from other weights, or has
+    no record of its check (`trusted_export`)."""
     path = onnx_path_for(loaded.path, loaded.export_dir)
-    if path.is_file() and exported_sha(path) == file_sha256(loaded.path):
+    if trusted_export(path, file_sha256(loaded.path)) is not None:
         return path
     log.info("exporting %s to %s (once; reused while the checkpoint is unchanged)", loaded.path.name, path)
     try:
@@ -201,7 +254,7 @@ class OpenVinoModel(_ExportedModel):
 
     def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32") -> None:
         super().__init__()
-        ov = require_package("openvino", "openvino")
+        ov = require_package("openvino", "openvino", "runtimes")
         core = ov.Core()
         config: dict[str, Any] = {
             "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),

@@ -7,14 +7,15 @@ runs): `--runtime`'s choices and the table in docs/slides.md are read from it, s
 is one entry here and its engine class (in `exported.py`, called like the PyTorch model).
 
 On a CPU an inference engine that fuses the whole graph ahead of time can beat eager PyTorch
-(benchmarks/runtimes.py measures by how much, per model). The exported runtimes are an optional
-extra (`pip install ldcsf[runtimes]`): they add ~150 MB of native libraries that GPU users never
-need. This file imports nothing heavy, so the CLI reads the table without loading torch.
+(benchmarks/runtimes.py measures by how much, per model). ONNX Runtime installs with ldcsf and is
+the CPU default (`auto`); OpenVINO is the optional extra `pip install 'ldcsf[runtimes]'`. This
+file imports nothing heavy, so the CLI reads the table without loading torch.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
     from ..checkpoint import LoadedCheckpoint
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -33,7 +36,8 @@ class Runtime:
     engine: the class in `ldcsf.inference.exported` built from the exported ONNX file and a thread
         count, called like the PyTorch model (named, not imported: reading this table loads no
         engine); None: the PyTorch model itself.
-    needs: the Python packages it needs, checked in this order (all in the `runtimes` extra).
+    needs: the Python packages it needs, checked in this order.
+    extra: the pip extra that installs them (`pip install 'ldcsf[<extra>]'`); None: ldcsf's own dependencies.
     """
 
     name: str
@@ -41,6 +45,7 @@ class Runtime:
     needs: tuple[str, ...]
     cpu_only: bool
     description: str
+    extra: str | None = None
 
     def engine_class(self) -> type:
         from . import exported
@@ -53,10 +58,69 @@ REGISTRY: dict[str, Runtime] = {runtime.name: runtime for runtime in (
     Runtime("torch", None, (), False, "eager PyTorch"),
     Runtime("onnx", "OnnxRuntimeModel", ("onnxruntime", "onnx"), True, "the exported ONNX file on ONNX Runtime"),
     Runtime("openvino", "OpenVinoModel", ("openvino", "onnx"), True,
-            "the exported ONNX file compiled by OpenVINO, fp32"),
+            "the exported ONNX file compiled by OpenVINO, fp32", extra="runtimes"),
 )}
-#: `--runtime` choices.
+#: The registry's runtimes.
 RUNTIMES = tuple(REGISTRY)
+#: The default: the fastest runtime that is exact for this model and installed here (`resolve_runtime`).
+AUTO = "auto"
+#: `--runtime` choices.
+RUNTIME_CHOICES = (AUTO, *RUNTIMES)
+#: What `auto` tries on a CPU, in order. ONNX Runtime: 1.7x eager PyTorch on the CPU for ldcsf_swin_mini
+#: and Swin-T (benchmarks/results/runtimes.md), probabilities within 1e-7, and no timm to import once
+#: the file exists (docs/benchmarks.md, "Fixed cost of one slide"). OpenVINO is as fast but 180 MB
+#: installed against ONNX Runtime's 78 MB, so it runs only when asked for.
+AUTO_ORDER = ("onnx",)
+#: Largest probability difference against PyTorch at which `auto` takes an exported runtime: it
+#: must give the same numbers, not merely close ones (explicit choices allow `exported.EXPORT_TOLERANCE`).
+AUTO_TOLERANCE = 1e-5
+
+
+def runs_on_gpu(accelerator: str) -> bool:
+    """Whether `accelerator` puts the model on a GPU (or Apple's MPS) here."""
+    import torch
+
+    accelerator = str(accelerator).lower()
+    if accelerator == "auto":
+        return torch.cuda.is_available() or torch.backends.mps.is_available()
+    return accelerator in ("gpu", "cuda", "mps")
+
+
+def installed(runtime: Runtime) -> bool:
+    """Whether every package `runtime` needs can be imported here (found, not imported)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(package) is not None for package in runtime.needs)
+
+
+def resolve_runtime(name: str, loaded: LoadedCheckpoint, accelerator: str = "auto",
+                    precision: str | None = None) -> str:
+    """The registry name that runs `loaded`: `name` itself, or for `auto` the first of `AUTO_ORDER`
+    that is installed and exact for this model (within `AUTO_TOLERANCE`, checked once when it is
+    exported), else torch. On a GPU `auto` is torch; so it is for an ensemble, whose members' own
+    outputs (the TSR interval's model part) the exported file does not give, and for a precision
+    other than full (`--precision bf16` asks for PyTorch's autocast; the exported engines are fp32).
+    """
+    if name != AUTO:
+        get_runtime(name)
+        return name
+    full_precision = precision is None or str(precision) in ("32", "32-true")
+    if runs_on_gpu(accelerator) or not full_precision or int(loaded.meta.model_kwargs.get("ensemble", 1) or 1) > 1:
+        return "torch"
+    for candidate in AUTO_ORDER:
+        entry = get_runtime(candidate)
+        if not installed(entry):
+            continue
+        try:
+            engine = runtime_model(loaded, candidate)
+        except (ValueError, OSError, ImportError) as err:  # not exportable, not exact, a read-only folder
+            log.warning("%s: --runtime auto runs PyTorch (%s: %s)", loaded.path.name, candidate, err)
+            continue
+        difference = getattr(engine, "max_difference", None)
+        if difference is not None and difference <= AUTO_TOLERANCE:
+            return candidate
+        log.info("%s: --runtime auto runs PyTorch (%s differs by %s)", loaded.path.name, candidate, difference)
+    return "torch"
 
 
 def get_runtime(name: str) -> Runtime:
@@ -70,7 +134,9 @@ def runtimes_markdown() -> str:
     """The registry as the Markdown table docs/slides.md shows (a test keeps the two equal)."""
     rows = ["| `--runtime` | runs on | needs | what runs the model |", "|---|---|---|---|"]
     for runtime in REGISTRY.values():
-        needs = ", ".join(f"`{package}`" for package in runtime.needs) or "(installed with ldcsf)"
+        needs = ", ".join(f"`{package}`" for package in runtime.needs)
+        needs = f"{needs} (`pip install 'ldcsf[{runtime.extra}]'`)" if runtime.extra else \
+            f"{needs} (installed with ldcsf)".strip()
         rows.append(f"| `{runtime.name}` | {'CPU' if runtime.cpu_only else 'any device'} | {needs} | "
                     f"{runtime.description} |")
     return "\n".join(rows)
@@ -84,25 +150,27 @@ def runtime_model(loaded: LoadedCheckpoint, runtime: str = "torch", threads: int
     """The checkpoint's model on `runtime` (a name in `REGISTRY`), as a torch module."""
     import torch
 
-    from .exported import ensure_onnx, require_package
+    from .exported import check_installed, ensure_onnx, read_record
 
-    entry = get_runtime(runtime)
+    entry = get_runtime(resolve_runtime(runtime, loaded) if runtime == AUTO else runtime)
     if entry.engine is None:
         return loaded.model
     threads = int(threads or torch.get_num_threads())
-    key = (str(Path(loaded.path).resolve()), id(loaded), runtime, threads)
+    key = (str(Path(loaded.path).resolve()), id(loaded), entry.name, threads)
     if key not in _ENGINES:
-        for package in entry.needs:
-            require_package(package, runtime)
-        model = entry.engine_class()(ensure_onnx(loaded), threads)
+        check_installed(entry.needs, entry.name, entry.extra)
+        path = ensure_onnx(loaded)
+        model = entry.engine_class()(path, threads)
+        #: what the export's check measured against PyTorch (`resolve_runtime` reads it)
+        model.max_difference = (read_record(path) or {}).get("max_difference")
         _ENGINES.clear()  # one engine at a time: a session holds the whole model's memory
         _ENGINES[key] = model.describe(loaded)
     return _ENGINES[key]
 
 
 def check_runtime_device(runtime: str, accelerator: str) -> None:
-    """A CPU-only runtime refuses a GPU accelerator in one line."""
-    if not get_runtime(runtime).cpu_only:
+    """A CPU-only runtime refuses a GPU accelerator in one line (`auto` picks one that fits)."""
+    if runtime == AUTO or not get_runtime(runtime).cpu_only:
         return
     import torch
 

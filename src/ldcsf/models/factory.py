@@ -14,9 +14,21 @@ from typing import Callable, Sequence
 
 import torch
 
-from .baselines import TimmClassifier
 from .base import MultiLabelClassifier, resolve_labels
-from .ldcsf import LDCSF
+
+
+# The model classes are imported when a variant is built, not with the registry: they import timm
+# (with torchvision, ~1 s), which reading a checkpoint's meta or running its exported file never needs.
+def _ldcsf_model(**kwargs) -> MultiLabelClassifier:
+    from .ldcsf import LDCSF
+
+    return LDCSF(**kwargs)
+
+
+def _timm_classifier(**kwargs) -> MultiLabelClassifier:
+    from .baselines import TimmClassifier
+
+    return TimmClassifier(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -48,22 +60,22 @@ _SWIN_T = "swin_tiny_patch4_window7_224"
 # -- LDCSF -------------------------------------------------------------------------------------
 @register("LDCSF on any timm backbone: backbone=NAME (default Swin-T), input at its pretrained size")
 def ldcsf(**kwargs) -> MultiLabelClassifier:
-    return LDCSF(**{"backbone": _SWIN_T, "resnet_planes": 128, **kwargs})
+    return _ldcsf_model(**{"backbone": _SWIN_T, "resnet_planes": 128, **kwargs})
 
 
 @register("LDCSF, paper scale: Swin-T backbone (ImageNet weights by name), 224 px")
 def ldcsf_swin_tiny(**kwargs) -> MultiLabelClassifier:
-    return LDCSF(backbone=_SWIN_T, **{"img_size": 224, "resnet_planes": 128, **kwargs})
+    return _ldcsf_model(backbone=_SWIN_T, **{"img_size": 224, "resnet_planes": 128, **kwargs})
 
 
 @register("LDCSF, CPU-trainable: Swin embed 48, depths 2-2-2-2, window 4, 128 px")
 def ldcsf_swin_mini(**kwargs) -> MultiLabelClassifier:
-    return LDCSF(backbone=_SWIN_T, **{"img_size": 128, "backbone_kwargs": _SWIN_MINI, "resnet_planes": 64, **kwargs})
+    return _ldcsf_model(backbone=_SWIN_T, **{"img_size": 128, "backbone_kwargs": _SWIN_MINI, "resnet_planes": 64, **kwargs})
 
 
 @register("LDCSF, for tests: Swin embed 16, depths 1-1-1-1, window 4, 64 px")
 def ldcsf_swin_micro(**kwargs) -> MultiLabelClassifier:
-    return LDCSF(
+    return _ldcsf_model(
         backbone=_SWIN_T,
         **{"img_size": 64, "backbone_kwargs": _SWIN_MICRO, "resnet_planes": 8, "resnet_blocks": 1, **kwargs},
     )
@@ -72,27 +84,27 @@ def ldcsf_swin_micro(**kwargs) -> MultiLabelClassifier:
 # -- baselines: the same backbones pooled, and ResNets ---------------------------------------
 @register("baseline: plain Swin-T, pooled, linear head, 224 px")
 def swin_tiny(**kwargs) -> MultiLabelClassifier:
-    return TimmClassifier(backbone=_SWIN_T, **{"img_size": 224, "drop_path_rate": 0.1, **kwargs})
+    return _timm_classifier(backbone=_SWIN_T, **{"img_size": 224, "drop_path_rate": 0.1, **kwargs})
 
 
 @register("baseline: plain Swin of ldcsf_swin_mini's size, 128 px")
 def swin_mini(**kwargs) -> MultiLabelClassifier:
-    return TimmClassifier(backbone=_SWIN_T, **{"img_size": 128, "backbone_kwargs": _SWIN_MINI, **kwargs})
+    return _timm_classifier(backbone=_SWIN_T, **{"img_size": 128, "backbone_kwargs": _SWIN_MINI, **kwargs})
 
 
 @register("baseline: plain Swin of ldcsf_swin_micro's size, for tests, 64 px")
 def swin_micro(**kwargs) -> MultiLabelClassifier:
-    return TimmClassifier(backbone=_SWIN_T, **{"img_size": 64, "backbone_kwargs": _SWIN_MICRO, **kwargs})
+    return _timm_classifier(backbone=_SWIN_T, **{"img_size": 64, "backbone_kwargs": _SWIN_MICRO, **kwargs})
 
 
 @register("baseline: ResNet-18 (timm), 224 px")
 def resnet18(**kwargs) -> MultiLabelClassifier:
-    return TimmClassifier(backbone="resnet18", **{"img_size": 224, **kwargs})
+    return _timm_classifier(backbone="resnet18", **{"img_size": 224, **kwargs})
 
 
 @register("baseline: ResNet-50 (timm), 224 px")
 def resnet50(**kwargs) -> MultiLabelClassifier:
-    return TimmClassifier(backbone="resnet50", **{"img_size": 224, **kwargs})
+    return _timm_classifier(backbone="resnet50", **{"img_size": 224, **kwargs})
 
 
 # -- the factory -------------------------------------------------------------------------------

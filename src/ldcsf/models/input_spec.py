@@ -23,12 +23,12 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
 #: Default µm/px of the model's input: 0.5 µm/px, i.e. a 20x objective scan.
 DEFAULT_MPP = 0.5
-#: ImageNet's channel statistics: checkpoints from before mean/std were recorded were trained with them.
-IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+#: ImageNet's channel statistics (timm.data's IMAGENET_DEFAULT_MEAN/STD, written out so that reading
+#: a checkpoint's meta never imports timm; tests/test_input_spec.py holds them equal): checkpoints
+#: from before mean/std were recorded were trained with them.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 #: Resampling of checkpoints from before interpolation was recorded.
 DEFAULT_INTERPOLATION = "bilinear"
 INTERPOLATIONS = ("bilinear", "bicubic")

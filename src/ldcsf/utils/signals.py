@@ -73,6 +73,18 @@ def raise_pending_stop() -> None:
         raise StopRequested(signum)
 
 
+@contextmanager
+def stops_at_batch_ends() -> Iterator[None]:
+    """While the block runs, a stop signal waits for `raise_pending_stop()` (called after each batch);
+    at the block's end a held one is raised. The plain prediction loop's `StopAtBatchEnd`."""
+    _state["defer"] = True
+    try:
+        yield
+    finally:
+        _state["defer"] = False
+    raise_pending_stop()
+
+
 def stop_at_batch_end_callback():
     """A Lightning callback that holds a stop signal until the batch in progress is done."""
     import lightning as L

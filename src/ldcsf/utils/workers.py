@@ -43,3 +43,22 @@ def leave_stop_signals_to_parent(worker_id: int = 0) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_stop)
+
+
+#: Where a multi-process launcher puts a process's rank, in the order Lightning reads them
+#: (`lightning.fabric.utilities.rank_zero._get_rank`).
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def global_rank() -> int:
+    """This process's rank in a multi-process run, 0 when alone: Lightning's own count, read without
+    importing Lightning (a one-device run never loads it)."""
+    from lightning_utilities.core.rank_zero import rank_zero_only  # Lightning's `rank_zero_only`, same object
+
+    rank = getattr(rank_zero_only, "rank", None)  # set once Lightning is imported, or by a strategy
+    if rank is not None:
+        return int(rank)
+    for variable in _RANK_VARIABLES:
+        if variable in os.environ:
+            return int(os.environ[variable])
+    return 0

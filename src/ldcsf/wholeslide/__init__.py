@@ -7,7 +7,7 @@ Running the model itself is `ldcsf.inference`'s (the one `Predictor`, runtimes, 
 from .cohort import collect_slides, run_cohort
 from .pipeline import NoTissueError, SlideResult, SlideSettings, run_slide, slide_id_for
 from .tile_dataset import TileDataset
-from .tile_prediction import PredictionStore, TilePredictor, predict_tiles
+from .tile_prediction import PredictionStore, predict_tiles
 
 __all__ = [
     "NoTissueError",
@@ -22,3 +22,12 @@ __all__ = [
     "run_slide",
     "slide_id_for",
 ]
+
+
+def __getattr__(name: str):
+    # The Lightning predictor on first use: a slide run on one device never loads Lightning.
+    if name == "TilePredictor":
+        from ..inference.predictor import Predictor
+
+        return Predictor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

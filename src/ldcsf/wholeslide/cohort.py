@@ -28,11 +28,12 @@ from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..export.spreadsheet import FORMULA_STARTS, guarded_cell  # noqa: F401 - FORMULA_STARTS is also imported from here
 from ..utils.atomic import sweep_stale_temporaries, write_json_atomic
 from ..utils.paths import check_output_dir, path_inside, printable_name
-from ..utils.signals import stop_at_batch_end_callback
+from ..utils.workers import global_rank
 from ..wsi.formats import SLIDE_EXTENSIONS, find_slides, named_like_a_slide, one_entry_per_slide
 from .fingerprint import OutputMismatchError
 from .input_checks import check_tsr_labels
-from .pipeline import SlideSettings, run_slide, slide_id_for
+from ..inference.runtimes import check_runtime_device
+from .pipeline import SlideSettings, run_slide, settle_runtime, slide_id_for
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,6 @@ def run_cohort(
 
     `slides` are slide files, folders or list files (see `collect_slides`).
     """
-    from lightning.pytorch.utilities import rank_zero_only
-
     from ..export.slide_writers import chosen_outputs
 
     settings = settings or SlideSettings()
@@ -112,10 +111,11 @@ def run_cohort(
     sweep_stale_temporaries(out_dir, min_age_s=STALE_TEMPORARY_S)
     paths = collect_slides(slides, exclude=out_dir)
     # Load once for the whole cohort; a bad checkpoint stops here, before any slide.
-    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint, lazy=True)
     check_tsr_labels(loaded.meta.labels, str(loaded.path))
+    check_runtime_device(settings.runtime, settings.accelerator)
+    settle_runtime(settings, loaded)  # a model that cannot run stops here too
     columns = cohort_columns()
-    callbacks = (*callbacks, stop_at_batch_end_callback())
     rows: list[dict] = []
     table_writes = TableWrites()
     bar = tqdm(paths, desc="cohort", unit="slide", disable=not settings.progress or len(paths) < 2)
@@ -141,7 +141,7 @@ def run_cohort(
         if not row:  # not global rank 0 under DDP: rank 0 writes the records
             continue
         rows.append(row)
-        if rank_zero_only.rank == 0 and table_writes.due(last=number == len(paths)):
+        if global_rank() == 0 and table_writes.due(last=number == len(paths)):
             # Built and written under one lock: the last writer has seen every finished slide.
             with folder_lock(out_dir / COHORT_LOCK_FILE, wait=True), table_writes.timed():
                 write_cohort_csv(cohort_table(out_dir, rows), out_dir / COHORT_CSV)
@@ -222,10 +222,8 @@ def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
 @contextmanager
 def slide_folder_lock(slide_dir: Path):
     """Hold an exclusive lock on a slide folder, or fail at once if another process holds it."""
-    from lightning.pytorch.utilities import rank_zero_only
-
     slide_dir.mkdir(parents=True, exist_ok=True)
-    if getattr(rank_zero_only, "rank", 0) != 0:  # under DDP the processes of one run share the slide
+    if global_rank() != 0:  # under DDP the processes of one run share the slide
         yield
         return
     with folder_lock(slide_dir / LOCK_FILE, wait=False, busy=f"{slide_dir}: another ldcsf run is working "

@@ -130,13 +130,15 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
     if len(boxes) <= max(settings.batch_size, MIN_TILES_TO_MEASURE):
         return replace(settings, num_workers=0)
     from .tile_dataset import TileDataset
-    from ..inference.predictor import Predictor
+    from ..inference.batch_predictor import BatchPredictor
     from ..inference.runtimes import runtime_model
 
     meta = loaded.meta
     boxes = np.asarray(boxes)[:sample]
     data = TileDataset(slide_path, boxes, np.arange(len(boxes)), meta.input_size, mpp=settings.mpp)
-    to_input = Predictor.for_input(loaded.model, meta.input_spec).normalise
+    # Normalisation alone (float32, as every model and exported engine here takes it): building the
+    # PyTorch model only for this would cost an exported runtime's whole saving.
+    to_input = BatchPredictor.for_input(torch.nn.Identity(), meta.input_spec).normalise
     try:
         split = choose_split(data.read_tile, len(data), lambda t: runtime_model(loaded, settings.runtime, t), to_input,
                              fixed_threads=getattr(settings, "threads", None), sample=sample)

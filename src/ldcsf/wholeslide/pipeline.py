@@ -44,7 +44,7 @@ from .plan import (  # noqa: F401 - THUMBNAIL_SIZE and NoTissueError are also im
     plan_slide,
     recorded_settings,
 )
-from ..inference.runtimes import check_runtime_device
+from ..inference.runtimes import check_runtime_device, resolve_runtime
 from .slide_prediction import add_predictions, predict_slide, stain_norm_for  # noqa: F401 - add_predictions too
 from .core_split import settle_split
 
@@ -80,6 +80,16 @@ def finished_record(slide_dir: str | Path) -> dict | None:
     except (OSError, ValueError) as err:
         log.warning("%s; the slide is predicted again", err)
         return None
+
+
+def settle_runtime(settings: SlideSettings, loaded: LoadedCheckpoint) -> None:
+    """Put the runtime that will run the model in `settings` (`--runtime auto` decided once, kept for
+    a cohort's other slides, and recorded in tsr.json as what ran), with the model it needs made
+    now: a model that cannot be built or exported fails here, before any slide is read."""
+    from ..inference.runtimes import runtime_model
+
+    settings.runtime = resolve_runtime(settings.runtime, loaded, settings.accelerator, settings.precision)
+    runtime_model(loaded, settings.runtime)
 
 
 @dataclass
@@ -131,8 +141,9 @@ def run_slide(
     slide_id = slide_id or slide_id_for(slide_path)
     out_dir = check_output_dir(out_dir)
     check_slide_path(slide_path)
-    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint, lazy=True)
     check_runtime_device(settings.runtime, settings.accelerator)
+    settle_runtime(settings, loaded)
     meta = loaded.meta
     check_tsr_labels(meta.labels, str(loaded.path))
     calibration = check_interval_calibration(loaded.path, meta.interval_calibration)  # before any work

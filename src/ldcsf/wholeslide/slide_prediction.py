@@ -65,14 +65,14 @@ def predict_slide(plan: SlidePlan, loaded, settings, store: PredictionStore, sta
     input_spec = replace(meta.input_spec, stain_norm=stain_norm)
     n_tiles = len(plan.tiles)
     if len(store.done_indices()) < n_tiles:
-        trainer = predict_tiles(
+        holds_results = predict_tiles(
             runtime_model(loaded, settings.runtime), store, _dataset_maker(plan, input_spec, settings),
             batch_size=settings.batch_size, num_workers=settings.num_workers, mean=input_spec.mean, std=input_spec.std,
             tta=settings.tta, accelerator=settings.accelerator, devices=settings.devices,
             strategy=settings.strategy, num_nodes=settings.num_nodes, precision=settings.precision,
             callbacks=callbacks, progress=settings.progress, members=True,
         )
-        if not trainer.is_global_zero:
+        if not holds_results:
             return None
 
     probs = store.collect(n_tiles, len(meta.labels))

@@ -61,8 +61,6 @@ class TileDataset(Dataset):
         interpolation: str = "bilinear",
         stain_norm: dict | None = None,
     ) -> None:
-        from ..data.transforms import stain_normalizer_from
-
         self.slide_path = Path(slide_path)
         self.boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -71,7 +69,11 @@ class TileDataset(Dataset):
         self.out_size = int(out_size)
         self.mpp = mpp
         self.interpolation = interpolation
-        self.stain_normalizer = stain_normalizer_from(stain_norm)
+        self.stain_normalizer = None
+        if stain_norm:  # the transforms module loads torchvision (~1 s): only for a model that needs it
+            from ..data.transforms import stain_normalizer_from
+
+            self.stain_normalizer = stain_normalizer_from(stain_norm)
         self._reader: SlideReader | None = None
 
     @classmethod

@@ -1,157 +1,95 @@
 """Batched tile prediction of a slide, written to disk batch by batch so it can resume.
 
-`Trainer.predict` runs the one `Predictor` (`predictor.py`) and does the device work: placement,
-mixed precision, several devices or nodes (each gets a share of the tiles through Lightning's
-distributed sampler). A `BasePredictionWriter` saves every finished batch as one small file in a parts folder; a rerun
+Every finished batch goes to the slide's `PredictionStore` (one small file per batch); a rerun
 predicts only the tiles no part file holds yet. Nothing is kept in memory per slide beyond one
 batch, so memory stays flat however large the slide.
+
+One process on one device in full precision (a laptop, a workstation, one GPU) runs the
+`BatchPredictor` in a plain loop here. Anything more (several devices or nodes, mixed precision,
+Lightning callbacks) goes through Lightning's `Trainer.predict` (`distributed_prediction`): its
+import and start-up cost about 1 s, most of a small slide's prediction time on a CPU, and buy
+nothing for one process.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
 from typing import Any, Sequence
 
-import lightning as L
-import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
-from ..utils.atomic import atomic_path, write_json_atomic
+from ..inference.batch_predictor import BatchPredictor
+from ..options import lightning_precision
 from ..utils.workers import leave_stop_signals_to_parent
-from .tile_dataset import TileDataset
-from ..inference.predictor import Predictor, prediction_trainer
-
-#: The predictor's former name, kept for code that imports it from here.
-TilePredictor = Predictor
+from .prediction_store import PredictionStore  # noqa: F401 - where callers have imported it from
 
 
-class PredictionStore:
-    """The parts folder of one slide: one .npz per predicted batch, plus the settings they belong to.
+def __getattr__(name: str):
+    # The predictor's former name here, and the Lightning pieces that moved to distributed_prediction.
+    if name == "TilePredictor":
+        from ..inference.predictor import Predictor
 
-    Parts are only reused while the settings (slide, checkpoint, tiling) are the same; any change
-    empties the folder so stale predictions never mix with new ones.
+        return Predictor
+    if name in ("PartWriter", "RemainingTiles", "make_trainer"):
+        from . import distributed_prediction
+
+        return getattr(distributed_prediction, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def in_process_device(accelerator: str = "auto", devices: Any = "auto", strategy: str = "auto", num_nodes: int = 1,
+                      precision: str | None = None, callbacks: Sequence = ()) -> torch.device | None:
+    """The one device a plain loop predicts on, or None when the run needs Lightning.
+
+    Lightning is needed for more than one process (several devices or nodes, a named strategy),
+    for mixed or half precision, and for callbacks (they are Lightning callbacks). `devices="auto"`
+    is one device on a CPU and on a machine with one GPU, as Lightning counts it.
     """
-
-    SETTINGS = "settings.json"
-
-    def __init__(self, directory: str | Path, fingerprint: dict[str, Any]) -> None:
-        self.directory = Path(directory)
-        self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
-
-    def matches(self) -> bool:
-        path = self.directory / self.SETTINGS
-        try:
-            return json.loads(path.read_text()) == self.fingerprint
-        except (OSError, ValueError):
-            return False
-
-    def prepare(self) -> None:
-        """Keep the parts when they were made with these settings; otherwise start afresh."""
-        if not self.matches():
-            self.clear()
-            self.directory.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.directory / self.SETTINGS, self.fingerprint)
-
-    def part_files(self) -> list[Path]:
-        return sorted(self.directory.glob("part-*.npz")) if self.matches() else []
-
-    def write_batch(self, index: np.ndarray, probs: np.ndarray, rank: int, areas: np.ndarray | None = None,
-                    member_probs: np.ndarray | None = None, member_areas: np.ndarray | None = None) -> None:
-        name = f"part-r{rank:03d}-{int(index.min()):08d}-{len(index):05d}.npz"
-        extra = {} if areas is None else {"areas": areas.astype(np.float16)}
-        if member_probs is not None:
-            extra["member_probs"] = member_probs.astype(np.float32)
-        if member_areas is not None:
-            extra["member_areas"] = member_areas.astype(np.float16)
-        with atomic_path(self.directory / name) as tmp:
-            np.savez(tmp, index=index, probs=probs, **extra)
-
-    def done_indices(self) -> np.ndarray:
-        done = [np.load(path)["index"] for path in self.part_files()]
-        return np.unique(np.concatenate(done)) if done else np.zeros(0, dtype=np.int64)
-
-    def collect(self, n_tiles: int, n_labels: int) -> np.ndarray:
-        """(n_tiles, n_labels) probabilities; NaN where no part holds the tile."""
-        probs = np.full((n_tiles, n_labels), np.nan, dtype=np.float32)
-        for path in self.part_files():
-            with np.load(path) as part:
-                probs[part["index"]] = part["probs"]
-        return probs
-
-    def collect_areas(self, n_tiles: int, key: str = "areas") -> np.ndarray | None:
-        """(n_tiles, n_labels, h, w) sub-tile area maps of a model with an area head, else None.
-
-        `key`: "member_probs" (n_tiles, K, n_labels) or "member_areas" (n_tiles, K, n_labels, h, w) read
-        an ensemble's per-member outputs the same way (None when the parts have none).
-        """
-        maps = None
-        for path in self.part_files():
-            with np.load(path) as part:
-                if key not in part:
-                    return None
-                if maps is None:
-                    maps = np.full((n_tiles, *part[key].shape[1:]), np.nan, dtype=np.float32)
-                maps[part["index"]] = part[key]
-        return maps
-
-    def clear(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+    if callbacks or strategy not in ("auto", None) or int(num_nodes) != 1:
+        return None
+    if lightning_precision(precision) not in (None, "32-true", "32", 32):
+        return None
+    accelerator = str(accelerator).lower()
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    kind = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps"}.get(accelerator)
+    if kind is None:
+        return None
+    text = str(devices).strip()
+    if kind == "cuda":
+        one = text in ("1", "[0]") or (text == "auto" and torch.cuda.device_count() == 1)
+    else:
+        one = text in ("1", "auto")  # Lightning reads a CPU count as that many processes
+    if not one:
+        return None
+    return torch.device("cuda", 0) if kind == "cuda" else torch.device(kind)
 
 
-class PartWriter(BasePredictionWriter):
-    """Saves each finished batch to the store (what makes an interrupted slide resumable)."""
+def predict_in_process(predictor: BatchPredictor, store: PredictionStore, make_dataset, device: torch.device,
+                       batch_size: int, num_workers: int, progress: bool = True) -> None:
+    """Every tile not yet in `store`, batch by batch through `predictor` on `device`, each batch saved."""
+    from ..utils.progress import tqdm
+    from ..utils.signals import raise_pending_stop, stops_at_batch_ends
 
-    def __init__(self, store: PredictionStore) -> None:
-        super().__init__(write_interval="batch")
-        self.store = store
-
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        optional = {key: None if prediction.get(key) is None else prediction[key].cpu().numpy()
-                    for key in ("areas", "member_probs", "member_areas")}
-        self.store.write_batch(prediction["index"].cpu().numpy(), prediction["probs"].cpu().numpy(),
-                               rank=trainer.global_rank, **optional)
-
-
-class RemainingTiles(L.LightningDataModule):
-    """The tiles no part file holds yet, decided on every rank once the processes are connected."""
-
-    def __init__(self, store: PredictionStore, make_dataset, batch_size: int, num_workers: int) -> None:
-        super().__init__()
-        self.store = store
-        self.make_dataset = make_dataset
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.dataset: TileDataset | None = None
-
-    def setup(self, stage: str) -> None:
-        strategy = self.trainer.strategy
-        if self.trainer.is_global_zero:
-            self.store.prepare()
-        strategy.barrier("ldcsf-prepare-parts")
-        self.dataset = self.make_dataset(self.store.done_indices())
-        # Every rank must have listed the parts before any rank writes new ones.
-        strategy.barrier("ldcsf-listed-parts")
-
-    def predict_dataloader(self) -> DataLoader:
-        # Tiles are read in slide order (row by row), so the reader's tile cache decodes each
-        # TIFF tile about once; page-locked memory only helps copies to a GPU.
-        return DataLoader(
-            self.dataset,
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.trainer.strategy.root_device.type == "cuda",
-            worker_init_fn=leave_stop_signals_to_parent if self.num_workers else None,
-        )
-
-
-def make_trainer(store: PredictionStore, callbacks: Sequence[L.Callback] = (), **trainer_kwargs) -> L.Trainer:
-    """A prediction Trainer (`predictor.prediction_trainer`) with the part writer first."""
-    return prediction_trainer(callbacks=[PartWriter(store), *callbacks], **trainer_kwargs)
+    store.prepare()
+    dataset = make_dataset(store.done_indices())
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda",
+                        worker_init_fn=leave_stop_signals_to_parent if num_workers else None)
+    predictor = predictor.to(device).eval()
+    predictor.prepare_for(device)
+    try:
+        with stops_at_batch_ends(), torch.inference_mode(), \
+                tqdm(total=len(dataset), desc="Predicting", unit="tile", disable=not progress) as bar:
+            for images, index in loader:
+                out = predictor.predict_images(predictor.model_input(images.to(device, non_blocking=True)))
+                optional = {key: None if out.get(key) is None else out[key].cpu().numpy()
+                            for key in ("areas", "member_probs", "member_areas")}
+                store.write_batch(index.numpy(), out["probs"].cpu().numpy(), rank=0, **optional)
+                bar.update(len(index))
+                raise_pending_stop()  # a stop signal that came during the batch: the batch is saved
+    finally:
+        dataset.close()
 
 
 def predict_tiles(
@@ -165,17 +103,24 @@ def predict_tiles(
     tta: bool = False,
     members: bool = False,
     **trainer_kwargs,
-) -> L.Trainer:
-    """Predict every tile not yet in `store`; return the trainer (its ranks tell who merges).
+) -> bool:
+    """Predict every tile not yet in `store`; True on the process that holds the results.
 
     `make_dataset(done_indices)` builds the TileDataset of the tiles still to predict; `mean` and
     `std` normalise its [0, 1] RGB for the model (the checkpoint's); `members`: store an ensemble's
-    per-member outputs too.
+    per-member outputs too. `trainer_kwargs` are Lightning's (accelerator, devices, strategy,
+    num_nodes, precision, callbacks, progress): one process on one device in full precision runs
+    in a plain loop (`in_process_device`), anything else under `Trainer.predict`, where only global
+    rank 0 returns True.
     """
-    trainer = make_trainer(store, **trainer_kwargs)
-    data = RemainingTiles(store, make_dataset, batch_size=batch_size, num_workers=num_workers)
-    trainer.predict(Predictor(model, mean, std, tta=tta, members=members), datamodule=data, return_predictions=False)
-    trainer.strategy.barrier("ldcsf-predicted")
-    if data.dataset is not None:
-        data.dataset.close()
-    return trainer
+    device = in_process_device(**{k: v for k, v in trainer_kwargs.items()
+                                  if k in ("accelerator", "devices", "strategy", "num_nodes", "precision", "callbacks")})
+    if device is not None:
+        predictor = BatchPredictor(model, mean, std, tta=tta, members=members)
+        predict_in_process(predictor, store, make_dataset, device, batch_size, num_workers,
+                           progress=trainer_kwargs.get("progress", True))
+        return True
+    from .distributed_prediction import predict_tiles_with_trainer
+
+    return predict_tiles_with_trainer(model, store, make_dataset, batch_size, num_workers, mean, std, tta, members,
+                                      **trainer_kwargs)

@@ -1,0 +1,141 @@
+"""The default slide run pays only for what it uses.
+
+- `--runtime auto` (the default) runs the exported ONNX file on ONNX Runtime on a CPU when it is
+  installed and exact (within 1e-5 of PyTorch), PyTorch otherwise; the export is made once and
+  trusted afterwards from its record, so a later run imports neither timm (torchvision) nor onnx.
+- One process on one device predicts in a plain loop, without Lightning, with the same numbers as
+  Lightning's `Trainer.predict`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ldcsf import create_model
+from ldcsf.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from ldcsf.cli.main import main
+from ldcsf.inference.exported import file_sha256, onnx_path_for, read_record, record_path
+from ldcsf.inference.runtimes import AUTO_TOLERANCE, resolve_runtime
+from ldcsf.wholeslide.tile_prediction import in_process_device
+
+CMU = "slides/CMU-1-Small-Region.svs"
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="the runtimes extra (onnxruntime) is not installed")
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("ldcsf_swin_micro", area_head=True)
+    return save_checkpoint(tmp_path / "micro.pt", model, CheckpointMeta.for_model(model, mpp=1.25))
+
+
+def test_one_process_on_one_device_runs_without_lightning():
+    cpu = torch.device("cpu")
+    assert in_process_device() == (torch.device("cuda", 0) if torch.cuda.device_count() == 1
+                                   else None if torch.cuda.is_available() else in_process_device("cpu"))
+    assert in_process_device("cpu") == cpu and in_process_device("cpu", devices=1) == cpu
+    assert in_process_device("cpu", precision="32-true") == cpu
+    # Anything Lightning is there for: several processes, another precision, callbacks.
+    assert in_process_device("cpu", devices=2) is None
+    assert in_process_device("cpu", strategy="ddp") is None
+    assert in_process_device("cpu", num_nodes=2) is None
+    assert in_process_device("cpu", precision="bf16-mixed") is None
+    assert in_process_device("cpu", precision="bf16") is None
+    assert in_process_device("cpu", callbacks=[object()]) is None
+
+
+def test_auto_takes_the_exact_exported_runtime_and_records_its_check(checkpoint):
+    loaded = load_checkpoint(checkpoint, lazy=True)
+    assert resolve_runtime("auto", loaded, "cpu") == "onnx"
+    record = read_record(onnx_path_for(checkpoint))
+    assert record["checkpoint_sha256"] and 0 <= record["max_difference"] <= AUTO_TOLERANCE
+    assert resolve_runtime("torch", loaded, "cpu") == "torch"  # an explicit choice stands
+    assert resolve_runtime("auto", loaded, "cpu", precision="32-true") == "onnx"
+    assert resolve_runtime("auto", loaded, "cpu", precision="bf16") == "torch"  # autocast is PyTorch's
+    # An ensemble's members are the TSR interval's model part, which the exported file does not give.
+    torch.manual_seed(0)
+    ensemble = create_model("ldcsf_swin_micro", area_head=True, ensemble=2, ensemble_seeds=[0, 1])
+    path = save_checkpoint(checkpoint.parent / "ensemble.pt", ensemble, CheckpointMeta.for_model(ensemble, mpp=1.25))
+    assert resolve_runtime("auto", load_checkpoint(path, lazy=True), "cpu") == "torch"
+
+
+def test_a_tampered_export_is_made_again(checkpoint):
+    from ldcsf.inference.runtimes import runtime_model
+
+    engine = runtime_model(load_checkpoint(checkpoint), "onnx", threads=1)
+    onnx_file = onnx_path_for(checkpoint)
+    first = read_record(onnx_file)
+    assert first["onnx_sha256"] == file_sha256(onnx_file) and engine is not None
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")  # no longer the file the record vouches for
+    tampered = file_sha256(onnx_file)
+    runtime_model(load_checkpoint(checkpoint), "onnx", threads=2)
+    assert file_sha256(onnx_file) == read_record(onnx_file)["onnx_sha256"] != tampered
+    record_path(onnx_file).unlink()  # a file without its record (an older export) is made again too
+    runtime_model(load_checkpoint(checkpoint), "onnx", threads=1)
+    assert read_record(onnx_file) is not None
+
+
+def test_the_plain_loop_gives_lightnings_numbers(shared_data, checkpoint, tmp_path):
+    # Same slide, same tiles: the plain loop (default) and Lightning's Trainer.predict (forced by a
+    # callback, as under DDP) must write the same probabilities and area maps.
+    import lightning as L
+
+    from ldcsf.options import SlideSettings
+    from ldcsf.wholeslide.pipeline import run_slide
+
+    def settings():
+        return SlideSettings(limit_tiles=24, batch_size=8, num_workers=0, progress=False, runtime="torch",
+                             accelerator="cpu", outputs=["parquet"])
+
+    plain = run_slide(shared_data / CMU, checkpoint, tmp_path / "plain", settings())
+    trainer = run_slide(shared_data / CMU, checkpoint, tmp_path / "trainer", settings(), callbacks=[L.Callback()])
+    a, b = (pd.read_parquet(tmp_path / name / "tiles.parquet") for name in ("plain", "trainer"))
+    assert plain.status == trainer.status == "ok" and len(a) == len(b) == 24
+    columns = [c for c in a.columns if c.startswith(("prob_", "area_"))]
+    assert len(columns) == 8
+    np.testing.assert_array_equal(a[columns].to_numpy(), b[columns].to_numpy())
+
+
+def test_a_later_default_run_imports_neither_timm_nor_lightning(shared_data, checkpoint, tmp_path):
+    # The first run exports the model (PyTorch and timm needed once); the second, in a fresh process,
+    # must trust the export from its record and load no timm, torchvision, Lightning, onnx or scipy.signal.
+    common = ["slide", str(shared_data / CMU), "--checkpoint", str(checkpoint), "--limit-tiles", "16",
+              "--num-workers", "0", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "first")]) == 0
+    code = ("import json, sys\nfrom ldcsf.cli.main import main\n"
+            f"code = main({[*common, '--out', str(tmp_path / 'second')]!r})\n"
+            "heavy = ['timm', 'torchvision', 'lightning', 'onnx', 'scipy.signal', 'matplotlib.figure']\n"
+            "print(json.dumps({'code': code, 'loaded': [m for m in heavy if m in sys.modules]}))\n")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}, run.stderr[-2000:]
+    record = json.loads((tmp_path / "second" / "CMU-1-Small-Region" / "tsr.json").read_text())
+    assert record["settings"]["runtime"] == "onnx"  # what ran is recorded, not "auto"
+    first = pd.read_parquet(tmp_path / "first" / "CMU-1-Small-Region" / "tiles.parquet")
+    second = pd.read_parquet(tmp_path / "second" / "CMU-1-Small-Region" / "tiles.parquet")
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_export_without_a_checkpoint_exports_the_shipped_model_to_the_cache(tmp_path, monkeypatch, capsys):
+    # The shipped model's folder inside the package may be read-only: its export goes to the user's cache,
+    # where a later `ldcsf slide` with no --checkpoint finds it trusted.
+    from ldcsf.shipped import export_cache_dir, load_shipped
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["export"]) == 0
+    written = capsys.readouterr().out
+    onnx_file = onnx_path_for(load_shipped(lazy=True).path, export_cache_dir())
+    assert onnx_file.is_relative_to(tmp_path / "cache") and str(onnx_file) in written
+    record = read_record(onnx_file)
+    assert record["max_difference"] <= AUTO_TOLERANCE and record["onnx_sha256"] == file_sha256(onnx_file)
+    assert resolve_runtime("auto", load_shipped(lazy=True), "cpu") == "onnx"
