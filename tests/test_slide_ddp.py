@@ -21,7 +21,9 @@ def run_slide_command(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "ldcsf.cli.main", "slide", *args, "--accelerator", "cpu", "--num-workers", "0",
                "--threads", "1", "--batch-size", "8", "--no-progress"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    # Its own session: Lightning's launcher signals the processes it started when one of them ends
+    # badly, and nothing of that may reach the test runner.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, start_new_session=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
