@@ -28,7 +28,9 @@ system-packages:
 	-@tools/system_packages.sh
 
 test: $(STAMP) system-packages
-	$(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python -m pytest -n 2 --durations=15 -m "not isolated"
+	# Tests that start their own process groups (Lightning DDP) run apart from the xdist workers.
+	$(BIN)/python -m pytest -m isolated
 
 # The model that ships inside the package, rebuilt from the shared data (docs/model_card.md).
 model: $(STAMP)

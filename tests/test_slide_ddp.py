@@ -28,6 +28,9 @@ def run_slide_command(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
+# Under pytest-xdist, after other tests in the same worker, the worker died during this test
+# (not reproduced alone or beside its neighbours): `make test` runs it in its own process.
+@pytest.mark.isolated
 def test_cohort_on_two_ddp_processes_equals_one_process(shared_data, tmp_path):
     model = create_model("ldcsf_swin_micro")
     checkpoint = save_checkpoint(tmp_path / "micro.pt", model, CheckpointMeta.for_model(model, mpp=1.25))
