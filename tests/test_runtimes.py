@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 import torch
@@ -136,3 +139,23 @@ def test_an_area_head_is_exported_with_its_sub_tile_map(tmp_path, shared_data, r
     area_columns = [c for c in tables["torch"].columns if c.startswith("area_")]
     assert area_columns
     pd.testing.assert_frame_equal(tables[runtime][area_columns], tables["torch"][area_columns], atol=1e-3, rtol=0)
+
+
+def test_openvino_models_freed_in_any_order_leave_signals_working(tmp_path):
+    # OpenVINO's CPU plugin swaps the thread's signal stack per plugin instance; with one Core per
+    # model, freeing two models in creation order left an unmapped stack, and the next SIGCHLD
+    # (any subprocess ending) killed the process with SIGSEGV. Run apart: a crash must not take pytest.
+    script = f"""
+import gc, signal, subprocess, sys, torch
+from ldcsf.inference.exported import OpenVinoModel
+torch.onnx.export(torch.nn.Conv2d(3, 4, 3), torch.zeros(1, 3, 16, 16), {str(tmp_path / "conv.onnx")!r}, dynamo=False)
+first = OpenVinoModel({str(tmp_path / "conv.onnx")!r})
+second = OpenVinoModel({str(tmp_path / "conv.onnx")!r})
+del first; gc.collect()
+del second; gc.collect()
+signal.signal(signal.SIGCHLD, lambda *_: None)
+subprocess.run([sys.executable, "-c", "pass"], check=True)
+print("alive")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("alive"), (done.returncode, done.stderr[-2000:])

@@ -14,6 +14,8 @@ importing `onnx` or building the PyTorch model (timm), which is most of a small 
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import logging
 import warnings
@@ -248,14 +250,27 @@ class OnnxRuntimeModel(_ExportedModel):
         return [torch.from_numpy(out) for out in self.session.run(None, {self.input_name: array})]
 
 
+@functools.cache
+def _openvino_core():
+    """One OpenVINO Core for the process, kept for its lifetime.
+
+    OpenVINO's CPU plugin installs its own signal stack (`sigaltstack`) for each plugin instance
+    and puts the previous one back when that instance goes. With a Core per model, models freed
+    out of creation order leave the thread pointing at an unmapped stack, and the next signal
+    with a Python handler (SIGCHLD from any subprocess, the SIGTERM a scheduler sends) kills the
+    process with SIGSEGV. One Core means one plugin instance that never goes.
+    """
+    ov = require_package("openvino", "openvino", "runtimes")
+    return ov.Core()
+
+
 class OpenVinoModel(_ExportedModel):
     """An ONNX file compiled by OpenVINO for the CPU, in fp32 (OpenVINO would pick bf16 on CPUs
     that have it, which is not exact)."""
 
     def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32") -> None:
         super().__init__()
-        ov = require_package("openvino", "openvino", "runtimes")
-        core = ov.Core()
+        core = _openvino_core()
         config: dict[str, Any] = {
             "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
             "INFERENCE_PRECISION_HINT": precision,

@@ -160,10 +160,10 @@ def runtime_model(loaded: LoadedCheckpoint, runtime: str = "torch", threads: int
     if key not in _ENGINES:
         check_installed(entry.needs, entry.name, entry.extra)
         path = ensure_onnx(loaded)
+        _ENGINES.clear()  # one engine at a time, freed before the next is built: a session holds the model's memory
         model = entry.engine_class()(path, threads)
         #: what the export's check measured against PyTorch (`resolve_runtime` reads it)
         model.max_difference = (read_record(path) or {}).get("max_difference")
-        _ENGINES.clear()  # one engine at a time: a session holds the whole model's memory
         _ENGINES[key] = model.describe(loaded)
     return _ENGINES[key]
 
