@@ -15,15 +15,15 @@ HOTSPOT_CLASS = "TSR hotspot"
 
 def label_colors(labels: Sequence[str]) -> dict[str, tuple[int, int, int]]:
     """RGB (0-255) per label: the project's colour (`ldcsf.labels`) when known, else the next tab10 colour."""
-    from matplotlib import colormaps  # imported here: GeoJSON export needs no plotting stack
-
-    palette = colormaps["tab10"].colors
     colors, extra = {}, 0
     for name in labels:
         known = project_labels.label_color(name)
         if known is not None:
             colors[name] = known
         else:
+            from matplotlib import colormaps  # only for labels the project does not know: costs start-up
+
+            palette = colormaps["tab10"].colors
             rgb = palette[(extra + 4) % len(palette)]  # skip tab10's first colours, close to ours
             colors[name] = tuple(int(round(255 * c)) for c in rgb[:3])
             extra += 1

@@ -48,12 +48,25 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size)
 
 
-@lru_cache(maxsize=None)
-def _colormap_table(name: str) -> np.ndarray:
-    """(256, 3) uint8 colours of a matplotlib colour map."""
+#: matplotlib's colour maps that slide pictures use, as (256, 3) uint8 tables: importing matplotlib
+#: and its colour map data costs about 0.15 s of each slide's start-up. Other names ask matplotlib.
+STORED_COLORMAPS = Path(__file__).with_name("colormaps.npz")
+
+
+def matplotlib_colormap_table(name: str) -> np.ndarray:
+    """(256, 3) uint8 colours of a matplotlib colour map, sampled as the stored tables are."""
     from matplotlib import colormaps
 
     return (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+@lru_cache(maxsize=None)
+def _colormap_table(name: str) -> np.ndarray:
+    """(256, 3) uint8 colours of a matplotlib colour map (stored for the maps slide pictures use)."""
+    with np.load(STORED_COLORMAPS) as stored:
+        if name in stored.files:
+            return stored[name]
+    return matplotlib_colormap_table(name)
 
 
 def _display_copy(thumbnail: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -22,6 +22,8 @@ command line reads the names here while it builds its parser.
 
 from __future__ import annotations
 
+import os
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,27 +135,38 @@ def _write_overlay(slide: SlideToWrite) -> list[str]:
     return [write_bytes_atomic(slide.out_dir / OVERLAY_PNG, png).name]
 
 
-def _write_heatmaps(slide: SlideToWrite) -> list[str]:
+def _heatmap_png(slide: SlideToWrite, i: int, name: str) -> tuple[str, bytes]:
+    """(caption, PNG bytes) of label `name`'s map: its probability, or its estimated area."""
     from . import figures
 
     analysis, area_maps, tiles = slide.analysis, slide.area_maps, slide.analysis.tiles
-    written = []
-    for i, name in enumerate(analysis.labels):
-        if area_maps is None:
-            mean = tiles[f"prob_{name}"].mean() if len(tiles) else float("nan")
-            figure = figures.plot_probability_heatmap(
-                slide.thumbnail, slide.thumbnail_downsample, tiles, name, analysis.hotspot,
-                title=f"{slide.slide_id}: probability of {name} (mean {mean:.2f})")
-            caption = f"Probability of {name}"
-        else:
-            from .subtile_figures import plot_area_heatmap
+    if area_maps is None:
+        mean = tiles[f"prob_{name}"].mean() if len(tiles) else float("nan")
+        figure = figures.plot_probability_heatmap(
+            slide.thumbnail, slide.thumbnail_downsample, tiles, name, analysis.hotspot,
+            title=f"{slide.slide_id}: probability of {name} (mean {mean:.2f})")
+        caption = f"Probability of {name}"
+    else:
+        from .subtile_figures import plot_area_heatmap
 
-            mean = tiles[f"area_{name}"].mean() if len(tiles) else float("nan")
-            figure = plot_area_heatmap(
-                slide.thumbnail, slide.thumbnail_downsample, tiles, area_maps[:, i], name, analysis.hotspot,
-                title=f"{slide.slide_id}: estimated area of {name} (mean {mean:.2f})")
-            caption = f"Estimated area fraction of {name}"
-        png = figures.figure_to_png(figure)
+        mean = tiles[f"area_{name}"].mean() if len(tiles) else float("nan")
+        figure = plot_area_heatmap(
+            slide.thumbnail, slide.thumbnail_downsample, tiles, area_maps[:, i], name, analysis.hotspot,
+            title=f"{slide.slide_id}: estimated area of {name} (mean {mean:.2f})")
+        caption = f"Estimated area fraction of {name}"
+    return caption, figures.figure_to_png(figure)
+
+
+def _write_heatmaps(slide: SlideToWrite) -> list[str]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    labels = slide.analysis.labels
+    # One map per label, drawn side by side: Pillow and NumPy release the GIL while they resize,
+    # blend and compress, so on two cores the four maps take about the time of two or three.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(labels), os.cpu_count() or 1))) as pool:
+        pictures = list(pool.map(lambda pair: _heatmap_png(slide, *pair), enumerate(labels)))
+    written = []
+    for name, (caption, png) in zip(labels, pictures):
         slide.images.append((caption, png))
         written.append(write_bytes_atomic(slide.out_dir / heatmap_filename(name), png).name)
     return written

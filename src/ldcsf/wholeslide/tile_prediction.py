@@ -13,6 +13,7 @@ nothing for one process.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Sequence
 
 import torch
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..inference.batch_predictor import BatchPredictor
 from ..options import lightning_precision
+from ..utils.prefetch import Prefetched
 from ..utils.workers import leave_stop_signals_to_parent
 from .prediction_store import PredictionStore  # noqa: F401 - where callers have imported it from
 
@@ -78,10 +80,12 @@ def predict_in_process(predictor: BatchPredictor, store: PredictionStore, make_d
                         worker_init_fn=leave_stop_signals_to_parent if num_workers else None)
     predictor = predictor.to(device).eval()
     predictor.prepare_for(device)
+    # Without worker processes, the next batch is read on a thread while the model runs this one.
+    batches = Prefetched(loader) if num_workers == 0 else nullcontext(loader)
     try:
-        with stops_at_batch_ends(), torch.inference_mode(), \
+        with batches as loaded, stops_at_batch_ends(), torch.inference_mode(), \
                 tqdm(total=len(dataset), desc="Predicting", unit="tile", disable=not progress) as bar:
-            for images, index in loader:
+            for images, index in loaded:
                 out = predictor.predict_images(predictor.model_input(images.to(device, non_blocking=True)))
                 optional = {key: None if out.get(key) is None else out[key].cpu().numpy()
                             for key in ("areas", "member_probs", "member_areas")}
