@@ -269,7 +269,7 @@ def main(argv=None) -> int:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     command = tool_command(tool, slide, args, ckpt, ts, spec_path, out)
                     print(f"{slide.name}: {tool} (run {repeat + 1}/{args.repeats}) ...", file=sys.stderr)
-                    load_1min = os.getloadavg()[0]
+                    load_1min = settled_load()
                     seconds, peak_mb, done = run_measured(command, env)
                     if done.returncode:
                         raise SystemExit(f"peers.py: {tool} failed on {slide}:\n{done.stderr[-2000:]}")
@@ -306,6 +306,17 @@ def skipped_here(tool: str, slide: Path, args) -> bool:
 
     with open_slide(slide) as reader:
         return max(reader.dimensions) > args.peer_max_side
+
+
+def settled_load(max_wait_s: float = 90.0) -> float:
+    """The 1-minute load average once the previous run's own load has decayed (below cores - 0.5,
+    waiting at most `max_wait_s`): a run that kept both cores busy leaves a load of about 2 that
+    would otherwise flag the next run as taken on a busy machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    deadline = time.monotonic() + max_wait_s
+    while os.getloadavg()[0] > cores - 0.5 and time.monotonic() < deadline:
+        time.sleep(2.0)
+    return os.getloadavg()[0]
 
 
 def loaded_machine(*loads: tuple[float, ...]) -> int | None:

@@ -44,6 +44,7 @@ FLAGS = {
         "--pretrained-file": ("pretrained_file", None, "w.safetensors", "w.safetensors"),
         "--mpp": ("mpp", None, "1.0", 1.0),
         "--tile-mpp": ("tile_mpp", None, "0.5", 0.5),
+        "--hed-jitter": ("hed_jitter", 0.05, "0.15", 0.15),
         "--stain-norm": ("stain_norm", None, "macenko", "macenko"),
         "--stain-reference": ("stain_reference", None, "ref.png", "ref.png"),
         "--area-head": ("area_head", False, SWITCH, True),

@@ -112,6 +112,12 @@ class TrainConfig(DeviceOptions):
     limit_train_batches: float | int | None = None
     limit_val_batches: float | int | None = None
     progress: bool = True
+    #: Stain augmentation of training images: each stain's optical density (hematoxylin, eosin, DAB)
+    #: scaled by U(1 - s, 1 + s) and shifted by U(-s, s), drawn per image (`HEDJitter`; 0: off).
+    hed_jitter: float = 0.05
+    #: Scale augmentation: the random resized crop keeps this share of a training tile's area (min, max),
+    #: then resizes it to the input, so tissue is seen up to 1/sqrt(min) times larger.
+    crop_scale: list[float] = field(default_factory=lambda: [0.6, 1.0])
     #: Weight of the area head's loss (models built with area_head=True; see ldcsf.training.area_loss).
     area_weight: float = 1.0
     #: Train only what follows the backbone, on backbone maps computed once per image and view.

@@ -38,6 +38,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--mpp", type=float, help="µm/px of the model's input (overrides --tile-mpp)")
     parser.add_argument("--tile-mpp", type=float, help="µm/px of the tiles in the manifest; the input's mpp is "
                                                        "tile_mpp * tile px / input px (default: 224 px tiles at 0.5)")
+    option("--hed-jitter", type=float, metavar="S",
+           help="stain augmentation: each stain's optical density scaled by U(1-S, 1+S) and shifted by U(-S, S)")
+    option("--crop-scale", type=float, nargs=2, metavar=("MIN", "MAX"),
+           help="scale augmentation: share of a training tile's area the random crop keeps")
     parser.add_argument("--stain-norm", choices=["macenko", "none"], default=None,
                         help="normalise every tile's stains (Macenko); stored in the checkpoint, so slides get the same")
     parser.add_argument("--stain-reference", help="reference image for --stain-norm (default: torchstain's reference)")

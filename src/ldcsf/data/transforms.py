@@ -142,11 +142,12 @@ def build_transforms(
     color_jitter: float = 0.1,
     stain_normalizer: Callable[[Image.Image], Image.Image] | None = None,
     interpolation: str = "bilinear",
+    scale: tuple[float, float] = (0.6, 1.0),
 ) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> normalised float tensor (3, input_size, input_size).
 
-    Train: mild random resized crop (scale 0.6-1, so a tile keeps most of its tissue and its
-    labels stay true), flips, 90-degree rotations, colour jitter, HED jitter. Eval: resize.
+    Train: mild random resized crop (`scale`, by default 0.6-1 of the area, so a tile keeps most
+    of its tissue and its labels stay true), flips, 90-degree rotations, colour jitter, HED jitter. Eval: resize.
     `interpolation` is the backbone's (timm's pretrained config), antialiased either way.
     """
     mode = v2.InterpolationMode(interpolation)
@@ -156,7 +157,7 @@ def build_transforms(
     steps.append(v2.ToImage())
     if train:
         steps += [
-            v2.RandomResizedCrop(input_size, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), interpolation=mode, antialias=True),
+            v2.RandomResizedCrop(input_size, scale=tuple(scale), ratio=(3 / 4, 4 / 3), interpolation=mode, antialias=True),
             v2.RandomHorizontalFlip(),
             v2.RandomVerticalFlip(),
             RandomRot90(),

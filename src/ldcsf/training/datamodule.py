@@ -53,7 +53,8 @@ class ManifestDataModule(L.LightningDataModule):
     """
 
     def __init__(self, splits: dict[str, Manifest], input_spec: InputSpec, batch_size: int = 32, num_workers: int = 4,
-                 balanced: bool = False, seed: int = 0):
+                 balanced: bool = False, seed: int = 0, hed_jitter: float = 0.05,
+                 crop_scale: Sequence[float] = (0.6, 1.0)):
         super().__init__()
         self.splits = splits
         self.input_spec = input_spec
@@ -62,6 +63,8 @@ class ManifestDataModule(L.LightningDataModule):
         self.stain_normalizer = stain_normalizer_from(input_spec.stain_norm)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.balanced, self.seed = balanced, seed
+        #: training augmentation: stain (HED jitter strength) and scale (random crop's area share)
+        self.hed_jitter, self.crop_scale = float(hed_jitter), (float(crop_scale[0]), float(crop_scale[1]))
         self.labels = list(splits["train"].labels)
         #: (h, w) of the model's map when it has an area head: items then carry per-cell area targets.
         self.area_grid: tuple[int, int] | None = None
@@ -88,11 +91,13 @@ class ManifestDataModule(L.LightningDataModule):
             from ..data.area_targets import PairedTransform
             from .area_data import AreaImageDataset
 
-            paired = PairedTransform(self.input_size, self.mean, self.std, train=train,
-                                     interpolation=self.interpolation, stain_normalizer=self.stain_normalizer)
+            paired = PairedTransform(self.input_size, self.mean, self.std, train=train, hed_jitter=self.hed_jitter,
+                                     scale=self.crop_scale, interpolation=self.interpolation,
+                                     stain_normalizer=self.stain_normalizer)
             return AreaImageDataset(self.splits[split], paired, self.area_grid)
-        transform = build_transforms(self.input_size, self.mean, self.std, train=train,
-                                     interpolation=self.interpolation, stain_normalizer=self.stain_normalizer)
+        transform = build_transforms(self.input_size, self.mean, self.std, train=train, hed_jitter=self.hed_jitter,
+                                     scale=self.crop_scale, interpolation=self.interpolation,
+                                     stain_normalizer=self.stain_normalizer)
         return IndexedDataset(ManifestDataset(self.splits[split], transform=transform))
 
     def _loader(self, dataset: Dataset, shuffle: bool = False, sampler=None) -> DataLoader:

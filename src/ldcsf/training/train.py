@@ -102,6 +102,15 @@ def check_ensemble(config: TrainConfig, model) -> None:
                          "backbone: add --freeze-backbone")
 
 
+def check_augmentation(config: TrainConfig) -> None:
+    """Refuse stain and scale augmentation settings that would train on broken tiles."""
+    if not 0.0 <= float(config.hed_jitter) < 1.0:
+        raise ValueError(f"--hed-jitter must be in [0, 1), got {config.hed_jitter}")
+    low, high = (float(v) for v in config.crop_scale)
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {low} {high}")
+
+
 def check_same_model(resumed, model, where: str) -> None:
     """Resuming with other model arguments would fail deep in the state-dict loading; say so first."""
     kwargs = {k: v for k, v in model.model_cfg["kwargs"].items() if k not in _RESERVED_MODEL_KWARGS}
@@ -152,6 +161,7 @@ def train(config: TrainConfig) -> TrainResult:
     from .module import MultiLabelModule
 
     run_dir = Path(config.out)
+    check_augmentation(config)
     if config.ensemble > 1 and not config.freeze_backbone:  # refused before the run folder is touched
         check_ensemble(config, None)
     last_path = _check_run_dir(config, run_dir)
@@ -181,6 +191,7 @@ def train(config: TrainConfig) -> TrainResult:
         manifest, run_dir=run_dir if _is_global_zero() else None, strict=config.strict, seed=config.seed,
         fractions=config.split_fractions, progress=config.progress and _is_global_zero(),
         input_spec=spec, batch_size=config.batch_size, num_workers=config.num_workers, balanced=config.balanced,
+        hed_jitter=config.hed_jitter, crop_scale=config.crop_scale,
     )
     if model.has_area_head:
         from .area_data import feature_grid
@@ -275,8 +286,8 @@ def frozen_backbone_data(config: TrainConfig, model, datamodule, run_dir: Path, 
     model.backbone_module().requires_grad_(False).eval()
     # The views are made as the image loaders would make them: the same resampling and stain normalisation.
     cache = FeatureCache(config.feature_cache or run_dir / "feature_cache", model, int(model.img_size[0]), mean, std,
-                         model.labels, interpolation=datamodule.interpolation,
-                         stain_normalizer=datamodule.stain_normalizer)
+                         model.labels, scale=datamodule.crop_scale, hed_jitter=datamodule.hed_jitter,
+                         interpolation=datamodule.interpolation, stain_normalizer=datamodule.stain_normalizer)
     return CachedFeatureDataModule(datamodule.splits, cache, config.feature_views, batch_size=config.batch_size,
                                    progress=config.progress and _is_global_zero())
 
