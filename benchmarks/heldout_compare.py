@@ -58,9 +58,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                     "lite0_area_linear", "lite0_area_macenko", "lite0_area_wd",
                                                     "lite0_area_short", "lite0_area_linear_macenko"])
     p.add_argument("--baseline", default="lite0_area")
-    p.add_argument("--baseline-from", type=Path,
-                   help="an earlier heldout_compare.py JSON to take the baseline's rows from when its folds are "
-                        "not under --root (same seeds and folds, computed by the same code)")
     p.add_argument("--with-glas", nargs="*", default=["wsss4luad_masks"],
                    help="sources whose folds were trained with --train-with glas (read from seed<K>_with_glas)")
     p.add_argument("--tolerance", type=float, default=0.02, help="AUROC a recipe may lose and still beat the baseline")
@@ -134,10 +131,6 @@ def beats(candidate: dict, baseline: dict, tolerance: float) -> bool | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     results = table(args)
-    if args.baseline_from and (args.baseline not in results or results[args.baseline]["mean"] is None):
-        stored = json.loads(args.baseline_from.read_text())["results"][args.baseline]
-        results = {args.baseline: {(k if k == "mean" else int(k)): v for k, v in stored.items()},
-                   **{r: rows for r, rows in results.items() if r != args.baseline}}
     if args.baseline not in results:
         raise SystemExit(f"{args.root}: no folds of the baseline {args.baseline} (run loso.py first)")
     base = results[args.baseline]["mean"]

@@ -43,6 +43,7 @@ from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now
 from ldcsf import create_model
 from ldcsf.benchmarking import machine_info
 from ldcsf.checkpoint import CheckpointMeta, save_checkpoint
+from ldcsf.utils.workers import usable_cores
 
 HERE = Path(__file__).resolve().parent
 #: No machine path as a default: the peers' Python comes from --peers-python or $LDCSF_PEERS_PYTHON.
@@ -312,7 +313,7 @@ def settled_load(max_wait_s: float = 90.0) -> float:
     """The 1-minute load average once the previous run's own load has decayed (below cores - 0.5,
     waiting at most `max_wait_s`): a run that kept both cores busy leaves a load of about 2 that
     would otherwise flag the next run as taken on a busy machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     deadline = time.monotonic() + max_wait_s
     while os.getloadavg()[0] > cores - 0.5 and time.monotonic() < deadline:
         time.sleep(2.0)
@@ -321,7 +322,7 @@ def settled_load(max_wait_s: float = 90.0) -> float:
 
 def loaded_machine(*loads: tuple[float, ...]) -> int | None:
     """The core count when a 1-minute load average of the run exceeded it (timings then not from an idle machine)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     return cores if any(load[0] > cores for load in loads) else None
 
 

@@ -22,8 +22,6 @@ command line reads the names here while it builds its parser.
 
 from __future__ import annotations
 
-import os
-
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,10 +158,12 @@ def _heatmap_png(slide: SlideToWrite, i: int, name: str) -> tuple[str, bytes]:
 def _write_heatmaps(slide: SlideToWrite) -> list[str]:
     from concurrent.futures import ThreadPoolExecutor
 
+    from ..utils.workers import usable_cores
+
     labels = slide.analysis.labels
     # One map per label, drawn side by side: Pillow and NumPy release the GIL while they resize,
     # blend and compress, so on two cores the four maps take about the time of two or three.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(labels), os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(labels), usable_cores()))) as pool:
         pictures = list(pool.map(lambda pair: _heatmap_png(slide, *pair), enumerate(labels)))
     written = []
     for name, (caption, png) in zip(labels, pictures):

@@ -15,7 +15,6 @@ importing `onnx` or building the PyTorch model (timm), which is most of a small 
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import logging
 import warnings
