@@ -5,6 +5,8 @@
   trusted afterwards from its record, so a later run imports neither timm (torchvision) nor onnx.
 - One process on one device predicts in a plain loop, without Lightning, with the same numbers as
   Lightning's `Trainer.predict`.
+- A small slide on a trusted exported file runs without torch at all (its import is a quarter of
+  such a run), with the torch path's numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -105,15 +108,16 @@ def test_the_plain_loop_gives_lightnings_numbers(shared_data, checkpoint, tmp_pa
     np.testing.assert_array_equal(a[columns].to_numpy(), b[columns].to_numpy())
 
 
-def test_a_later_default_run_imports_neither_timm_nor_lightning(shared_data, checkpoint, tmp_path):
+def test_a_later_default_run_imports_neither_torch_nor_timm_nor_lightning(shared_data, checkpoint, tmp_path):
     # The first run exports the model (PyTorch and timm needed once); the second, in a fresh process,
-    # must trust the export from its record and load no timm, torchvision, Lightning, onnx or scipy.signal.
+    # must trust the export from its record and, for these 16 tiles, load no torch, timm, torchvision,
+    # Lightning, onnx or scipy.signal, and give the first run's numbers.
     common = ["slide", str(shared_data / CMU), "--checkpoint", str(checkpoint), "--limit-tiles", "16",
               "--num-workers", "0", "--no-progress"]
     assert main([*common, "--out", str(tmp_path / "first")]) == 0
     code = ("import json, sys\nfrom ldcsf.cli.main import main\n"
             f"code = main({[*common, '--out', str(tmp_path / 'second')]!r})\n"
-            "heavy = ['timm', 'torchvision', 'lightning', 'onnx', 'scipy.signal', 'matplotlib.figure']\n"
+            "heavy = ['torch', 'timm', 'torchvision', 'lightning', 'onnx', 'scipy.signal', 'matplotlib.figure']\n"
             "print(json.dumps({'code': code, 'loaded': [m for m in heavy if m in sys.modules]}))\n")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -124,6 +128,29 @@ def test_a_later_default_run_imports_neither_timm_nor_lightning(shared_data, che
     first = pd.read_parquet(tmp_path / "first" / "CMU-1-Small-Region" / "tiles.parquet")
     second = pd.read_parquet(tmp_path / "second" / "CMU-1-Small-Region" / "tiles.parquet")
     pd.testing.assert_frame_equal(first, second)
+    numbers = [c for c in first.columns if c.startswith(("prob_", "area_"))]
+    assert len(numbers) == 8  # only the sigmoid is computed elsewhere (numpy's, not torch's)
+    np.testing.assert_allclose(second[numbers].to_numpy(), first[numbers].to_numpy(), rtol=0, atol=1e-6)
+
+
+def test_only_a_small_plain_cpu_run_goes_without_torch(checkpoint, monkeypatch):
+    from ldcsf.options import SlideSettings
+    from ldcsf.wholeslide.onnx_prediction import MAX_TILES, torch_free_export
+
+    loaded = load_checkpoint(checkpoint, lazy=True)
+    assert resolve_runtime("auto", loaded, "cpu") == "onnx"  # exported and checked once
+    spec = loaded.meta.input_spec
+    plain = SlideSettings(runtime="onnx", accelerator="cpu", num_workers=0)
+    assert torch_free_export(loaded, plain, spec, 10) is None  # torch is loaded here: its path is faster per tile
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh `ldcsf slide` process
+    assert torch_free_export(loaded, plain, spec, 10) == onnx_path_for(checkpoint)
+    assert torch_free_export(loaded, plain, spec, MAX_TILES + 1) is None  # numpy's resize costs more than the import
+    for other in (dict(runtime="torch"), dict(tta=True), dict(num_workers=2), dict(devices=2), dict(precision="bf16"),
+                  dict(accelerator="gpu"), dict(num_nodes=2)):
+        assert torch_free_export(loaded, replace(plain, **other), spec, 10) is None, other
+    assert torch_free_export(loaded, plain, replace(spec, stain_norm={"method": "macenko"}), 10) is None
+    onnx_path_for(checkpoint).write_bytes(b"not the file its record vouches for")
+    assert torch_free_export(loaded, plain, spec, 10) is None
 
 
 def test_export_without_a_checkpoint_exports_the_shipped_model_to_the_cache(tmp_path, monkeypatch, capsys):

@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import torch
-
 from .models.input_spec import DEFAULT_INTERPOLATION, DEFAULT_MPP, IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from .checkpoint_safety import validate_meta, verify_digest, weights_digest
 from .utils.atomic import atomic_path
@@ -32,6 +30,8 @@ FORMAT_VERSION = 1
 WEIGHTS_DIGEST_KEY = "weights_sha256"
 
 if TYPE_CHECKING:  # the models package loads timm: built only when a model is (`LoadedCheckpoint.model`)
+    import torch
+
     from .models import MultiLabelClassifier
 
 
@@ -172,6 +172,8 @@ def save_checkpoint(path: str | Path, model: MultiLabelClassifier, meta: Checkpo
         "state_dict": state,
         WEIGHTS_DIGEST_KEY: weights_digest(state),
     }
+    import torch
+
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -189,6 +191,8 @@ def read_checkpoint_payload(path: str | Path) -> tuple[CheckpointMeta, dict[str,
 
 def _read_verified(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor], str]:
     import pickle
+
+    import torch
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -225,8 +229,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
 
     The file is read, its meta validated and its weights' digest checked here in any case; with
     `lazy` the model is built on first use (`LoadedCheckpoint.model`), and weights that do not fit
-    it are reported then.
+    it are reported then. A lazy load of a checkpoint whose trusted exported file records its meta
+    (`exported.write_record`) reads the meta from that record and the file only when the model is
+    built: the same bytes (their SHA-256) were read and checked when the record was written.
     """
+    if lazy and (known := _meta_from_export_record(Path(path))) is not None:
+        meta, digest = known
+        return LoadedCheckpoint(meta=meta, path=Path(path), weights_sha256=digest,
+                                build=lambda: load_checkpoint(path, map_location).model)
     meta, state, digest = _read_verified(Path(path))
 
     def build() -> "MultiLabelClassifier":
@@ -241,3 +251,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if lazy:
         return LoadedCheckpoint(meta=meta, path=Path(path), weights_sha256=digest, build=build)
     return LoadedCheckpoint(model=build(), meta=meta, path=Path(path), weights_sha256=digest)
+
+
+def _meta_from_export_record(path: Path) -> tuple[CheckpointMeta, str] | None:
+    """(meta, weights digest) from the record of `path`'s trusted exported file, or None (no such record)."""
+    from .inference.export_record import checkpoint_record
+
+    record = checkpoint_record(path)
+    if record is None or not isinstance(record.get("meta"), dict) or not record.get("weights_sha256"):
+        return None
+    try:
+        meta = CheckpointMeta.from_dict(record["meta"])
+        validate_meta(path, meta, check_model_name=False)  # in full when the model is built (`build`)
+    except (TypeError, ValueError):  # an older or foreign record: read the checkpoint itself
+        return None
+    return meta, str(record["weights_sha256"])

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 #: Model arguments that name weights to fetch or open; a checkpoint may not carry them.
 WEIGHT_SOURCE_KEYS = frozenset({
@@ -29,6 +30,8 @@ MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 4096
 
 def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    import torch
+
     digest = hashlib.sha256()
     for key in sorted(state_dict):
         tensor = state_dict[key].detach().cpu().contiguous()
@@ -49,15 +52,20 @@ def verify_digest(path: Path, state_dict: Mapping[str, torch.Tensor], stored: st
     return actual
 
 
-def validate_meta(path: Path, meta) -> None:
-    """One-line ValueError naming `path` and the field for anything a prediction cannot use."""
-    from .models import list_models
+def validate_meta(path: Path, meta, check_model_name: bool = True) -> None:
+    """One-line ValueError naming `path` and the field for anything a prediction cannot use.
 
+    `check_model_name=False` leaves out the model registry (which loads torch): for a meta whose
+    model runs as an exported file, and is checked in full when the PyTorch model is built.
+    """
     def bad(field: str, why: str) -> ValueError:
         return ValueError(f"{path}: checkpoint meta '{field}' {why}")
 
-    if meta.model_name not in list_models():
-        raise bad("model_name", f"names no known model ({meta.model_name!r})")
+    if check_model_name:
+        from .models import list_models
+
+        if meta.model_name not in list_models():
+            raise bad("model_name", f"names no known model ({meta.model_name!r})")
     labels = meta.labels
     if not isinstance(labels, list) or not labels or not all(isinstance(v, str) and v for v in labels):
         raise bad("labels", "must be a non-empty list of label names")

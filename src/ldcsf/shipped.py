@@ -17,8 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .checkpoint import CheckpointMeta, LoadedCheckpoint
 from .checkpoint_safety import check_interval_calibration
 from .models.packaged_weights import file_sha256
@@ -54,8 +52,6 @@ def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME, lazy: boo
     With `lazy` the PyTorch model is built on first use (`LoadedCheckpoint.model`): a run on its
     exported file never builds it.
     """
-    from safetensors.torch import load_file
-
     card = read_card(folder, name)
     weights = Path(folder) / card["weights"]
     if not weights.is_file():
@@ -68,6 +64,8 @@ def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME, lazy: boo
     check_interval_calibration(card_path(folder, name), meta.interval_calibration)
 
     def build():
+        from safetensors.torch import load_file
+
         model = _build_pretrained(meta)
         heads = load_file(str(weights))
         expected = {k for k in model.state_dict() if not k.startswith(BACKBONE_PREFIX)}
@@ -114,6 +112,7 @@ def export_shipped(model_file: str | Path, manifest: str | Path, out: str | Path
     """
     import tempfile
 
+    import torch
     from safetensors.torch import save_file
 
     from .checkpoint import load_checkpoint

@@ -104,10 +104,11 @@ def slide_settings(args) -> SlideSettings:
 
 
 def run(args) -> int:
-    import torch
-
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads is None and not args.num_workers:  # nothing to set: torch stays unloaded until needed
+        return _run_with_threads_set(args)
+    import torch
 
     threads_before = torch.get_num_threads()
     try:

@@ -15,7 +15,6 @@ importing `onnx` or building the PyTorch model (timm), which is most of a small 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -27,6 +26,11 @@ from torch import nn
 
 from ..checkpoint import LoadedCheckpoint
 from ..utils.atomic import atomic_path
+from .export_record import (  # noqa: F401 - also imported from here
+    RECORD_VERSION, file_sha256, onnx_path_for, read_record, record_path, trusted_export,
+)
+from .onnx_session import OnnxSession
+from .runtime_packages import RuntimeMissingError, check_installed, require_package  # noqa: F401 - also from here
 
 log = logging.getLogger(__name__)
 
@@ -35,74 +39,6 @@ log = logging.getLogger(__name__)
 EXPORT_TOLERANCE = 1e-4
 ONNX_OPSET = 17
 _SHA_KEY = "ldcsf_checkpoint_sha256"
-#: Version of the record beside an exported file; a record of another version means "export again".
-RECORD_VERSION = 1
-
-
-class RuntimeMissingError(ImportError, ValueError):
-    """The package a runtime needs is not installed (a ValueError too: the CLI prints it in one line)."""
-
-
-def onnx_path_for(checkpoint: str | Path, export_dir: str | Path | None = None) -> Path:
-    """Where the exported ONNX file of a checkpoint lives: beside it (or in `export_dir`), same name, `.onnx`."""
-    if export_dir is None:
-        return Path(checkpoint).with_suffix(".onnx")
-    Path(export_dir).mkdir(parents=True, exist_ok=True)
-    return Path(export_dir) / Path(checkpoint).with_suffix(".onnx").name
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def record_path(onnx_file: str | Path) -> Path:
-    """The record beside an exported file: `model.onnx` -> `model.onnx.json`."""
-    return Path(onnx_file).with_name(Path(onnx_file).name + ".json")
-
-
-def read_record(onnx_file: str | Path) -> dict | None:
-    """The export record of `onnx_file`, or None when it has none (or an unreadable or older one)."""
-    import json
-
-    try:
-        record = json.loads(record_path(onnx_file).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.get("version") == RECORD_VERSION else None
-
-
-def trusted_export(onnx_file: str | Path, checkpoint_sha256: str) -> dict | None:
-    """The record of `onnx_file` when it says the file was exported from these weights and the file
-    is the one it was written with (its SHA-256); else None: the file must be exported again."""
-    record = read_record(onnx_file)
-    if record is None or record.get("checkpoint_sha256") != checkpoint_sha256 or not Path(onnx_file).is_file():
-        return None
-    return record if file_sha256(onnx_file) == record.get("onnx_sha256") else None
-
-
-def check_installed(needs: tuple[str, ...], runtime: str, extra: str | None = None) -> None:
-    """RuntimeMissingError (one line) unless every package in `needs` is installed (found, not imported:
-    `onnx` alone takes 0.5 s to import, and a trusted file needs no `onnx`)."""
-    import importlib.util
-
-    for module in needs:
-        if importlib.util.find_spec(module) is None:
-            require_package(module, runtime, extra)  # raises the one-line error
-
-
-def require_package(module: str, runtime: str, extra: str | None = None):
-    """The imported package `module`, or RuntimeMissingError (one line) naming the runtime that needs it."""
-    try:
-        return __import__(module)
-    except ImportError as err:
-        raise RuntimeMissingError(
-            f"--runtime {runtime} needs the Python package {module!r}: "
-            + (f"pip install 'ldcsf[{extra}]'" if extra else f"pip install {module} (a dependency of ldcsf)")
-        ) from err
 
 
 def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: bool = True) -> Path:
@@ -134,17 +70,24 @@ def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: 
             entry.key, entry.value = key, value
         onnx.save(graph, str(tmp))
         difference = check_export(model, OnnxRuntimeModel(tmp), side, source=out) if check else None
-    write_record(out, checkpoint_sha256=file_sha256(loaded.path), max_difference=difference)
+    write_record(out, checkpoint_sha256=file_sha256(loaded.path), max_difference=difference,
+                 meta=loaded.meta.to_dict(), weights_sha256=loaded.weights_sha256)
     return out
 
 
-def write_record(onnx_file: Path, checkpoint_sha256: str, max_difference: float | None) -> None:
-    """Write the export record beside `onnx_file` (after the file itself: a record never names a missing file)."""
+def write_record(onnx_file: Path, checkpoint_sha256: str, max_difference: float | None,
+                 meta: dict | None = None, weights_sha256: str = "") -> None:
+    """Write the export record beside `onnx_file` (after the file itself: a record never names a missing file).
+
+    With the checkpoint's `meta` and weights digest, a later run reads the checkpoint's meta from
+    the record (`checkpoint.load_checkpoint(lazy=True)`) and needs no torch to open the checkpoint.
+    """
     from ..utils.atomic import write_json_atomic
 
     write_json_atomic(record_path(onnx_file), {
         "version": RECORD_VERSION, "checkpoint_sha256": checkpoint_sha256, "onnx_sha256": file_sha256(onnx_file),
         "max_difference": max_difference, "tolerance": EXPORT_TOLERANCE, "opset": ONNX_OPSET,
+        "meta": meta, "weights_sha256": weights_sha256,
     })
 
 
@@ -230,23 +173,16 @@ class _ExportedModel(nn.Module):
 
 
 class OnnxRuntimeModel(_ExportedModel):
-    """An ONNX file on ONNX Runtime's CPU engine, called like the PyTorch model it came from."""
+    """An ONNX file on ONNX Runtime's CPU engine (`OnnxSession`), called like the PyTorch model it came from."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
-        ort = require_package("onnxruntime", "onnx")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = int(threads or torch.get_num_threads())
-        options.inter_op_num_threads = 1
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.has_area_head = len(self.session.get_outputs()) == 2
+        self.engine = OnnxSession(path, int(threads or torch.get_num_threads()))
+        self.path, self.session, self.has_area_head = self.engine.path, self.engine.session, self.engine.has_area_head
 
     def run(self, images: torch.Tensor) -> list[torch.Tensor]:
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        return [torch.from_numpy(out) for out in self.session.run(None, {self.input_name: array})]
+        return [torch.from_numpy(out) for out in self.engine.run(array)]
 
 
 @functools.cache

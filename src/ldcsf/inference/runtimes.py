@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +78,41 @@ AUTO_TOLERANCE = 1e-5
 
 
 def runs_on_gpu(accelerator: str) -> bool:
-    """Whether `accelerator` puts the model on a GPU (or Apple's MPS) here."""
+    """Whether `accelerator` puts the model on a GPU (or Apple's MPS) here.
+
+    For "auto" on a machine with no GPU driver at all the answer is no without asking torch, whose
+    import (0.7 s) is most of a small slide's start-up on an exported runtime.
+    """
+    accelerator = str(accelerator).lower()
+    if accelerator != "auto":
+        return accelerator in ("gpu", "cuda", "mps")
+    if "torch" not in sys.modules and not gpu_driver_present():
+        return False
     import torch
 
-    accelerator = str(accelerator).lower()
-    if accelerator == "auto":
-        return torch.cuda.is_available() or torch.backends.mps.is_available()
-    return accelerator in ("gpu", "cuda", "mps")
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+def cuda_available() -> bool:
+    """torch.cuda.is_available(), answered without torch where no GPU driver exists."""
+    if "torch" not in sys.modules and not gpu_driver_present():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def gpu_driver_present() -> bool:
+    """Whether torch could find a GPU here: on Linux, NVIDIA's, AMD's (ROCm) or WSL's device nodes
+    exist; elsewhere (macOS's MPS, Windows) assumed, so torch is asked."""
+    import glob
+    import os
+    import platform
+
+    if platform.system() != "Linux":
+        return True
+    nodes = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+    return any(os.path.exists(node) for node in nodes) or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 def installed(runtime: Runtime) -> bool:
@@ -111,6 +140,8 @@ def resolve_runtime(name: str, loaded: LoadedCheckpoint, accelerator: str = "aut
         entry = get_runtime(candidate)
         if not installed(entry):
             continue
+        if exact_export_on_disk(loaded):  # decided from the record alone: nothing built, no torch
+            return candidate
         try:
             engine = runtime_model(loaded, candidate)
         except (ValueError, OSError, ImportError) as err:  # not exportable, not exact, a read-only folder
@@ -121,6 +152,15 @@ def resolve_runtime(name: str, loaded: LoadedCheckpoint, accelerator: str = "aut
             return candidate
         log.info("%s: --runtime auto runs PyTorch (%s differs by %s)", loaded.path.name, candidate, difference)
     return "torch"
+
+
+def exact_export_on_disk(loaded: LoadedCheckpoint) -> bool:
+    """Whether `loaded` has a trusted exported file whose check against PyTorch met `AUTO_TOLERANCE`."""
+    from .export_record import checkpoint_export
+
+    record = checkpoint_export(loaded)[1]
+    difference = None if record is None else record.get("max_difference")
+    return difference is not None and difference <= AUTO_TOLERANCE
 
 
 def get_runtime(name: str) -> Runtime:
@@ -172,9 +212,8 @@ def check_runtime_device(runtime: str, accelerator: str) -> None:
     """A CPU-only runtime refuses a GPU accelerator in one line (`auto` picks one that fits)."""
     if runtime == AUTO or not get_runtime(runtime).cpu_only:
         return
-    import torch
-
-    on_gpu = accelerator in ("gpu", "cuda", "mps") or (accelerator == "auto" and torch.cuda.is_available())
+    accelerator = str(accelerator).lower()
+    on_gpu = accelerator in ("gpu", "cuda", "mps") or (accelerator == "auto" and cuda_available())
     if on_gpu:
         raise ValueError(f"--runtime {runtime} runs on the CPU; use --accelerator cpu, or --runtime torch on a GPU")
 

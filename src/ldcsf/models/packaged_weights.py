@@ -16,9 +16,10 @@ import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def file_sha256(path: str | Path) -> str:
 
 def load_packaged_weights(model: nn.Module, entry: PackagedWeights) -> None:
     """Verify the installed file and copy its tensors into a timm model, key by key in order."""
+    import torch
+
     path = entry.path()
     if path is None:
         raise FileNotFoundError(f"{entry.backbone}: package {entry.distribution} is not installed")

@@ -6,8 +6,7 @@ Running the model itself is `ldcsf.inference`'s (the one `Predictor`, runtimes, 
 
 from .cohort import collect_slides, run_cohort
 from .pipeline import NoTissueError, SlideResult, SlideSettings, run_slide, slide_id_for
-from .tile_dataset import TileDataset
-from .tile_prediction import PredictionStore, predict_tiles
+from .prediction_store import PredictionStore
 
 __all__ = [
     "NoTissueError",
@@ -25,9 +24,18 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # The Lightning predictor on first use: a slide run on one device never loads Lightning.
+    # The Lightning predictor on first use: a slide run on one device never loads Lightning; and the
+    # torch pieces on first use, as a small slide on ONNX Runtime never loads torch.
     if name == "TilePredictor":
         from ..inference.predictor import Predictor
 
         return Predictor
+    if name == "TileDataset":
+        from .tile_dataset import TileDataset
+
+        return TileDataset
+    if name == "predict_tiles":
+        from .tile_prediction import predict_tiles
+
+        return predict_tiles
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

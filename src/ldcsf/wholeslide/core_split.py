@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from ..utils.workers import usable_cores
+
+if TYPE_CHECKING:  # torch only where the split is measured: a small slide on ONNX Runtime never loads it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,8 @@ def choose_split(
     t threads (an exported engine is built per thread count); `to_input` turns a uint8 batch into
     the model's input. Torch's thread count is left at the chosen split's.
     """
+    import torch
+
     cores = cores or usable_cores()
     sample = max(2, min(sample, n_tiles))
     read_tile(0)  # opens the slide: a one-off, not a per-tile cost
@@ -120,15 +124,17 @@ def settle_split(settings, loaded, slide_path, boxes: np.ndarray, sample: int = 
     """
     if settings.num_workers is not None:
         return settings
+    from ..inference.runtimes import runs_on_gpu
     from ..utils.workers import default_num_workers
 
-    on_gpu = settings.accelerator in ("gpu", "cuda", "mps") or (
-        settings.accelerator == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()))
+    on_gpu = runs_on_gpu(settings.accelerator)
     if on_gpu or str(settings.devices) not in ("auto", "1") or settings.num_nodes > 1:
         settings.num_workers = default_num_workers(MAX_WORKERS)
         return settings
     if len(boxes) <= max(settings.batch_size, MIN_TILES_TO_MEASURE):
         return replace(settings, num_workers=0)
+    import torch
+
     from .tile_dataset import TileDataset
     from ..inference.batch_predictor import BatchPredictor
     from ..inference.runtimes import runtime_model

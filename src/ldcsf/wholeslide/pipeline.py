@@ -32,7 +32,7 @@ from ..checkpoint_safety import check_interval_calibration
 from ..options import SlideSettings
 from ..utils.paths import check_output_dir, printable_name, safe_name
 from ..wsi.formats import slide_name
-from .tile_prediction import PredictionStore
+from .prediction_store import PredictionStore
 from .fingerprint import claim_output, result_fingerprint
 from .input_checks import check_tsr_labels
 from .plan import (  # noqa: F401 - THUMBNAIL_SIZE and NoTissueError are also imported from here
@@ -86,9 +86,17 @@ def settle_runtime(settings: SlideSettings, loaded: LoadedCheckpoint) -> None:
     """Put the runtime that will run the model in `settings` (`--runtime auto` decided once, kept for
     a cohort's other slides, and recorded in tsr.json as what ran), with the model it needs made
     now: a model that cannot be built or exported fails here, before any slide is read."""
-    from ..inference.runtimes import runtime_model
+    from ..inference.export_record import checkpoint_export
+    from ..inference.runtime_packages import check_installed
+    from ..inference.runtimes import get_runtime, runtime_model
 
     settings.runtime = resolve_runtime(settings.runtime, loaded, settings.accelerator, settings.precision)
+    entry = get_runtime(settings.runtime)
+    if entry.engine is not None and checkpoint_export(loaded)[1] is not None:
+        # A trusted exported file: its engine is built where the slide is predicted, which for a small
+        # slide on ONNX Runtime needs no torch at all (`onnx_prediction`).
+        check_installed(entry.needs, entry.name, entry.extra)
+        return
     runtime_model(loaded, settings.runtime)
 
 

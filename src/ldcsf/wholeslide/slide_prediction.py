@@ -17,10 +17,10 @@ import pandas as pd
 
 from ..analysis.areas import add_area_columns, own_cell_maps
 from ..models.input_spec import InputSpec
-from .tile_dataset import TileDataset
-from .tile_prediction import PredictionStore, predict_tiles
+from .onnx_prediction import predict_on_session, torch_free_export
 from .plan import SlidePlan
-from ..inference.runtimes import runtime_model
+from .prediction_store import PredictionStore
+from .slide_tiles import SlideTiles
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,19 @@ def predict_slide(plan: SlidePlan, loaded, settings, store: PredictionStore, sta
     # The checkpoint's input, with the stain normalisation this run applies (--stain-norm may change it).
     input_spec = replace(meta.input_spec, stain_norm=stain_norm)
     n_tiles = len(plan.tiles)
-    if len(store.done_indices()) < n_tiles:
+    n_todo = n_tiles - len(store.done_indices())
+    exported = None if callbacks else torch_free_export(loaded, settings, input_spec, n_todo)
+    if n_todo and exported is not None:
+        tiles = _dataset_maker(plan, input_spec, settings, SlideTiles)(store.done_indices())
+        predict_on_session(exported, store, tiles, input_spec, settings.batch_size, threads=settings.threads,
+                           progress=settings.progress)
+    elif n_todo:
+        from ..inference.runtimes import runtime_model
+        from .tile_dataset import TileDataset
+        from .tile_prediction import predict_tiles
+
         holds_results = predict_tiles(
-            runtime_model(loaded, settings.runtime), store, _dataset_maker(plan, input_spec, settings),
+            runtime_model(loaded, settings.runtime), store, _dataset_maker(plan, input_spec, settings, TileDataset),
             batch_size=settings.batch_size, num_workers=settings.num_workers, mean=input_spec.mean, std=input_spec.std,
             tta=settings.tta, accelerator=settings.accelerator, devices=settings.devices,
             strategy=settings.strategy, num_nodes=settings.num_nodes, precision=settings.precision,
@@ -105,15 +115,16 @@ def member_tables(plan: SlidePlan, store: PredictionStore, meta) -> list[pd.Data
     return tables
 
 
-def _dataset_maker(plan: SlidePlan, input_spec: InputSpec, settings):
-    """`make_dataset(done)` for `predict_tiles`: the TileDataset of the tiles no part holds yet."""
+def _dataset_maker(plan: SlidePlan, input_spec: InputSpec, settings, kind: type[SlideTiles]):
+    """`make_dataset(done)` for `predict_tiles`: the tiles no part holds yet, as `kind` (a TileDataset
+    for torch, plain `SlideTiles` for the torch-free path)."""
     boxes = plan.boxes
 
-    def make_dataset(done: np.ndarray) -> TileDataset:
+    def make_dataset(done: np.ndarray) -> SlideTiles:
         todo = np.setdiff1d(np.arange(len(boxes)), done)
         if len(done):
             log.info("%s: resuming, %d of %d tiles already predicted", plan.slide_id, len(done), len(boxes))
-        return TileDataset.for_input(plan.slide_path, boxes[todo], todo, input_spec, slide_mpp=settings.mpp)
+        return kind.for_input(plan.slide_path, boxes[todo], todo, input_spec, slide_mpp=settings.mpp)
 
     return make_dataset
 
