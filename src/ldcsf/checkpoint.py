@@ -255,7 +255,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
 
 def _meta_from_export_record(path: Path) -> tuple[CheckpointMeta, str] | None:
     """(meta, weights digest) from the record of `path`'s trusted exported file, or None (no such record)."""
-    from .inference.export_record import checkpoint_record
+    from .export_record import checkpoint_record
 
     record = checkpoint_record(path)
     if record is None or not isinstance(record.get("meta"), dict) or not record.get("weights_sha256"):

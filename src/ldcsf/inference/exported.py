@@ -26,7 +26,7 @@ from torch import nn
 
 from ..checkpoint import LoadedCheckpoint
 from ..utils.atomic import atomic_path
-from .export_record import (  # noqa: F401 - also imported from here
+from ..export_record import (  # noqa: F401 - also imported from here
     RECORD_VERSION, file_sha256, onnx_path_for, read_record, record_path, trusted_export,
 )
 from .onnx_session import OnnxSession

@@ -156,7 +156,7 @@ def resolve_runtime(name: str, loaded: LoadedCheckpoint, accelerator: str = "aut
 
 def exact_export_on_disk(loaded: LoadedCheckpoint) -> bool:
     """Whether `loaded` has a trusted exported file whose check against PyTorch met `AUTO_TOLERANCE`."""
-    from .export_record import checkpoint_export
+    from ..export_record import checkpoint_export
 
     record = checkpoint_export(loaded)[1]
     difference = None if record is None else record.get("max_difference")

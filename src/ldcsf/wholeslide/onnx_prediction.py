@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.export_record import checkpoint_export
+from ..export_record import checkpoint_export
 from ..inference.onnx_session import OnnxSession
 from ..inference.runtimes import runs_on_gpu
 from ..models.input_spec import InputSpec

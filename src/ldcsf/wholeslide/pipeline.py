@@ -86,7 +86,7 @@ def settle_runtime(settings: SlideSettings, loaded: LoadedCheckpoint) -> None:
     """Put the runtime that will run the model in `settings` (`--runtime auto` decided once, kept for
     a cohort's other slides, and recorded in tsr.json as what ran), with the model it needs made
     now: a model that cannot be built or exported fails here, before any slide is read."""
-    from ..inference.export_record import checkpoint_export
+    from ..export_record import checkpoint_export
     from ..inference.runtime_packages import check_installed
     from ..inference.runtimes import get_runtime, runtime_model
 
