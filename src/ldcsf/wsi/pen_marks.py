@@ -22,11 +22,18 @@ BLUE_MIN_SATURATION = 0.30
 BLUE_MAX_VALUE = 0.75
 
 
+def channel_max_min(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel max and min over the 3 channels of (..., 3): elementwise over the channel planes,
+    several times faster than numpy's `max(axis=-1)`, which loops over the 3 values pixel by pixel."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+
+
 def hue_degrees(rgb: np.ndarray) -> np.ndarray:
     """HSV hue in degrees [0, 360) of an RGB uint8 image (0 where the pixel is grey)."""
     rgb = rgb.astype(np.float32)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
+    high, low = channel_max_min(rgb)
     delta = np.where(high > low, high - low, 1.0)
     hue = np.where(high == r, ((g - b) / delta) % 6.0, np.where(high == g, (b - r) / delta + 2.0, (r - g) / delta + 4.0))
     return np.where(high > low, hue * 60.0, 0.0)

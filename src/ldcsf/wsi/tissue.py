@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from skimage import filters, morphology
 
-from .pen_marks import pen_ink_mask
+from .pen_marks import channel_max_min, pen_ink_mask
 
 #: Saturation below this is never tissue, whatever Otsu says (glass, dust, faint shadows).
 MIN_SATURATION = 0.07
@@ -91,13 +91,10 @@ def saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     took 2.2 s of a slide's fixed cost; these two channels take about a tenth of that.
     """
     rgb = np.asarray(rgb)
-    if rgb.dtype == np.uint8:  # the usual case: the integer max/min avoid a float copy of the image
-        high, low = rgb.max(axis=-1), rgb.min(axis=-1)
-        value = high.astype(np.float32) / np.float32(255)
-    else:  # floats in [0, 1], as skimage accepts
+    if rgb.dtype != np.uint8:  # floats in [0, 1], as skimage accepts (uint8, the usual case, stays integer)
         rgb = rgb.astype(np.float32, copy=False)
-        high, low = rgb.max(axis=-1), rgb.min(axis=-1)
-        value = high
+    high, low = channel_max_min(rgb)
+    value = high.astype(np.float32) / np.float32(255) if rgb.dtype == np.uint8 else high
     difference = (high - low).astype(np.float32)
     saturation = np.divide(difference, high, out=np.zeros_like(difference), where=high > 0)
     return saturation, value
