@@ -47,9 +47,11 @@ STEPS = [
     ("  of which pen ink", [("ldcsf/wsi/pen_marks.py", "pen_ink_mask")]),
     ("reader/model split measurement", [("ldcsf/wholeslide/core_split.py", "settle_split")]),
     ("runtime: export check, engine built", [("ldcsf/wholeslide/pipeline.py", "settle_runtime")]),
-    ("prediction (tile loop or Trainer.predict)", [("ldcsf/wholeslide/tile_prediction.py", "predict_tiles")]),
-    # the batch step: the plain loop's (this version) or Lightning's predict_step (before it)
-    ("  of which the model", [("ldcsf/inference/batch_predictor.py", "predict_images"),
+    ("prediction (tile loop or Trainer.predict)", [("ldcsf/wholeslide/tile_prediction.py", "predict_tiles"),
+                                                   ("ldcsf/wholeslide/onnx_prediction.py", "predict_on_session")]),
+    # the batch step: the torch-free loop's session, the plain loop's, or Lightning's predict_step (older)
+    ("  of which the model", [("ldcsf/inference/onnx_session.py", "run"),
+                              ("ldcsf/inference/batch_predictor.py", "predict_images"),
                               ("ldcsf/inference/predictor.py", "predict_step")]),
     ("analysis (TSR, hotspot)", [("ldcsf/analysis/slide_analysis.py", "analyse_slide")]),
     ("tile tables (Parquet, CSV)", [("ldcsf/export/tables.py", "write_parquet"), ("ldcsf/export/tables.py", "write_csv")]),

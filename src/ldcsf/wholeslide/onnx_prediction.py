@@ -54,7 +54,10 @@ def predict_on_session(onnx_file: Path, store: PredictionStore, tiles: SlideTile
     from ..utils.progress import tqdm
     from ..utils.signals import raise_pending_stop, stops_at_batch_ends
 
-    session = OnnxSession(onnx_file, threads or 0)  # 0: ONNX Runtime's default, one thread per physical core
+    from ..utils.workers import usable_cores
+
+    # The cores this process may use (its affinity, as a container or `taskset` narrows it), not the machine's.
+    session = OnnxSession(onnx_file, threads or usable_cores())
     # (x / 255 - mean) / std = (x - 255 mean) / (255 std), in float32 as `BatchPredictor.normalise`
     mean = np.asarray(input_spec.mean, dtype=np.float32).reshape(1, 3, 1, 1) * np.float32(255)
     std = np.asarray(input_spec.std, dtype=np.float32).reshape(1, 3, 1, 1) * np.float32(255)
