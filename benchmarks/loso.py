@@ -76,7 +76,7 @@ def field_suffix(field: int) -> str:
 
 def mask_field(field: int) -> dict:
     """`load_source` arguments cutting the masked sources at `field` µm: GlaS resampled so that its
-    128 px tiles span it, WSSS4LUAD's tiles (112 px at 112 µm) widened in proportion."""
+    128 px tiles span it, WSSS4LUAD's 112 px tiles (the 112 µm field's) widened in proportion."""
     from ldcsf.data.glas import TILE_SIZE
     from ldcsf.data.pancancer import MASK_TILE_SIZE
 

@@ -26,7 +26,7 @@ def test_loso_quick_cuts_the_masked_sources_at_the_recipes_field(tmp_path, share
     assert len(glas) and all(p.startswith(str(work / "extra_224um")) for p in glas["path"])
     assert {Image.open(p).size for p in glas["path"]} == {(128, 128)}  # 128 px at 1.75 µm/px
     held = pd.read_csv(folds / "pancancer_224um" / "manifest_quick.csv").query("dataset == 'wsss4luad_masks'")
-    assert len(held) and {Image.open(p).size for p in held["path"]} == {(224, 224)}  # 224 px at about 1 µm/px
+    assert len(held) and {Image.open(p).size for p in held["path"]} == {(224, 224)}  # twice the 112 px tiles per side
     config = json.loads((folds / "lite0_area_context224" / "wsss4luad_masks" / "run" / "config.json").read_text())
     assert config["mpp"] == 1.75  # the checkpoint records the field the model decides on
     (row,) = json.loads(out.with_suffix(".json").read_text())["results"]
