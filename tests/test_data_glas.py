@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +11,9 @@ from PIL import Image
 
 from ldcsf.data.area_targets import cell_fractions
 from ldcsf.data.glas import (BACKGROUND, NORMAL, SOURCE_MPP, STROMA, TILE_MPP, TILE_SIZE, TUMOR, class_mask,
-                             prepare_glas, read_glas_manifest, resample, unstained)
+                             glas_tiles, prepare_glas, read_glas_manifest, resample, unstained)
 from ldcsf.data.manifest import default_labels
-from ldcsf.data.masks import read_mask
+from ldcsf.data.masks import read_mask, tile_positions
 from ldcsf.data.pancancer import load_source
 from ldcsf.data.sources import DEFAULT_SOURCES, shared_source
 
@@ -86,6 +88,30 @@ def test_source_tiles_group_by_patient_with_area_targets(small_glas, tmp_path):
     cells = cell_fractions(mask, (4, 4), LABELS)  # the area head's targets, as for WSSS4LUAD tiles
     assert abs(float(cells[LABELS.index("tumor")].mean()) - row["frac_tumor"]) < 1e-5
     assert cells[LABELS.index("necrosis")].isnan().all()
+
+
+def test_a_wider_field_keeps_128_px_tiles_over_twice_the_microns(small_glas, tmp_path):
+    folder, picked = small_glas
+    default = glas_tiles(folder, tmp_path / "112um" / "glas", LABELS, progress=False)
+    # through load_source, as a benchmark builds it: 128 px at 1.75 µm/px = 224 µm per tile
+    wide = load_source(shared_source("glas"), folder.parent, tmp_path / "224um", LABELS, progress=False,
+                       glas_mpp=2 * TILE_MPP)
+    assert TILE_SIZE * 2 * TILE_MPP == 224
+    assert {Image.open(p).size for p in wide["path"]} == {(TILE_SIZE, TILE_SIZE)}
+    for name in ("train_1", "testA_1"):  # 775 x 522 px at 0.62 µm/px
+        small, big = (np.asarray(Image.open(tmp_path / f / "glas" / "resampled" / "img" / f"{name}.png"))
+                      for f in ("112um", "224um"))
+        assert big.shape[:2] == (round(522 * SOURCE_MPP / (2 * TILE_MPP)), round(775 * SOURCE_MPP / (2 * TILE_MPP)))
+        assert abs(2 * big.shape[0] - small.shape[0]) <= 1 and abs(2 * big.shape[1] - small.shape[1]) <= 1
+        # About half the tiles per side (the grid plus one tile flush with the far edge): 5 x 3 -> 3 x 2.
+        grids = [(tile_positions(a.shape[1], TILE_SIZE, TILE_SIZE), tile_positions(a.shape[0], TILE_SIZE, TILE_SIZE))
+                 for a in (small, big)]
+        assert [(len(xs), len(ys)) for xs, ys in grids] == [(5, 3), (3, 2)]
+        tiles = wide[wide["source_image"].map(lambda p: Path(p).stem).eq(name)]
+        assert len(tiles) and set(tiles["x"]) <= set(grids[1][0]) and set(tiles["y"]) <= set(grids[1][1])
+    assert set(wide["group"]) == set(default["group"]) and len(wide) < len(default) / 2
+    with pytest.raises(ValueError, match="GlaS tile µm/px must be positive"):
+        prepare_glas(folder, tmp_path / "bad", tile_mpp=0)
 
 
 def test_glas_is_declared_but_not_in_the_default_set(glas):

@@ -15,7 +15,9 @@ epithelium (lumen inside it). The masks are then in the WSSS4LUAD palette, so ti
 (`data.masks.tile_masks`) and area targets (`data.area_targets.cell_fractions`) read them unchanged.
 
 Images are resampled from the source's 0.62 µm/px to `TILE_MPP` (the field the models are
-trained at: 128 px = 112 µm), the image by area averaging, the mask by nearest neighbour.
+trained at: 128 px = 112 µm), the image by area averaging, the mask by nearest neighbour. Another
+`tile_mpp` cuts the same 128 px tiles over another field (1.75 µm/px: 224 µm, for a model that
+decides on more context).
 Tiles are grouped by patient (`glas:patient-<id>`): GlaS train and testA share patients.
 """
 
@@ -106,11 +108,14 @@ def resample(rgb: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarra
     return np.asarray(image), np.asarray(labels)
 
 
-def prepare_glas(folder: str | Path, out_dir: str | Path) -> list[PreparedImage]:
-    """Write each image resampled to TILE_MPP (`out_dir/img/`) and its class mask (`out_dir/mask/`).
+def prepare_glas(folder: str | Path, out_dir: str | Path, tile_mpp: float = TILE_MPP) -> list[PreparedImage]:
+    """Write each image resampled to `tile_mpp` (`out_dir/img/`) and its class mask (`out_dir/mask/`).
 
-    Files already written are kept (a rerun resumes); the removed shares are computed again.
+    Files already written are kept (a rerun resumes), so one `out_dir` holds one `tile_mpp`;
+    the removed shares are computed again.
     """
+    if not tile_mpp > 0:
+        raise ValueError(f"{folder}: GlaS tile µm/px must be positive, got {tile_mpp}")
     folder, out_dir = Path(folder), Path(out_dir)
     frame = read_glas_manifest(folder)
     prepared = []
@@ -128,7 +133,7 @@ def prepare_glas(folder: str | Path, out_dir: str | Path) -> list[PreparedImage]
                              f"{rgb.shape[1]}x{rgb.shape[0]} px")
         pale = unstained(rgb)
         classes = class_mask(gland, pale, row.glas_grade == "malignant")
-        small_rgb, small_mask = resample(rgb, classes, SOURCE_MPP / TILE_MPP)
+        small_rgb, small_mask = resample(rgb, classes, SOURCE_MPP / tile_mpp)
         name = Path(row.image).stem
         out_image, out_mask = out_dir / "img" / f"{name}.png", out_dir / "mask" / f"{name}.png"
         _write_png(small_rgb, out_image)
@@ -141,14 +146,14 @@ def prepare_glas(folder: str | Path, out_dir: str | Path) -> list[PreparedImage]
 
 
 def glas_tiles(folder: str | Path, out_dir: str | Path, labels: Sequence[str], tile_size: int = TILE_SIZE,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, tile_mpp: float = TILE_MPP) -> pd.DataFrame:
     """Manifest rows of the GlaS tiles (written under `out_dir`), grouped by patient.
 
-    Besides the WSSS4LUAD-style columns (`frac_*`, labels from the mask), each row carries the
-    image's `patient_id` and `glas_grade`.
+    Tiles are `tile_size` px at `tile_mpp` µm/px. Besides the WSSS4LUAD-style columns (`frac_*`,
+    labels from the mask), each row carries the image's `patient_id` and `glas_grade`.
     """
     out_dir = Path(out_dir)
-    prepared = {p.name: p for p in prepare_glas(folder, out_dir / "resampled")}
+    prepared = {p.name: p for p in prepare_glas(folder, out_dir / "resampled", tile_mpp=tile_mpp)}
     frame = tile_masks(out_dir / "resampled" / "img", out_dir / "resampled" / "mask", out_dir, tile_size=tile_size,
                        scheme=WSSS4LUAD, labels=labels, progress=progress)
     stems = frame["source_image"].map(lambda p: Path(p).stem)
