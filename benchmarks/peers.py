@@ -284,12 +284,14 @@ def main(argv=None) -> int:
                             run.update(agreement(predictions["ldcsf"], pred))
 
     summary = summarise(runs, slides)
+    settled_load()  # the end load says whether others used the machine, not what the last run left
+    load_end = os.getloadavg()
     machine = machine_info("cuda" if args.accelerator == "gpu" else "cpu")
     result = {"command": command_line(), "date": now(), "machine": machine.to_dict(), "model": args.model,
               "tile": model_spec, "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats,
               "status": status, "tools": tools, "runs": runs, "summary": summary,
-              "load_average": os.getloadavg(), "load_average_start": load_start,
-              "loaded_machine": loaded_machine(load_start, os.getloadavg(), *[(r["load_1min"],) for r in runs]),
+              "load_average": load_end, "load_average_start": load_start,
+              "loaded_machine": loaded_machine(load_start, load_end, *[(r["load_1min"],) for r in runs]),
               "peer_max_side": args.peer_max_side, "agreement_tolerance": AGREEMENT_TOLERANCE,
               "speedup_vs_fastest_peer": speedup(summary, slides[-1].name if slides else None)}
     markdown = render(result, machine)
