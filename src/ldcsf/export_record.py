@@ -8,7 +8,9 @@ Runtime no torch at all (`wholeslide.onnx_prediction`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from pathlib import Path
 
 #: Version of the record beside an exported file; a record of another version means "export again".
@@ -24,6 +26,14 @@ def onnx_path_for(checkpoint: str | Path, export_dir: str | Path | None = None) 
 
 
 def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read once per version of it: a run asks for the checkpoint's and the exported
+    file's several times (runtime choice, each slide's path), and a changed file has another size or time."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -86,7 +86,7 @@ def runs_on_gpu(accelerator: str) -> bool:
     accelerator = str(accelerator).lower()
     if accelerator != "auto":
         return accelerator in ("gpu", "cuda", "mps")
-    if "torch" not in sys.modules and not gpu_driver_present():
+    if not _torch_may_find_a_gpu():
         return False
     import torch
 
@@ -95,11 +95,15 @@ def runs_on_gpu(accelerator: str) -> bool:
 
 def cuda_available() -> bool:
     """torch.cuda.is_available(), answered without torch where no GPU driver exists."""
-    if "torch" not in sys.modules and not gpu_driver_present():
+    if not _torch_may_find_a_gpu():
         return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def _torch_may_find_a_gpu() -> bool:
+    return "torch" in sys.modules or gpu_driver_present()
 
 
 def gpu_driver_present() -> bool:

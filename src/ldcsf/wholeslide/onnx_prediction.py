@@ -7,11 +7,12 @@ slide on a trusted exported file needs torch for nothing else than the tile resi
 tile than torch's, so this path is taken only while it pays: up to `MAX_TILES` tiles still to
 predict, and only while torch is not loaded already (a cohort that ran a larger slide keeps torch).
 Outputs equal the torch path's: the same tiles, normalisation and session; sigmoids computed in
-numpy, within 1e-6 of torch's (tests/test_onnx_prediction.py).
+numpy, within 1e-6 of torch's (tests/test_fast_default.py).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,11 +54,10 @@ def predict_on_session(onnx_file: Path, store: PredictionStore, tiles: SlideTile
     from ..utils.prefetch import Prefetched
     from ..utils.progress import tqdm
     from ..utils.signals import raise_pending_stop, stops_at_batch_ends
-
     from ..utils.workers import usable_cores
 
     # The cores this process may use (its affinity, as a container or `taskset` narrows it), not the machine's.
-    session = OnnxSession(onnx_file, threads or usable_cores())
+    session = _session(onnx_file, threads or usable_cores())
     # (x / 255 - mean) / std = (x - 255 mean) / (255 std), in float32 as `BatchPredictor.normalise`
     mean = np.asarray(input_spec.mean, dtype=np.float32).reshape(1, 3, 1, 1) * np.float32(255)
     std = np.asarray(input_spec.std, dtype=np.float32).reshape(1, 3, 1, 1) * np.float32(255)
@@ -77,6 +77,13 @@ def predict_on_session(onnx_file: Path, store: PredictionStore, tiles: SlideTile
                 raise_pending_stop()  # a stop signal that came during the batch: the batch is saved
     finally:
         tiles.close()
+
+
+@functools.lru_cache(maxsize=1)
+def _session(onnx_file: Path, threads: int) -> OnnxSession:
+    # One session for a cohort's small slides, as `runtimes.runtime_model` keeps one engine for the torch
+    # path: building it (graph optimisation) is ~0.1 s. The file is trusted by its record before each slide.
+    return OnnxSession(onnx_file, threads)
 
 
 def _batches(tiles: SlideTiles, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
