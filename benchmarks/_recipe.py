@@ -76,6 +76,10 @@ RECIPES: dict[str, dict] = {
     # checkpoint; the wider field itself comes from the masked sources cut wider (`field_um`, loso.py).
     "lite0_area_context224": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True}, pretrained=True,
                                   freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3, mpp=1.75),
+    # Mid-level maps (docs/results.md, "Mid-level maps on sources never trained on"): the backbone cut after
+    # its stride-16 stage (112 channels, an 8 x 8 map at 128 px) instead of its last 1x1 convolution.
+    "lite0_area_mid": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
+                           pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
 }
 
 

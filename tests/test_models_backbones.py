@@ -164,6 +164,34 @@ def test_imagenet_weights_separate_real_tissue_classes_better_than_random(shared
     assert all(p > r for p, r in scores.values()), scores
 
 
+@needs_lite0
+def test_backbone_stage_keeps_the_pretrained_backbone_up_to_that_stage(tmp_path):
+    """Lite0 cut at stage -2 gives the full backbone's stride-16 map (blocks.4, 112 channels), and the cut
+    travels in the checkpoint."""
+    full = create_model("ldcsf", backbone=LITE0, pretrained=True, img_size=128).eval()
+    taps = {}
+    full.backbone.blocks[4].register_forward_hook(lambda module, inputs, output: taps.setdefault("mid", output))
+    cut = create_model("ldcsf", backbone=LITE0, pretrained=True, img_size=128, backbone_stage=-2,
+                       resnet_planes=16, resnet_blocks=1).eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        full(x)
+        mid = cut.forward_backbone(x)
+    assert mid.shape == (2, 112, 8, 8) and cut.backbone.num_features == 112
+    torch.testing.assert_close(mid, taps["mid"])
+    assert not hasattr(cut.backbone.conv_head, "weight")  # the head's 1x1 convolution is gone
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "cut.pt", cut, CheckpointMeta.for_model(cut)))
+    assert loaded.meta.model_kwargs["backbone_stage"] == -2
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), cut(x))
+
+
+def test_a_stage_the_backbone_lacks_is_one_line():
+    with pytest.raises(ValueError, match="has 5 feature stages; stage 7") as info:
+        create_model("ldcsf", backbone=LITE0, img_size=64, backbone_stage=7)
+    assert "\n" not in str(info.value)
+
+
 # -- the command line ---------------------------------------------------------------------------
 def test_train_backbone_option_builds_the_generic_model(shared_data, tmp_path):
     source = pd.read_csv(shared_data / "manifest.csv", dtype=str, keep_default_na=False)

@@ -113,12 +113,17 @@ def create_backbone(
     img_size: tuple[int, int] | None = None,
     pretrained: bool = False,
     pretrained_file: str | Path | None = None,
+    stage: int | None = None,
     **kwargs,
 ) -> nn.Module:
     """A timm model without classifier or pooling, returning its last feature map.
 
     `img_size` is passed on only to architectures built for one input size (Swin, ViT); CNNs take
-    any size and do not accept the argument.
+    any size and do not accept the argument. `stage` keeps the backbone only up to that feature
+    stage (an index into timm's `feature_info`, negative from the end: -1 is the last stage without
+    the head's 1x1 convolution, -2 the one before it), cut by timm's `prune_intermediate_layers`
+    after the weights are loaded: mid-level maps carry texture rather than ImageNet's object
+    classes, and transfer better across labs and organs (docs/results.md, "Mid-level maps").
     """
     if img_size is not None and takes_img_size(name):
         kwargs["img_size"] = img_size
@@ -146,7 +151,19 @@ def create_backbone(
         load_backbone_weights(model, pretrained_file)
     elif packaged is not None:
         load_packaged_weights(model, packaged)
+    if stage is not None:
+        cut_at_stage(model, name, stage)
     return model
+
+
+def cut_at_stage(model: nn.Module, name: str, stage: int) -> None:
+    """Drop every layer after feature stage `stage` (timm's indexing); one-line error when it cannot."""
+    stages = len(getattr(model, "feature_info", []) or [])
+    if not hasattr(model, "prune_intermediate_layers") or not stages:
+        raise ValueError(f"backbone {name!r} cannot be cut at a stage (timm gives it no prune_intermediate_layers)")
+    if not -stages <= stage < stages:
+        raise ValueError(f"backbone {name!r} has {stages} feature stages; stage {stage} is not one of them")
+    model.prune_intermediate_layers([stage], prune_norm=False, prune_head=True)
 
 
 def feature_map(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:

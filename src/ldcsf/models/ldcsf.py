@@ -89,6 +89,8 @@ class LDCSF(MultiLabelClassifier):
         backbone: timm name of the backbone (Swin-T by default; any timm model with a 2-D map).
         img_size: input size in pixels (square if an int); default: the backbone's pretrained size.
         backbone_kwargs: architecture overrides passed to timm (embed_dim, depths, window_size...).
+        backbone_stage: keep the backbone up to this feature stage (timm's `feature_info` index,
+            negative from the end), e.g. -2 for EfficientNet's stride-16 map; default: the whole backbone.
         pretrained: fetch the backbone's weights by name through timm.
         pretrained_file: load the backbone's weights from a local file instead.
         use_ldc / use_fr / use_resnet: ablation switches; each removes its module entirely.
@@ -106,6 +108,7 @@ class LDCSF(MultiLabelClassifier):
         backbone_kwargs: dict | None = None,
         pretrained: bool = False,
         pretrained_file: str | Path | None = None,
+        backbone_stage: int | None = None,
         use_ldc: bool = True,
         use_fr: bool = True,
         use_resnet: bool = True,
@@ -124,6 +127,7 @@ class LDCSF(MultiLabelClassifier):
             img_size=None if img_size is None else tuple(img_size),
             pretrained=pretrained,
             pretrained_file=pretrained_file,
+            stage=backbone_stage,
             drop_path_rate=drop_path_rate,
             **(backbone_kwargs or {}),
         )
