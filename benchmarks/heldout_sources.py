@@ -10,6 +10,9 @@ sampling only, recorded beside it, when only one source has masks).
 
     .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources glas wsss4luad_masks --threads 1 --out benchmarks/results/loso_masked
     .venv/bin/python benchmarks/heldout_sources.py --recipe lite0_area
+    # the recommended recipe trains on GlaS: every other source's fold from loso.py --train-with glas
+    .venv/bin/python benchmarks/heldout_sources.py --recipe lite0_area_mid --work benchmarks/results/heldout_work/seed0_with_glas \\
+        --fold glas=benchmarks/results/heldout_work/seed0/lite0_area_mid/glas
 """
 
 from __future__ import annotations
@@ -37,8 +40,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recipe", default="lite0_area")
     p.add_argument("--work", type=Path, default=RESULTS / "loso_work", help="loso.py's --work folder")
     p.add_argument("--block-tiles", type=int, default=IMAGE_BLOCK_TILES, help="bootstrap block side, in tiles")
+    p.add_argument("--fold", action="append", default=[], metavar="SOURCE=FOLDER",
+                   help="read this source's fold from FOLDER instead of WORK/RECIPE/SOURCE (e.g. the folds of "
+                        "loso.py --train-with glas, where the recipe trains on GlaS as the shipped model does); "
+                        "repeatable")
     p.add_argument("--out", type=Path, default=RESULTS / "heldout_sources", help="results stem (.md, .json)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.fold_folders = {source: Path(folder) for source, folder in (item.split("=", 1) for item in args.fold)}
+    except ValueError:
+        p.error("--fold takes SOURCE=FOLDER")
+    misnamed = sorted(s for s, folder in args.fold_folders.items() if folder.name != s)
+    if misnamed:
+        p.error(f"--fold {misnamed[0]}=...: a fold folder is named after its held-out source")
+    return args
+
+
+def finished_folds(args) -> list[Path]:
+    """WORK/RECIPE's finished folds, each source's replaced by its --fold folder where one is given."""
+    folds = {p.parent.name: p.parent for p in (args.work / args.recipe).glob("*/scores.json")}
+    for source, folder in args.fold_folders.items():
+        if not (folder / "scores.json").is_file():
+            raise SystemExit(f"{folder}: no scores.json (the fold is unfinished; run loso.py)")
+        folds[source] = folder
+    return [folds[name] for name in sorted(folds)]
 
 
 def image_intervals(tiles: pd.DataFrame, block_tiles: int) -> pd.DataFrame:
@@ -90,12 +115,12 @@ def source_entry(fold: Path, block_tiles: int, calibrated: pd.DataFrame | None =
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    folds = sorted(p.parent for p in (args.work / args.recipe).glob("*/scores.json"))
+    folds = finished_folds(args)
     if not folds:
         raise SystemExit(f"{args.work / args.recipe}: no finished folds (run loso.py first)")
-    from interval_calibration import cross_source_intervals  # imports this module: not at the top
+    from interval_calibration import cross_source_intervals, shown_path  # imports this module: not at the top
 
-    calibrated = cross_source_intervals(args.work, args.recipe, [fold.name for fold in folds], args.block_tiles)
+    calibrated = cross_source_intervals(folds, args.block_tiles)
     sources = {fold.name: source_entry(fold, args.block_tiles, calibrated) for fold in folds}
     rows = []
     for name, e in sources.items():
@@ -115,7 +140,7 @@ def main(argv=None) -> int:
           markdown_table(["held-out source", "images", *LABELS, "TSR images", "MAE", "Spearman", "high/low",
                           "coverage"], rows)]
     write_results(args.out, "\n".join(md), {"command": command_line(), "date": now(), "recipe": args.recipe,
-                                            "sources": sources})
+                                            "folds": {f.name: str(shown_path(f)) for f in folds}, "sources": sources})
     print("\n".join(md))
     return 0
 

@@ -124,10 +124,11 @@ def cross_source(images: pd.DataFrame, level: float) -> tuple[dict, pd.DataFrame
     return results, (pd.concat(scored, ignore_index=True) if scored else pd.DataFrame())
 
 
-def cross_source_intervals(work: Path, recipe: str, sources, block_tiles: int = IMAGE_BLOCK_TILES,
-                           level: float = LEVEL) -> pd.DataFrame:
-    """Every masked fold's images with the interval calibrated without their own source (heldout_sources.py)."""
-    folds = [work / recipe / s for s in sources if (work / recipe / s / "tile_areas.csv").is_file()]
+def cross_source_intervals(folds, block_tiles: int = IMAGE_BLOCK_TILES, level: float = LEVEL) -> pd.DataFrame:
+    """Every masked fold's images with the interval calibrated without their own source (heldout_sources.py).
+
+    `folds`: fold folders, each named after its held-out source; those without masks are skipped."""
+    folds = [f for f in folds if (f / "tile_areas.csv").is_file()]
     if len(folds) < 2:
         return pd.DataFrame()
     return cross_source(pd.concat([image_table(f, block_tiles) for f in folds], ignore_index=True), level)[1]
