@@ -55,3 +55,17 @@ def write_results(stem: Path, markdown: str, data: dict) -> tuple[Path, Path]:
 
 def fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def add_fold_option(parser, example: str) -> None:
+    """--fold SOURCE=FOLDER (repeatable): read a held-out source's fold from another loso.py work folder."""
+    parser.add_argument("--fold", action="append", default=[], metavar="SOURCE=FOLDER",
+                        help=f"read this source's fold from FOLDER instead of WORK/RECIPE/SOURCE ({example}); repeatable")
+
+
+def fold_folders(parser, items: list[str]) -> dict[str, Path]:
+    """--fold's SOURCE=FOLDER items as {source: folder}; a malformed one is a usage error."""
+    try:
+        return {source: Path(folder) for source, folder in (item.split("=", 1) for item in items)}
+    except ValueError:
+        parser.error("--fold takes SOURCE=FOLDER")

@@ -1,7 +1,7 @@
 """One head against an ensemble of three, GlaS held out: does the members' spread make the
 per-image stroma interval hold the mask's fraction more often, and what does the mean cost or gain?
 
-Trains the recommended recipe (`lite0_area`) and the same recipe with `ensemble=3` (seeds 0, 1,
+Trains the recommended recipe (`_recipe.RECOMMENDED`) and the same recipe with `ensemble=3` (seeds 0, 1,
 2 on the same cached backbone maps) on every default source, as `loso.py` does for a held-out
 source, and scores each GlaS image with tumour in its mask: stroma fraction MAE, Spearman and
 stroma-high/low agreement of the model's estimated areas (the ensemble's mean) against the mask,

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
+from _common import RESULTS, add_fold_option, command_line, fmt, fold_folders, markdown_table, now, write_results
+from _recipe import RECOMMENDED
 from loso import tsr_scores
 
 LABELS = ("stroma", "necrosis", "non_tumor", "tumor")
@@ -37,19 +38,14 @@ IMAGE_BLOCK_TILES = 1
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default="lite0_area")
+    p.add_argument("--recipe", default=RECOMMENDED, help="default: the recommended recipe")
     p.add_argument("--work", type=Path, default=RESULTS / "loso_work", help="loso.py's --work folder")
     p.add_argument("--block-tiles", type=int, default=IMAGE_BLOCK_TILES, help="bootstrap block side, in tiles")
-    p.add_argument("--fold", action="append", default=[], metavar="SOURCE=FOLDER",
-                   help="read this source's fold from FOLDER instead of WORK/RECIPE/SOURCE (e.g. the folds of "
-                        "loso.py --train-with glas, where the recipe trains on GlaS as the shipped model does); "
-                        "repeatable")
+    add_fold_option(p, "e.g. the folds of loso.py --train-with glas, where the recipe trains on GlaS as the shipped "
+                       "model does")
     p.add_argument("--out", type=Path, default=RESULTS / "heldout_sources", help="results stem (.md, .json)")
     args = p.parse_args(argv)
-    try:
-        args.fold_folders = {source: Path(folder) for source, folder in (item.split("=", 1) for item in args.fold)}
-    except ValueError:
-        p.error("--fold takes SOURCE=FOLDER")
+    args.fold_folders = fold_folders(p, args.fold)
     misnamed = sorted(s for s, folder in args.fold_folders.items() if folder.name != s)
     if misnamed:
         p.error(f"--fold {misnamed[0]}=...: a fold folder is named after its held-out source")

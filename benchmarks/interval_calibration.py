@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
+from _common import RESULTS, add_fold_option, command_line, fmt, fold_folders, markdown_table, now, write_results
+from _recipe import RECOMMENDED
 from heldout_sources import IMAGE_BLOCK_TILES, image_intervals
 
 MASKED_SOURCES = ("glas", "wsss4luad_masks")
@@ -35,7 +36,7 @@ LEVEL = 0.95
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default="lite0_area")
+    p.add_argument("--recipe", default=RECOMMENDED, help="default: the recommended recipe, the shipped model's")
     p.add_argument("--work", type=Path, default=RESULTS / "loso_work", help="loso.py's --work folder")
     p.add_argument("--sources", nargs="+", default=list(MASKED_SOURCES), help="held-out sources with masks")
     p.add_argument("--level", type=float, default=LEVEL, help="the interval's coverage")
@@ -43,15 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run-folds", action="store_true",
                    help="first run loso.py for these sources (finished folds are reused, not retrained)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (with --run-folds)")
-    p.add_argument("--fold", action="append", default=[], metavar="SOURCE=FOLDER",
-                   help="read this source's fold from FOLDER instead of WORK/RECIPE/SOURCE (e.g. the WSSS4LUAD fold "
-                        "of loso.py --train-with glas, whose model learnt areas from GlaS's masks); repeatable")
+    add_fold_option(p, "e.g. the WSSS4LUAD fold of loso.py --train-with glas, whose model learnt areas from GlaS's masks")
     p.add_argument("--out", type=Path, default=RESULTS / "interval_calibration", help="results stem (.md, .json)")
     args = p.parse_args(argv)
-    try:
-        args.fold_folders = {source: Path(folder) for source, folder in (item.split("=", 1) for item in args.fold)}
-    except ValueError:
-        p.error("--fold takes SOURCE=FOLDER")
+    args.fold_folders = fold_folders(p, args.fold)
     unknown = sorted(set(args.fold_folders) - set(args.sources))
     if unknown:
         p.error(f"--fold names sources not in --sources: {', '.join(unknown)}")

@@ -29,14 +29,14 @@ def test_loso_quick_holds_out_glas_and_scores_tsr_per_image(tmp_path, shared_dat
     assert "| glas | lite0_area | 2 |" in out.with_suffix(".md").read_text()
 
     # The held-out table reads the fold's tile areas: one entry per source, coverage of the intervals.
-    run_script("heldout_sources.py", "--work", str(work), "--out", str(tmp_path / "heldout"))
+    run_script("heldout_sources.py", "--recipe", "lite0_area", "--work", str(work), "--out", str(tmp_path / "heldout"))
     glas = json.loads((tmp_path / "heldout.json").read_text())["sources"]["glas"]
     assert glas["images"] == 4 and glas["tsr_images"] == 2 and glas["tiles"] == len(held)
     assert glas["mae"] == pytest.approx(row["tsr"]["mae"], rel=1e-5) and 0 <= glas["coverage"] <= 1
     assert set(glas["accuracy"]) == {"stroma", "non_tumor", "tumor"}  # GlaS annotates no necrosis
 
     # A source's fold read from another folder (--fold), as the recipe trained with GlaS is scored.
-    run_script("heldout_sources.py", "--work", str(tmp_path / "no_folds_here"), "--fold",
+    run_script("heldout_sources.py", "--recipe", "lite0_area", "--work", str(tmp_path / "no_folds_here"), "--fold",
                f"glas={work / 'lite0_area' / 'glas'}", "--out", str(tmp_path / "heldout_fold"))
     moved = json.loads((tmp_path / "heldout_fold.json").read_text())
     assert moved["sources"]["glas"] == glas and moved["folds"]["glas"].endswith("lite0_area/glas")
