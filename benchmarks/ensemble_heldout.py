@@ -22,12 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 import loso
 from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, write_results
-from _recipe import RECIPES, RECOMMENDED, feature_cache_dir
+from _recipe import RECIPES, RECOMMENDED
 from heldout_sources import IMAGE_BLOCK_TILES, image_intervals
 
 ENSEMBLE = 3
@@ -46,63 +45,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def member_tile_areas(model_file: Path, held: pd.DataFrame, cache_dir: Path) -> tuple[np.ndarray, list[str]]:
-    """(K, tiles, labels) each member's mean estimated area per tile, from the cached view-0 maps."""
-    import torch
-
-    from ldcsf.checkpoint import load_checkpoint
-    from ldcsf.data.manifest import Manifest
-    from ldcsf.training.area_data import FeatureCache
-
-    loaded = load_checkpoint(model_file)
-    model, meta = loaded.model, loaded.meta
-    cache = FeatureCache(cache_dir, model, meta.input_size, meta.mean, meta.std, meta.labels)
-    manifest = Manifest(frame=held.reset_index(drop=True), root=Path("/"), labels=list(meta.labels))
-    features, _ = cache.load(manifest, 1, progress=False)
-    with torch.inference_mode():
-        _, areas = model.member_outputs(features[:, 0].float())
-    return torch.sigmoid(areas).mean((-2, -1)).numpy(), list(meta.labels)
-
-
-def widened_intervals(tiles: pd.DataFrame, areas: np.ndarray, labels: list[str], tile_px: int = 128) -> pd.DataFrame:
-    """Per image: `heldout_sources.image_intervals` widened by the members' fractions of the image."""
-    from ldcsf.analysis.uncertainty import stroma_fraction_interval
-
-    stroma, tumor = labels.index("stroma"), labels.index("tumor")
-    rows = []
-    for image, part in tiles.groupby("source_image"):
-        if part["frac_tumor"].sum() <= 0:
-            continue  # as image_intervals: a TSR is scored in tumours
-        idx = part.index.to_numpy()
-        members = [a[idx, stroma].sum() / (a[idx, stroma].sum() + a[idx, tumor].sum()) for a in areas]
-        # The tile grid as image_intervals reads it (row/col columns where the fold wrote them).
-        rows_, cols_ = (part["row"], part["col"]) if "row" in part else (part["y"] // tile_px, part["x"] // tile_px)
-        table = pd.DataFrame({"row": rows_, "col": cols_,
-                              "area_stroma": part["area_stroma"], "area_tumor": part["area_tumor"],
-                              "tissue_area_mm2": 1.0, "tissue_fraction": 1.0})
-        interval = stroma_fraction_interval(table, weighting="estimated_area", block_tiles=IMAGE_BLOCK_TILES,
-                                            member_fractions=members)
-        rows.append({"image": Path(image).stem, "low": interval.low, "high": interval.high,
-                     "member_sd": float(np.std(members, ddof=1))})
-    return pd.DataFrame(rows)
-
-
 def score(recipe: str, full: Path, args, fold_args) -> dict:
     start = time.time()
     result = loso.run_fold(recipe, SOURCE, full, fold_args)
     fold = fold_args.work / recipe / SOURCE
     tiles = pd.read_csv(fold / "tile_areas.csv")
+    # loso.py writes each member's areas for an ensemble; image_intervals widens by their spread.
     per_image = image_intervals(tiles, IMAGE_BLOCK_TILES)
-    members = None
-    if RECIPES[recipe].get("ensemble", 1) > 1:
-        # The maps loso.py's scoring cached (its --quick keeps them in the work folder).
-        cache_dir = fold_args.work / "cache" if args.quick else feature_cache_dir(args.results)
-        areas, labels = member_tile_areas(fold / "run" / "model.pt", loso.extra_rows(SOURCE, fold_args), cache_dir)
-        widened = widened_intervals(tiles, areas, labels)
-        if list(widened["image"]) != list(per_image["image"]):
-            raise SystemExit(f"{fold}: the member intervals do not line up with the images")
-        per_image = per_image.assign(low=widened["low"].to_numpy(), high=widened["high"].to_numpy())
-        members = float(widened["member_sd"].mean())
+    members = float(per_image["member_sd"].mean()) if RECIPES[recipe].get("ensemble", 1) > 1 else None
     inside = (per_image["low"] <= per_image["true"]) & (per_image["true"] <= per_image["high"])
     return {"recipe": recipe, **result["tsr"], "coverage": float(inside.mean()),
             "mean_interval_width": float((per_image["high"] - per_image["low"]).mean()),

@@ -63,9 +63,15 @@ def finished_folds(args) -> list[Path]:
 
 
 def image_intervals(tiles: pd.DataFrame, block_tiles: int) -> pd.DataFrame:
-    """Per source image: true and predicted stroma fraction and the prediction's 95 % interval."""
+    """Per source image: true and predicted stroma fraction and the prediction's 95 % interval.
+
+    An ensemble's fold (loso.py writes `member{k}_area_stroma` / `_tumor` columns) widens each interval
+    by its members' fractions of the image, as `ldcsf slide` does; `member_sd` is their spread.
+    """
     from ldcsf.analysis.uncertainty import stroma_fraction_interval
 
+    members = sorted({c[:-len("_area_stroma")] for c in tiles.columns if c.startswith("member") and c.endswith("_area_stroma")},
+                     key=lambda m: int(m[len("member"):]))
     rows = []
     for image, part in tiles.groupby("source_image"):
         true_s, true_t = part["frac_stroma"].sum(), part["frac_tumor"].sum()
@@ -74,10 +80,14 @@ def image_intervals(tiles: pd.DataFrame, block_tiles: int) -> pd.DataFrame:
         table = pd.DataFrame({"row": part["row"], "col": part["col"],
                               "area_stroma": part["area_stroma"], "area_tumor": part["area_tumor"],
                               "tissue_area_mm2": 1.0, "tissue_fraction": 1.0})
-        interval = stroma_fraction_interval(table, weighting="estimated_area", block_tiles=block_tiles)
+        fractions = [part[f"{m}_area_stroma"].sum() / (part[f"{m}_area_stroma"].sum() + part[f"{m}_area_tumor"].sum())
+                     for m in members]
+        interval = stroma_fraction_interval(table, weighting="estimated_area", block_tiles=block_tiles,
+                                            member_fractions=fractions or None)
         pred = part["area_stroma"].sum() / (part["area_stroma"].sum() + part["area_tumor"].sum())
         rows.append({"image": Path(image).stem, "true": true_s / (true_s + true_t), "pred": pred,
-                     "low": interval.low, "high": interval.high})
+                     "low": interval.low, "high": interval.high,
+                     "member_sd": float(np.std(fractions, ddof=1)) if len(fractions) > 1 else np.nan})
     return pd.DataFrame(rows)
 
 

@@ -245,10 +245,11 @@ def predict(model_file: Path, frame, frozen: bool, args) -> np.ndarray:
     return predict_with_areas(model_file, frame, frozen, args)[0]
 
 
-def predict_with_areas(model_file: Path, frame, frozen: bool, args) -> tuple[np.ndarray, np.ndarray | None]:
+def predict_with_areas(model_file: Path, frame, frozen: bool, args):
     """(N, labels) probabilities and mean tile areas (None without an area head) of the held-out images.
 
     A frozen backbone's come from its cached view-0 maps: the backbone runs once per image for all folds.
+    For an ensemble of heads the areas are a pair: the mean (N, labels) and each member's (K, N, labels).
     """
     import torch
 
@@ -256,6 +257,7 @@ def predict_with_areas(model_file: Path, frame, frozen: bool, args) -> tuple[np.
     from ldcsf.data.dataset import load_rgb
     from ldcsf.data.manifest import Manifest
     from ldcsf.data.transforms import eval_transforms, stain_normalizer_from
+    from ldcsf.models.ensemble import ensemble_size
 
     loaded = load_checkpoint(model_file)
     model, meta = loaded.model, loaded.meta
@@ -271,7 +273,12 @@ def predict_with_areas(model_file: Path, frame, frozen: bool, args) -> tuple[np.
         with torch.inference_mode():
             neck = model.forward_neck(features[:, 0].float())
             areas = torch.sigmoid(model.area_logits(neck)).mean((-2, -1)).numpy() if model.has_area_head else None
-            return torch.sigmoid(model.forward_head(neck)).numpy(), areas
+            probs = torch.sigmoid(model.forward_head(neck)).numpy()
+            if areas is not None and ensemble_size(model) > 1:
+                # Each member's areas too: the TSR interval of an ensemble is widened by their spread.
+                _, member_maps = model.member_outputs(features[:, 0].float())
+                areas = (areas, torch.sigmoid(member_maps).mean((-2, -1)).numpy())
+            return probs, areas
     transform = eval_transforms(meta)
     out = []
     for start in range(0, len(frame), 64):
@@ -279,6 +286,14 @@ def predict_with_areas(model_file: Path, frame, frozen: bool, args) -> tuple[np.
         with torch.inference_mode():
             out.append(torch.sigmoid(model(batch)).numpy())
     return np.concatenate(out), loaded_tile_areas(loaded, frame) if model.has_area_head else None
+
+
+def member_columns(member_areas, labels: list[str]) -> dict:
+    """`member{k}_area_stroma` and `member{k}_area_tumor` per ensemble member (none for a single model)."""
+    if member_areas is None:
+        return {}
+    return {f"member{k}_area_{name}": member_areas[k][:, labels.index(name)]
+            for k in range(len(member_areas)) for name in ("stroma", "tumor")}
 
 
 def area_aurocs(areas: np.ndarray, frame, labels: list[str]) -> dict:
@@ -321,6 +336,7 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
         frame = pd.read_csv(full)
         held = frame[frame["dataset"].eq(source)]
     probs, areas = predict_with_areas(model_file, held, bool(RECIPES[recipe].get("freeze_backbone")), args)
+    areas, member_areas = areas if isinstance(areas, tuple) else (areas, None)
     targets = held[meta.labels].to_numpy(dtype=np.float32)
     tsr = None
     if has_masks(held):  # per tile areas kept beside the scores (the interval coverage reads them)
@@ -329,7 +345,8 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
             tile_px = first.width  # mask tiles are square: 128 px for GlaS, 112 px for WSSS4LUAD (at 112 µm)
         tiles_out = held[["path", "source_image", "x", "y", "frac_stroma", "frac_tumor"]].assign(
             row=held["y"] // tile_px, col=held["x"] // tile_px,
-            **{f"area_{name}": per_tile[:, i] for i, name in enumerate(meta.labels)})
+            **{f"area_{name}": per_tile[:, i] for i, name in enumerate(meta.labels)},
+            **member_columns(member_areas, list(meta.labels)))
         tiles_out.to_csv(done.parent / "tile_areas.csv", index=False)
         tsr = tsr_scores(image_tsr(held, per_tile, list(meta.labels)))
     report = compute_metrics(probs, targets, meta.labels, meta.thresholds).to_dict()

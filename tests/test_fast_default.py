@@ -64,11 +64,63 @@ def test_auto_takes_the_exact_exported_runtime_and_records_its_check(checkpoint)
     assert resolve_runtime("torch", loaded, "cpu") == "torch"  # an explicit choice stands
     assert resolve_runtime("auto", loaded, "cpu", precision="32-true") == "onnx"
     assert resolve_runtime("auto", loaded, "cpu", precision="bf16") == "torch"  # autocast is PyTorch's
-    # An ensemble's members are the TSR interval's model part, which the exported file does not give.
+    # An ensemble's exported file holds its members' outputs (the TSR interval's model part): it runs there too.
+    path = ensemble_checkpoint(checkpoint.parent)
+    assert resolve_runtime("auto", load_checkpoint(path, lazy=True), "cpu") == "onnx"
+
+
+def ensemble_checkpoint(folder):
+    """A two-member ensemble of micro heads with area heads (members differ by their seeds)."""
     torch.manual_seed(0)
     ensemble = create_model("ldcsf_swin_micro", area_head=True, ensemble=2, ensemble_seeds=[0, 1])
-    path = save_checkpoint(checkpoint.parent / "ensemble.pt", ensemble, CheckpointMeta.for_model(ensemble, mpp=1.25))
-    assert resolve_runtime("auto", load_checkpoint(path, lazy=True), "cpu") == "torch"
+    return save_checkpoint(folder / "ensemble.pt", ensemble, CheckpointMeta.for_model(ensemble, mpp=1.25))
+
+
+def test_an_ensembles_export_gives_each_members_outputs_and_their_mean(checkpoint, tmp_path):
+    from ldcsf.inference.runtimes import runtime_model
+
+    loaded = load_checkpoint(ensemble_checkpoint(tmp_path))
+    engine = runtime_model(loaded, "onnx", threads=1)
+    assert engine.ensemble_size == 2 and engine.has_area_head
+    x = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 4 - 2  # a batch size not exported
+    with torch.inference_mode():
+        want_logits, want_areas = loaded.model.forward_members(x)
+        got_logits, got_areas = engine.forward_members(x)
+        assert got_logits.shape == want_logits.shape == (2, 5, 4) and got_areas.shape == want_areas.shape
+        np.testing.assert_allclose(got_logits.numpy(), want_logits.numpy(), atol=1e-4)
+        np.testing.assert_allclose(got_areas.numpy(), want_areas.numpy(), atol=1e-4)
+        assert not torch.allclose(got_areas[0], got_areas[1])  # two members, not one written twice
+        mean_logits, mean_areas = engine.forward_with_areas(x)
+        np.testing.assert_allclose(mean_logits.numpy(), loaded.model(x).numpy(), atol=1e-4)
+        np.testing.assert_allclose(mean_areas.numpy(), loaded.model.forward_with_areas(x)[1].numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="not an ensemble's export"):
+        runtime_model(load_checkpoint(checkpoint), "onnx", threads=1).forward_members(x)  # a single model's file
+
+
+def test_an_ensembles_slide_on_onnx_runtime_gives_torchs_members_and_interval(shared_data, tmp_path):
+    # The same 24 tiles on PyTorch, on ONNX Runtime in the torch path, and without torch (a fresh process):
+    # every member's column and the TSR interval they widen agree.
+    from ldcsf.options import SlideSettings
+    from ldcsf.wholeslide.pipeline import run_slide
+
+    path = ensemble_checkpoint(tmp_path)
+    common = dict(limit_tiles=24, batch_size=8, num_workers=0, progress=False, accelerator="cpu", outputs=["parquet"])
+    for runtime in ("torch", "onnx"):
+        assert run_slide(shared_data / CMU, path, tmp_path / runtime, SlideSettings(runtime=runtime, **common)).status == "ok"
+    code = ("import sys\nfrom ldcsf.cli.main import main\n"
+            f"code = main({['slide', str(shared_data / CMU), '--checkpoint', str(path), '--limit-tiles', '24', '--num-workers', '0', '--no-progress', '--out', str(tmp_path / 'fresh')]!r})\n"
+            "print('torch' in sys.modules, code)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert run.stdout.split()[-2:] == ["False", "0"], run.stderr[-2000:]  # no torch, and it ran
+    records = {name: json.loads((tmp_path / name / "tsr.json").read_text()) for name in ("torch", "onnx")}
+    records["fresh"] = json.loads((tmp_path / "fresh" / "CMU-1-Small-Region" / "tsr.json").read_text())
+    for name in ("onnx", "fresh"):
+        assert records[name]["settings"]["runtime"] == "onnx"
+        want, got = records["torch"]["tsr"], records[name]["tsr"]
+        assert "ensemble members" in got["interval_method"]
+        np.testing.assert_allclose(got["stroma_fraction_interval"], want["stroma_fraction_interval"], atol=2e-3)
+        np.testing.assert_allclose(got["member_stroma_fractions"], want["member_stroma_fractions"], atol=1e-4)
 
 
 def test_a_tampered_export_is_made_again(checkpoint):

@@ -141,6 +141,22 @@ def test_an_area_head_is_exported_with_its_sub_tile_map(tmp_path, shared_data, r
     pd.testing.assert_frame_equal(tables[runtime][area_columns], tables["torch"][area_columns], atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_an_ensemble_is_exported_with_each_members_outputs(tmp_path, runtime):
+    torch.manual_seed(0)
+    model = create_model("ldcsf_swin_micro", area_head=True, ensemble=3, ensemble_seeds=[0, 1, 2])
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "k3.pt", model, CheckpointMeta.for_model(model, mpp=1.25)))
+    engine = runtime_model(loaded, runtime, threads=1)
+    assert engine.ensemble_size == 3 and engine.has_area_head
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        want = loaded.model.forward_members(x)
+    got = engine.forward_members(x)
+    for w, g in zip(want, got):
+        assert g.shape == w.shape and g.shape[:2] == (3, 4)
+        assert float((torch.sigmoid(g) - torch.sigmoid(w)).abs().max()) <= EXPORT_TOLERANCE
+
+
 def test_openvino_models_freed_in_any_order_leave_signals_working(tmp_path):
     # OpenVINO's CPU plugin swaps the thread's signal stack per plugin instance; with one Core per
     # model, freeing two models in creation order left an unmapped stack, and the next SIGCHLD

@@ -155,6 +155,11 @@ def test_the_ensemble_benchmark_scores_both_on_glas_quick(shared_data, tmp_path)
     assert all(0 <= r["coverage"] <= 1 and r["images"] > 0 for r in (one, three))
     model = load_checkpoint(tmp_path / "loso_work_ensemble" / f"{recipe}_k3" / "glas" / "run" / "model.pt").model
     assert ensemble_size(model) == 3
+    # The fold keeps each member's areas beside the mean, which the interval's spread is made of.
+    tiles = pd.read_csv(tmp_path / "loso_work_ensemble" / f"{recipe}_k3" / "glas" / "tile_areas.csv")
+    members = [f"member{k}_area_{name}" for k in range(3) for name in ("stroma", "tumor")]
+    assert set(members) <= set(tiles.columns)
+    assert np.allclose(tiles[[f"member{k}_area_stroma" for k in range(3)]].mean(axis=1), tiles["area_stroma"], atol=0.05)
     assert f"| {recipe}_k3 |" in out.with_suffix(".md").read_text()
 
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 #: Version of the record beside an exported file; a record of another version means "export again".
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: an ensemble's file holds its members' outputs (1 held only their mean)
 
 
 def onnx_path_for(checkpoint: str | Path, export_dir: str | Path | None = None) -> Path:

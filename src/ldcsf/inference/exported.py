@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 EXPORT_TOLERANCE = 1e-4
 ONNX_OPSET = 17
 _SHA_KEY = "ldcsf_checkpoint_sha256"
+#: Output names of an exported file: a single model's (presence logits, area logit maps), or an
+#: ensemble's members' (K, N, L) logits and (K, N, L, h, w) area logit maps.
+SINGLE_OUTPUTS = ("logits", "areas")
+MEMBER_OUTPUTS = ("member_logits", "member_areas")
 
 
 def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: bool = True) -> Path:
@@ -50,7 +54,11 @@ def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: 
     out = Path(out) if out is not None else onnx_path_for(loaded.path, loaded.export_dir)
     model = loaded.model.to("cpu").eval()
     with_areas = bool(getattr(model, "has_area_head", False))
-    outputs = ["logits", "areas"] if with_areas else ["logits"]
+    members = int(getattr(model, "ensemble_size", 1)) > 1
+    # An ensemble is exported as its members' outputs (K first): their spread is a TSR interval's model part,
+    # and their mean, which every other consumer reads, is one cheap average of them (`_ExportedModel`).
+    outputs = [*(MEMBER_OUTPUTS if members else SINGLE_OUTPUTS)][:2 if with_areas else 1]
+    batch_axis = 1 if members else 0
     side = int(loaded.meta.input_size)
     example = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))
     with atomic_path(out) as tmp, warnings.catch_warnings():
@@ -58,9 +66,10 @@ def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: 
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # The TorchScript-based exporter: one self-contained file, no onnxscript needed, and it
         # handles timm's Swin (the newer dynamo exporter is slower to run and needs more packages).
+        exported_view = _Members(model) if members else _WithAreas(model) if with_areas else model
         torch.onnx.export(
-            _WithAreas(model).eval() if with_areas else model, (example,), str(tmp), input_names=["image"],
-            output_names=outputs, dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
+            exported_view.eval(), (example,), str(tmp), input_names=["image"], output_names=outputs,
+            dynamic_axes={"image": {0: "batch"}, **{name: {batch_axis: "batch"} for name in outputs}},
             opset_version=ONNX_OPSET, dynamo=False,
         )
         graph = onnx.load(str(tmp))
@@ -98,7 +107,10 @@ def check_export(reference: nn.Module, exported: nn.Module, side: int, source: P
     """
     x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(1)) * 4 - 2
     with torch.inference_mode():
-        if getattr(reference, "has_area_head", False):  # the sub-tile area map must match too
+        if int(getattr(reference, "ensemble_size", 1)) > 1:  # every member's outputs must match, not only the mean
+            want = torch.cat([torch.sigmoid(t.float()).flatten() for t in reference.forward_members(x) if t is not None])
+            got = torch.cat([torch.sigmoid(t.float()).flatten() for t in exported.forward_members(x) if t is not None])
+        elif getattr(reference, "has_area_head", False):  # the sub-tile area map must match too
             want = torch.cat([torch.sigmoid(t.float()).flatten(1) for t in reference.forward_with_areas(x)], 1)
             got = torch.cat([torch.sigmoid(t.float()).flatten(1) for t in exported.forward_with_areas(x)], 1)
         else:
@@ -146,24 +158,55 @@ class _WithAreas(nn.Module):
         return self.model.forward_with_areas(images)
 
 
+class _Members(nn.Module):
+    """Export view of an ensemble: each member's presence logits and, with an area head, area logit maps."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, areas = self.model.forward_members(images)
+        return (logits,) if areas is None else (logits, areas)
+
+
 class _ExportedModel(nn.Module):
     """What callers read off a classifier besides calling it (labels, input size), for exported files.
 
     Files exported from a model with an area head have a second output, the sub-tile area logits:
-    `forward_with_areas` returns both, as the PyTorch model's does.
+    `forward_with_areas` returns both, as the PyTorch model's does. A file exported from an ensemble
+    holds its members' outputs: `forward_members` returns them and every other call their mean of
+    logits, as `HeadEnsemble` does.
     """
 
     has_area_head = False
+    ensemble_size = 1
+
+    def read_outputs(self, names: list[str], shapes: list) -> None:
+        """Set `has_area_head` and `ensemble_size` from the file's output names and shapes."""
+        self.has_area_head = len(names) == 2
+        self.ensemble_size = int(shapes[0][0]) if names[0] == MEMBER_OUTPUTS[0] else 1
 
     def run(self, images: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
+    def _outputs(self, images: torch.Tensor) -> list[torch.Tensor]:
+        outputs = self.run(images)
+        return [out.mean(0) for out in outputs] if self.ensemble_size > 1 else outputs
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.run(images)[0]
+        return self._outputs(images)[0]
 
     def forward_with_areas(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, areas = self.run(images)
+        logits, areas = self._outputs(images)
         return logits, areas
+
+    def forward_members(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each member's (K, N, L) logits and (K, N, L, h, w) area logit maps or None (an ensemble's file only)."""
+        if self.ensemble_size < 2:
+            raise ValueError(f"{getattr(self, 'path', 'this exported file')}: not an ensemble's export (no member outputs)")
+        outputs = self.run(images)
+        return outputs[0], outputs[1] if len(outputs) > 1 else None
 
     def describe(self, loaded: LoadedCheckpoint) -> "_ExportedModel":
         self.labels = list(loaded.meta.labels)
@@ -178,7 +221,9 @@ class OnnxRuntimeModel(_ExportedModel):
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
         self.engine = OnnxSession(path, int(threads or torch.get_num_threads()))
-        self.path, self.session, self.has_area_head = self.engine.path, self.engine.session, self.engine.has_area_head
+        self.path, self.session = self.engine.path, self.engine.session
+        outputs = self.session.get_outputs()
+        self.read_outputs([o.name for o in outputs], [o.shape for o in outputs])
 
     def run(self, images: torch.Tensor) -> list[torch.Tensor]:
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -214,7 +259,11 @@ class OpenVinoModel(_ExportedModel):
         self.path = Path(path)
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.has_area_head = len(self.compiled.outputs) == 2
+        outputs = self.compiled.outputs
+        names = [o.get_any_name() for o in outputs]
+        # Only a member output's first dimension is fixed (K); a batch dimension has no length to read.
+        self.read_outputs(names, [[o.get_partial_shape()[0].get_length()] if name in MEMBER_OUTPUTS else [None]
+                                  for name, o in zip(names, outputs)])
 
     def run(self, images: torch.Tensor) -> list[torch.Tensor]:
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()

@@ -25,7 +25,10 @@ class OnnxSession:
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        self.has_area_head = len(self.session.get_outputs()) == 2
+        outputs = self.session.get_outputs()
+        self.has_area_head = len(outputs) == 2
+        #: an ensemble's file gives its members' outputs (K first), whose mean of logits is the model's
+        self.members = int(outputs[0].shape[0]) if outputs[0].name == "member_logits" else 1
 
     def run(self, images: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.float32)})

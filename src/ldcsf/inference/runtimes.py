@@ -130,15 +130,15 @@ def resolve_runtime(name: str, loaded: LoadedCheckpoint, accelerator: str = "aut
                     precision: str | None = None) -> str:
     """The registry name that runs `loaded`: `name` itself, or for `auto` the first of `AUTO_ORDER`
     that is installed and exact for this model (within `AUTO_TOLERANCE`, checked once when it is
-    exported), else torch. On a GPU `auto` is torch; so it is for an ensemble, whose members' own
-    outputs (the TSR interval's model part) the exported file does not give, and for a precision
-    other than full (`--precision bf16` asks for PyTorch's autocast; the exported engines are fp32).
+    exported), else torch. On a GPU `auto` is torch; so it is for a precision other than full
+    (`--precision bf16` asks for PyTorch's autocast; the exported engines are fp32). An ensemble's
+    exported file holds its members' outputs (the TSR interval's model part), so it runs there too.
     """
     if name != AUTO:
         get_runtime(name)
         return name
     full_precision = precision is None or str(precision) in ("32", "32-true")
-    if runs_on_gpu(accelerator) or not full_precision or int(loaded.meta.model_kwargs.get("ensemble", 1) or 1) > 1:
+    if runs_on_gpu(accelerator) or not full_precision:
         return "torch"
     for candidate in AUTO_ORDER:
         entry = get_runtime(candidate)

@@ -70,9 +70,7 @@ def predict_on_session(onnx_file: Path, store: PredictionStore, tiles: SlideTile
                 model_input = images.transpose(0, 3, 1, 2).astype(np.float32)
                 model_input -= mean
                 model_input /= std
-                outputs = session.run(model_input)
-                areas = _sigmoid(outputs[1]) if len(outputs) > 1 else None
-                store.write_batch(index, _sigmoid(outputs[0]), rank=0, areas=areas)
+                store.write_batch(index, rank=0, **_store_fields(session.run(model_input), session.members))
                 bar.update(len(index))
                 raise_pending_stop()  # a stop signal that came during the batch: the batch is saved
     finally:
@@ -90,6 +88,17 @@ def _batches(tiles: SlideTiles, batch_size: int) -> Iterator[tuple[np.ndarray, n
     for start in range(0, len(tiles), batch_size):
         rows = range(start, min(start + batch_size, len(tiles)))
         yield np.stack([tiles.read_tile(i) for i in rows]), tiles.indices[start:rows.stop]
+
+
+def _store_fields(outputs: list[np.ndarray], members: int) -> dict[str, np.ndarray | None]:
+    """A batch's fields for `PredictionStore.write_batch`, as `BatchPredictor` makes them: for an
+    ensemble's file (members first) the sigmoid of the members' mean logits and each member's own."""
+    if members < 2:
+        return {"probs": _sigmoid(outputs[0]), "areas": _sigmoid(outputs[1]) if len(outputs) > 1 else None}
+    fields = {"probs": _sigmoid(outputs[0].mean(0)), "member_probs": _sigmoid(outputs[0]).swapaxes(0, 1)}
+    if len(outputs) > 1:
+        fields |= {"areas": _sigmoid(outputs[1].mean(0)), "member_areas": _sigmoid(outputs[1]).swapaxes(0, 1)}
+    return fields
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
