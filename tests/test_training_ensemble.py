@@ -150,7 +150,7 @@ def test_the_ensemble_benchmark_scores_both_on_glas_quick(shared_data, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, three = json.loads(out.with_suffix(".json").read_text())["results"]
     recipe = recommended_recipe()
-    assert (one["recipe"], three["recipe"]) == (recipe, f"{recipe}_k3")
+    assert one["recipe"] in (recipe, f"{recipe}_k1") and three["recipe"] == f"{recipe}_k3"
     assert one["mean_member_sd"] is None and three["mean_member_sd"] > 0
     assert all(0 <= r["coverage"] <= 1 and r["images"] > 0 for r in (one, three))
     model = load_checkpoint(tmp_path / "loso_work_ensemble" / f"{recipe}_k3" / "glas" / "run" / "model.pt").model
