@@ -88,18 +88,10 @@ RECIPES: dict[str, dict] = {
     "lite0_area_mid_macenko": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                    pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                                    stain_norm="macenko"),
-    # An ensemble of heads on the same cached maps (one checkpoint; the mean is the prediction, the spread widens
-    # each TSR interval): K = 3 and K = 5 heads, seeded seed, seed + 1, ...
-    "lite0_area_mid_ens3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
-                                pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3, ensemble=3),
-    "lite0_area_mid_ens5": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
-                                pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3, ensemble=5),
+    # ... with three heads on the same cached maps in one checkpoint (seeded seed, seed + 1, seed + 2).
     "lite0_area_mid_macenko_ens3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                         pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                                         stain_norm="macenko", ensemble=3),
-    "lite0_area_mid_macenko_ens5": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
-                                        pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
-                                        stain_norm="macenko", ensemble=5),
 }
 
 
