@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from ldcsf import create_model
 from ldcsf.analysis.uncertainty import block_ids, stroma_fraction_interval, straddles
@@ -23,6 +24,7 @@ INTERVAL_COLUMNS = ["stroma_fraction_low", "stroma_fraction_high", "near_cutoff"
 @pytest.fixture(scope="module")
 def cmu_run(shared_data, tmp_path_factory):
     """The CMU slide through `run_cohort` with a micro model (64 px = 80 µm: ~100 tiles)."""
+    torch.manual_seed(0)  # an untrained model: its outputs must not depend on which tests ran first
     model = create_model("ldcsf_swin_micro")
     path = tmp_path_factory.mktemp("ckpt") / "micro.pt"
     checkpoint = save_checkpoint(path, model, CheckpointMeta.for_model(model, thresholds=[0.5] * 4, mpp=1.25))
