@@ -84,6 +84,9 @@ RECIPES: dict[str, dict] = {
     "lite0_area_mid_scale": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                  pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                                  crop_scale=[0.3, 1.0]),
+    # ... with three heads in one checkpoint, each seeded and shuffled on its own (seed, seed + 1, seed + 2).
+    "lite0_area_mid_ens3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
+                                pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3, ensemble=3),
     # ... with Macenko stain normalisation of every tile, which put GlaS's stroma in order on the final map.
     "lite0_area_mid_macenko": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                    pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -188,3 +189,24 @@ def test_member_outputs_leave_the_predicted_mean_unchanged(runs, tta):
     assert torch.allclose(plain["probs"], members["probs"], atol=1e-6)
     assert torch.allclose(plain["areas"], members["areas"], atol=1e-6)
     assert members["member_probs"].shape == (len(x), 3, 4) and members["member_areas"].shape[:3] == (len(x), 3, 4)
+
+
+def test_each_member_walks_the_training_set_in_its_own_order():
+    from ldcsf.training.area_data import CachedFeatureDataModule, CachedFeatureDataset
+
+    def first_epochs(member_orders: int, seed: int) -> list[list[int]]:
+        data = CachedFeatureDataModule({"train": SimpleNamespace(labels=LABELS)}, cache=None, views=1, batch_size=8,
+                                       member_orders=member_orders, seed=seed)
+        n = 40  # the loaders' order is under test: any cached maps serve
+        data._data["train"] = CachedFeatureDataset(torch.zeros(n, 1, 2, 1, 1), torch.zeros(n, 1, 4, 1, 1),
+                                                   torch.zeros(n, 4), train=True)
+        loaders = data.train_dataloader()
+        loaders = loaders if isinstance(loaders, list) else [loaders]
+        return [torch.cat([b["index"] for b in loader]).tolist() for loader in loaders]
+
+    orders = first_epochs(3, seed=0)
+    assert len(orders) == 3 and all(sorted(o) == list(range(40)) for o in orders)
+    assert len({tuple(o) for o in orders}) == 3  # three different walks
+    assert first_epochs(3, seed=0) == orders  # seeded: a rerun walks the same
+    assert first_epochs(3, seed=1) != orders
+    assert len(first_epochs(1, seed=0)) == 1  # a single model keeps its one loader

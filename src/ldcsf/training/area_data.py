@@ -205,10 +205,11 @@ class CachedFeatureDataModule(L.LightningDataModule):
     """Train/val/test loaders over cached backbone maps (see `FeatureCache`)."""
 
     def __init__(self, splits: dict[str, Manifest], cache: FeatureCache, views: int, batch_size: int = 32,
-                 progress: bool = True):
+                 progress: bool = True, member_orders: int = 1, seed: int = 0):
         super().__init__()
         self.splits, self.cache, self.views = splits, cache, int(views)
         self.batch_size, self.progress = int(batch_size), progress
+        self.member_orders, self.seed = int(member_orders), int(seed)
         self.labels = list(splits["train"].labels)
         self._data: dict[str, CachedFeatureDataset] = {}
 
@@ -226,12 +227,20 @@ class CachedFeatureDataModule(L.LightningDataModule):
             self._data[split] = CachedFeatureDataset(features, areas, targets, train=split == "train")
         return self._data[split]
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool = False, generator: torch.Generator | None = None) -> DataLoader:
         # In memory already: worker processes would only copy the maps.
-        return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=shuffle, num_workers=0)
+        return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=shuffle, num_workers=0,
+                          generator=generator)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    def train_dataloader(self) -> DataLoader | list[DataLoader]:
+        if self.member_orders == 1:
+            return self._loader("train", shuffle=True)
+        # An ensemble's heads each walk the training set in their own order (Lightning zips the
+        # loaders, one batch per head per step): heads that saw the same batches made the same
+        # mistakes on unseen sources, separately shuffled runs averaged better (docs/results.md).
+        # Under DDP Lightning swaps in its own seeded sampler, the same for every head.
+        return [self._loader("train", shuffle=True, generator=torch.Generator().manual_seed(self.seed * 1009 + k))
+                for k in range(self.member_orders)]
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

@@ -109,7 +109,14 @@ class MultiLabelModule(L.LightningModule):
             loss = loss + self.hparams.area_weight * part
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor] | list[dict[str, torch.Tensor]],
+                      batch_idx: int) -> torch.Tensor:
+        if isinstance(batch, list):  # one batch per ensemble member, each from its own order of the data
+            if len(batch) != ensemble_size(self.model):
+                raise ValueError(f"{len(batch)} batches for {ensemble_size(self.model)} ensemble members")
+            loss = torch.stack([self._member_loss(member, part) for member, part in zip(self.model.members, batch)]).mean()
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]["target"]))
+            return loss
         if "features" in batch and ensemble_size(self.model) > 1:
             # Each head is fitted on its own outputs, not through the mean: K independent heads
             # (they share no weights, so each one's gradient is that of its own loss).
@@ -120,6 +127,12 @@ class MultiLabelModule(L.LightningModule):
             loss = self._loss(batch, *self._logits_and_areas(batch), stage="train")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]))
         return loss
+
+    def _member_loss(self, member, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One ensemble member's loss on its own batch of cached backbone maps."""
+        neck = member.forward_neck(batch["features"])
+        areas = member.area_logits(neck) if member.has_area_head else None
+        return self._loss(batch, member.forward_head(neck).float(), areas, "train")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits, areas = self._logits_and_areas(batch)

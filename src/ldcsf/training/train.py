@@ -288,8 +288,11 @@ def frozen_backbone_data(config: TrainConfig, model, datamodule, run_dir: Path, 
     cache = FeatureCache(config.feature_cache or run_dir / "feature_cache", model, int(model.img_size[0]), mean, std,
                          model.labels, scale=datamodule.crop_scale, hed_jitter=datamodule.hed_jitter,
                          interpolation=datamodule.interpolation, stain_normalizer=datamodule.stain_normalizer)
+    from ..models.ensemble import ensemble_size
+
     return CachedFeatureDataModule(datamodule.splits, cache, config.feature_views, batch_size=config.batch_size,
-                                   progress=config.progress and _is_global_zero())
+                                   progress=config.progress and _is_global_zero(),
+                                   member_orders=ensemble_size(model), seed=config.seed)
 
 
 def _finish(trainer, module, datamodule, config: TrainConfig, run_dir: Path, best_path: Path, last_path: Path,
