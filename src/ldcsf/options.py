@@ -126,7 +126,7 @@ class TrainConfig(DeviceOptions):
     feature_views: int = 4
     #: Frozen backbone: where the maps are kept (default: RUN_DIR/feature_cache); runs may share one.
     feature_cache: str | None = None
-    #: Frozen backbone: train this many heads (seeds seed, seed+1, ...) on the same cached maps and
+    #: Frozen backbone: train this many heads (seeds seed, seed+1, ...; each its own order over the cached maps) and
     #: keep them in one checkpoint whose outputs are their mean (ldcsf.models.ensemble).
     ensemble: int = 1
     #: Fine-tune from this trained checkpoint: its labels, input settings (µm/px, size, normalisation)

@@ -56,7 +56,7 @@ def add_parser(subparsers) -> None:
                      "(fast on a CPU; use with pretrained weights)")
     area_option("--feature-views", type=int, help="with --freeze-backbone: augmented views cached per training image")
     area_option("--ensemble", type=int, metavar="K",
-                help="with --freeze-backbone: train K heads with seeds seed..seed+K-1 on the same cached maps, "
+                help="with --freeze-backbone: train K heads with seeds seed..seed+K-1, each in its own order over the cached maps, "
                      "kept in one checkpoint that predicts their mean; slides' TSR intervals then carry their spread")
     area.add_argument("--feature-cache", help="with --freeze-backbone: folder of cached maps (default: RUN_DIR/feature_cache)")
     adapt = parser.add_argument_group("fine-tuning a trained model (docs/adapt.md)")
