@@ -91,7 +91,7 @@ RECIPES: dict[str, dict] = {
     "lite0_area_mid_macenko": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                    pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                                    stain_norm="macenko"),
-    # ... with three heads on the same cached maps in one checkpoint (seeded seed, seed + 1, seed + 2).
+    # ... with three heads in one checkpoint (measured when its heads still shared every batch, docs/results.md).
     "lite0_area_mid_macenko_ens3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                         pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                                         stain_norm="macenko", ensemble=3),

@@ -2,8 +2,8 @@
 per-image stroma interval hold the mask's fraction more often, and what does the mean cost or gain?
 
 Trains the recommended recipe (`_recipe.RECOMMENDED`) with one head and with `ensemble=3` (seeds 0, 1,
-2 on the same cached backbone maps) on every default source, as `loso.py` does for a held-out
-source, and scores each GlaS image with tumour in its mask: stroma fraction MAE, Spearman and
+2 on the same cached backbone maps, each in its own order over them) on every default source, as
+`loso.py` does for a held-out source, and scores each GlaS image with tumour in its mask: stroma fraction MAE, Spearman and
 stroma-high/low agreement of the model's estimated areas (the ensemble's mean) against the mask,
 and coverage, the share of images whose mask fraction lies in the 95 % interval. The interval is
 `heldout_sources.py`'s (tile bootstrap within the image); for the ensemble it is widened by the

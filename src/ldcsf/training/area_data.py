@@ -238,7 +238,8 @@ class CachedFeatureDataModule(L.LightningDataModule):
         # An ensemble's heads each walk the training set in their own order (Lightning zips the
         # loaders, one batch per head per step): heads that saw the same batches made the same
         # mistakes on unseen sources, separately shuffled runs averaged better (docs/results.md).
-        # Under DDP Lightning swaps in its own seeded sampler, the same for every head.
+        # Under DDP Lightning swaps in its own seeded sampler, the same for every head. Seeds spaced
+        # by run (seed * 1009 + k), so one run's head k does not repeat another run's head 0.
         return [self._loader("train", shuffle=True, generator=torch.Generator().manual_seed(self.seed * 1009 + k))
                 for k in range(self.member_orders)]
 

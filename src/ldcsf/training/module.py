@@ -111,25 +111,24 @@ class MultiLabelModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor] | list[dict[str, torch.Tensor]],
                       batch_idx: int) -> torch.Tensor:
-        if isinstance(batch, list):  # one batch per ensemble member, each from its own order of the data
-            if len(batch) != ensemble_size(self.model):
-                raise ValueError(f"{len(batch)} batches for {ensemble_size(self.model)} ensemble members")
-            loss = torch.stack([self._member_loss(member, part) for member, part in zip(self.model.members, batch)]).mean()
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]["target"]))
-            return loss
-        if "features" in batch and ensemble_size(self.model) > 1:
+        members = ensemble_size(self.model)
+        if isinstance(batch, list) or ("features" in batch and members > 1):
             # Each head is fitted on its own outputs, not through the mean: K independent heads
-            # (they share no weights, so each one's gradient is that of its own loss).
-            logits, areas = self.model.member_outputs(batch["features"])
-            loss = torch.stack([self._loss(batch, logits[k].float(), None if areas is None else areas[k], "train")
-                                for k in range(len(logits))]).mean()
+            # (they share no weights, so each one's gradient is that of its own loss). With one
+            # loader per head (CachedFeatureDataModule's member_orders) each has its own batch.
+            parts = batch if isinstance(batch, list) else [batch] * members
+            if len(parts) != members:
+                raise ValueError(f"{len(parts)} batches for {members} ensemble members")
+            loss = torch.stack([self._member_loss(member, part) for member, part in zip(self.model.members, parts)]).mean()
+            n = len(parts[0]["target"])
         else:
             loss = self._loss(batch, *self._logits_and_areas(batch), stage="train")
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]))
+            n = len(batch["target"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         return loss
 
     def _member_loss(self, member, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One ensemble member's loss on its own batch of cached backbone maps."""
+        """One ensemble member's loss on a batch of cached backbone maps."""
         neck = member.forward_neck(batch["features"])
         areas = member.area_logits(neck) if member.has_area_head else None
         return self._loss(batch, member.forward_head(neck).float(), areas, "train")
