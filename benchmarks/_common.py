@@ -63,9 +63,17 @@ def add_fold_option(parser, example: str) -> None:
                         help=f"read this source's fold from FOLDER instead of WORK/RECIPE/SOURCE ({example}); repeatable")
 
 
-def fold_folders(parser, items: list[str]) -> dict[str, Path]:
-    """--fold's SOURCE=FOLDER items as {source: folder}; a malformed one is a usage error."""
+def fold_lists(parser, items: list[str]) -> dict[str, list[Path]]:
+    """--fold's SOURCE=FOLDER items as {source: [folders]}: a source given twice keeps both (one per seed)."""
+    lists: dict[str, list[Path]] = {}
     try:
-        return {source: Path(folder) for source, folder in (item.split("=", 1) for item in items)}
+        for source, folder in (item.split("=", 1) for item in items):
+            lists.setdefault(source, []).append(Path(folder))
     except ValueError:
         parser.error("--fold takes SOURCE=FOLDER")
+    return lists
+
+
+def fold_folders(parser, items: list[str]) -> dict[str, Path]:
+    """--fold's SOURCE=FOLDER items as {source: folder} (a source given twice: its last); a malformed one is a usage error."""
+    return {source: folders[-1] for source, folders in fold_lists(parser, items).items()}

@@ -13,6 +13,14 @@ and the sampling interval of the image's tiles (`heldout_sources.image_intervals
     every image with the margin fitted without its own source. Sampling-only figures beside them.
 
     .venv/bin/python benchmarks/interval_calibration.py --work benchmarks/results/loso_work
+    # the recipe's folds of several seeds pooled (one --work per seed; --fold repeatable per source):
+    .venv/bin/python benchmarks/interval_calibration.py --work W/seed0 W/seed1 W/seed2 \
+        --fold wsss4luad_masks=W/seed0_with_glas/R/wsss4luad_masks --fold wsss4luad_masks=W/seed1_with_glas/...
+
+Seeds pooled: a source's scores from every seed's fold enter its share together (each source still
+weighs the same), so the margin holds for the recipe rather than for one seed's draw, whose margin
+alone moved by 1 logit from seed to seed. The same image scored by three seeds is not three
+exchangeable images: the finite-sample correction counts them as such, a slight under-correction.
     # after a recipe change, the masked folds retrained (finished ones reused) and refitted, in one command:
     .venv/bin/python benchmarks/interval_calibration.py --run-folds --threads 1
 """
@@ -26,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, add_fold_option, command_line, fmt, fold_folders, markdown_table, now, write_results
+from _common import RESULTS, add_fold_option, command_line, fmt, fold_lists, markdown_table, now, write_results
 from _recipe import RECOMMENDED
 from heldout_sources import IMAGE_BLOCK_TILES, image_intervals
 
@@ -37,17 +45,18 @@ LEVEL = 0.95
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default=RECOMMENDED, help="default: the recommended recipe, the shipped model's")
-    p.add_argument("--work", type=Path, default=RESULTS / "loso_work", help="loso.py's --work folder")
+    p.add_argument("--work", type=Path, nargs="+", default=[RESULTS / "loso_work"],
+                   help="loso.py's --work folder; several (one per seed) pool their folds")
     p.add_argument("--sources", nargs="+", default=list(MASKED_SOURCES), help="held-out sources with masks")
     p.add_argument("--level", type=float, default=LEVEL, help="the interval's coverage")
     p.add_argument("--block-tiles", type=int, default=IMAGE_BLOCK_TILES, help="bootstrap block side, in tiles")
     p.add_argument("--run-folds", action="store_true",
-                   help="first run loso.py for these sources (finished folds are reused, not retrained)")
+                   help="first run loso.py for these sources in each --work (finished folds are reused, not retrained)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (with --run-folds)")
     add_fold_option(p, "e.g. the WSSS4LUAD fold of loso.py --train-with glas, whose model learnt areas from GlaS's masks")
     p.add_argument("--out", type=Path, default=RESULTS / "interval_calibration", help="results stem (.md, .json)")
     args = p.parse_args(argv)
-    args.fold_folders = fold_folders(p, args.fold)
+    args.fold_folders = fold_lists(p, args.fold)
     unknown = sorted(set(args.fold_folders) - set(args.sources))
     if unknown:
         p.error(f"--fold names sources not in --sources: {', '.join(unknown)}")
@@ -66,17 +75,24 @@ def image_table(fold: Path, block_tiles: int) -> pd.DataFrame:
     if per.empty:
         raise SystemExit(f"{areas}: no image with tumour in its mask")
     counts = tiles.groupby(tiles["source_image"].map(lambda p: Path(p).stem)).size()
-    return per.assign(source=fold.name, tiles=counts.reindex(per["image"]).to_numpy(),
+    return per.assign(source=fold.name, fold=str(shown_path(fold)), tiles=counts.reindex(per["image"]).to_numpy(),
                       score=conformity_scores(per["true"], per["pred"], per["low"], per["high"]))
 
 
 def fit(images: pd.DataFrame, level: float, fitted_by: str = "", folds: dict | None = None):
-    """The calibration of `images` (all their sources, each weighing the same)."""
+    """The calibration of `images` (all their sources, each weighing the same).
+
+    `folds`: per source, the records of the folds its images came from. A source's `images` counts
+    distinct images; with several folds (seeds) `scores` counts every fold's."""
     from ldcsf.analysis.interval_calibration import IntervalCalibration, conformal_margin
 
     margin = conformal_margin(images["score"], images["source"], level)
-    sources = {name: {"images": int(len(part)), **(folds or {}).get(name, {})}
-               for name, part in images.groupby("source", sort=False)}
+    sources = {}
+    for name, part in images.groupby("source", sort=False):
+        records = (folds or {}).get(name, [])
+        sources[name] = {"images": int(part["image"].nunique()),
+                         **({"scores": int(len(part)), "folds": records} if len(records) > 1 else
+                            records[0] if records else {})}
     return IntervalCalibration(margin_logit=round(margin, 4), level=level, sources=sources, fitted_by=fitted_by)
 
 
@@ -148,23 +164,36 @@ def shown_path(path: Path) -> Path:
 def run_folds(args) -> None:
     import loso
 
-    loso_args = ["--recipes", args.recipe, "--sources", *args.sources, "--work", str(args.work),
-                 "--out", str(args.out.with_name(args.out.name + "_folds"))]
-    loso.main([*loso_args, *(["--threads", str(args.threads)] if args.threads else [])])
+    for work in args.work:
+        loso_args = ["--recipes", args.recipe, "--sources", *args.sources, "--work", str(work),
+                     "--out", str(args.out.with_name(args.out.name + "_folds"))]
+        loso.main([*loso_args, *(["--threads", str(args.threads)] if args.threads else [])])
+
+
+def calibration_folds(args) -> list[Path]:
+    """Every fold to read: per source its --fold folders, else WORK/RECIPE/SOURCE in each --work."""
+    return [folder for s in args.sources
+            for folder in args.fold_folders.get(s, [work / args.recipe / s for work in args.work])]
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.run_folds:
         run_folds(args)
-    folds = [args.fold_folders.get(s, args.work / args.recipe / s) for s in args.sources]
+    folds = calibration_folds(args)
     images = pd.concat([image_table(f, args.block_tiles) for f in folds], ignore_index=True)
-    calibration = fit(images, args.level, folds={f.name: fold_record(f) for f in folds},
-                      fitted_by=f"benchmarks/interval_calibration.py on the {args.recipe} folds in "
-                                f"{shown_path(args.work)}, {now()}")
-    in_sample = summary(apply(images, calibration))
+    records: dict[str, list] = {}
+    for f in folds:
+        records.setdefault(f.name, []).append(fold_record(f))
+    works = ", ".join(str(shown_path(w)) for w in args.work)
+    calibration = fit(images, args.level, folds=records,
+                      fitted_by=f"benchmarks/interval_calibration.py on the {args.recipe} folds in {works}, {now()}")
+    fitted = apply(images, calibration)
+    in_sample = summary(fitted)
+    by_fold = {fold: summary(part) for fold, part in fitted.groupby("fold", sort=False)}
     against_tiles = score_against_tiles(images)
     per_source, pooled = cross_source(images, args.level)
+    cross_by_fold = {fold: summary(part) for fold, part in pooled.groupby("fold", sort=False)} if len(pooled) else {}
     rows = [[name, ", ".join(r["calibrated_on"]), r["images"], fmt(r["margin_logit"], 2),
              f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2),
              f"{100 * r['sampling_coverage']:.0f}%", fmt(r["sampling_mean_width"], 2)] for name, r in per_source.items()]
@@ -180,18 +209,27 @@ def main(argv=None) -> int:
           f"by a split-conformal margin at {args.level:.0%} (`ldcsf.analysis.interval_calibration`). "
           "Coverage: share of images whose mask fraction lies in the interval.\n",
           f"Fitted on every source (the calibration a checkpoint carries): margin "
-          f"**{calibration.margin_logit:.2f} logits** from {len(images)} images "
+          f"**{calibration.margin_logit:.2f} logits** from {len(images)} scores of "
+          f"{sum(r['images'] for r in calibration.sources.values())} images in {len(folds)} folds "
           f"({counts}); in-sample coverage "
           f"{100 * in_sample['coverage']:.0f}%, mean width {in_sample['mean_width']:.2f}.\n",
+          *([f"Each fold with that margin (in sample; the seeds' spread):\n",
+             markdown_table(["fold", "images", "coverage", "mean width"],
+                            [[f"`{fold}`", r["images"], f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2)]
+                             for fold, r in by_fold.items()]), ""] if len(folds) > len(args.sources) else []),
           "Across sources (margin fitted without the source it is tested on):\n",
-          markdown_table(["tested on", "calibrated on", "images", "margin (logits)", "coverage", "mean width",
+          markdown_table(["tested on", "calibrated on", "scored images", "margin (logits)", "coverage", "mean width",
                           "sampling only: coverage", "sampling only: width"], rows),
+          *(["\nAcross sources, each fold (the seeds' spread):\n",
+             markdown_table(["fold", "images", "coverage", "mean width"],
+                            [[f"`{fold}`", r["images"], f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2)]
+                             for fold, r in cross_by_fold.items()])] if len(folds) > len(args.sources) else []),
           "\nDo images with more tiles need less margin? Spearman of the scores against the images' tile counts: "
           + ", ".join(f"{name} {rho:+.2f}" for name, rho in against_tiles.items()) + ".\n"]
     write_results(args.out, "\n".join(md), {
-        "command": command_line(), "date": now(), "recipe": args.recipe, "work": str(shown_path(args.work)),
+        "command": command_line(), "date": now(), "recipe": args.recipe, "work": [str(shown_path(w)) for w in args.work],
         "level": args.level, "block_tiles": args.block_tiles, "interval_calibration": calibration.to_dict(),
-        "in_sample": in_sample, "cross_source": per_source, "score_vs_tiles_spearman": against_tiles, "pooled": summary(pooled) if len(pooled) else None})
+        "in_sample": in_sample, "in_sample_by_fold": by_fold, "cross_source": per_source, "cross_source_by_fold": cross_by_fold, "score_vs_tiles_spearman": against_tiles, "pooled": summary(pooled) if len(pooled) else None})
     print("\n".join(md))
     return 0
 

@@ -180,8 +180,8 @@ def test_each_source_is_tested_with_the_margin_of_the_others():
     # No sampling width; source a is off by 1 logit, source b by 3 (each image, each side).
     point = np.full(20, 0.5)
     true = np.concatenate([expit(np.tile([-1.0, 1.0], 5)), expit(np.tile([-3.0, 3.0], 5))])
-    images = pd.DataFrame({"source": ["a"] * 10 + ["b"] * 10, "true": true, "pred": point, "low": point,
-                           "high": point})
+    images = pd.DataFrame({"source": ["a"] * 10 + ["b"] * 10, "image": [f"i{k}" for k in range(20)], "true": true,
+                           "pred": point, "low": point, "high": point})
     images["score"] = conformity_scores(images["true"], images["pred"], images["low"], images["high"])
     per_source, pooled = bench.cross_source(images, 0.95)
     assert per_source["a"]["margin_logit"] == pytest.approx(3.0) and per_source["a"]["coverage"] == 1.0
@@ -207,3 +207,21 @@ def test_the_shipped_card_carries_a_checked_calibration(tmp_path):
     (folder / f"{SHIPPED_NAME}.json").write_text(json.dumps(card))
     with pytest.raises(ValueError, match=r"\.json: checkpoint meta 'interval_calibration' margin_logit must be"):
         load_shipped(folder)
+
+
+def test_seeds_pool_into_one_margin_and_each_image_counts_once():
+    bench = _import("benchmarks", "interval_calibration")
+    # Source a scored by two seeds' folds (off by 1 and by 2 logits), source b by one (off by 3).
+    point = np.full(30, 0.5)
+    true = np.concatenate([expit(np.tile([-1.0, 1.0], 5)), expit(np.tile([-2.0, 2.0], 5)), expit(np.tile([-3.0, 3.0], 5))])
+    images = pd.DataFrame({"source": ["a"] * 20 + ["b"] * 10, "image": [f"i{k % 10}" for k in range(20)] +
+                           [f"j{k}" for k in range(10)], "true": true, "pred": point, "low": point, "high": point})
+    images["score"] = conformity_scores(images["true"], images["pred"], images["low"], images["high"])
+    folds = {"a": [{"fold": "seed0/a"}, {"fold": "seed1/a"}], "b": [{"fold": "seed0/b"}]}
+    calibration = bench.fit(images, 0.95, folds=folds)
+    assert calibration.sources["a"] == {"images": 10, "scores": 20, "folds": folds["a"]}
+    assert calibration.sources["b"] == {"images": 10, "fold": "seed0/b"}
+    # a's twenty scores weigh as much as b's ten together: the 95 % margin is b's 3, and without b it is a's
+    # worse seed, 2, not the mean of the two seeds.
+    assert calibration.margin_logit == pytest.approx(3.0)
+    assert bench.fit(images[images["source"] == "a"], 0.95).margin_logit == pytest.approx(2.0)
