@@ -170,6 +170,13 @@ def run_folds(args) -> None:
         loso.main([*loso_args, *(["--threads", str(args.threads)] if args.threads else [])])
 
 
+def fold_table(by_fold: dict[str, dict]) -> str:
+    """Coverage and width per fold (one row per seed's fold)."""
+    return markdown_table(["fold", "images", "coverage", "mean width"],
+                          [[f"`{fold}`", r["images"], f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2)]
+                           for fold, r in by_fold.items()])
+
+
 def calibration_folds(args) -> list[Path]:
     """Every fold to read: per source its --fold folders, else WORK/RECIPE/SOURCE in each --work."""
     return [folder for s in args.sources
@@ -202,6 +209,7 @@ def main(argv=None) -> int:
         rows.append(["pooled", "each image: without its source", p["images"], "—", f"{100 * p['coverage']:.0f}%",
                      fmt(p["mean_width"], 2), f"{100 * p['sampling_coverage']:.0f}%", fmt(p["sampling_mean_width"], 2)])
     counts = ", ".join(f"{name} {record['images']}" for name, record in calibration.sources.items())
+    seeds = len(folds) > len(args.sources)  # some source scored by several folds: show each
     md = [f"# The TSR interval's model-error margin, calibrated on held-out sources (recipe {args.recipe})\n",
           f"- command: `{command_line()}`\n- folds: " + ", ".join(f"`{shown_path(f)}`" for f in folds) + f"\n- date: {now()}\n",
           f"Per image with tumour in its mask, each fold's model never saw the image's source. Interval: the "
@@ -213,17 +221,11 @@ def main(argv=None) -> int:
           f"{sum(r['images'] for r in calibration.sources.values())} images in {len(folds)} folds "
           f"({counts}); in-sample coverage "
           f"{100 * in_sample['coverage']:.0f}%, mean width {in_sample['mean_width']:.2f}.\n",
-          *([f"Each fold with that margin (in sample; the seeds' spread):\n",
-             markdown_table(["fold", "images", "coverage", "mean width"],
-                            [[f"`{fold}`", r["images"], f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2)]
-                             for fold, r in by_fold.items()]), ""] if len(folds) > len(args.sources) else []),
+          *(["Each fold with that margin (in sample; the seeds' spread):\n", fold_table(by_fold), ""] if seeds else []),
           "Across sources (margin fitted without the source it is tested on):\n",
           markdown_table(["tested on", "calibrated on", "scored images", "margin (logits)", "coverage", "mean width",
                           "sampling only: coverage", "sampling only: width"], rows),
-          *(["\nAcross sources, each fold (the seeds' spread):\n",
-             markdown_table(["fold", "images", "coverage", "mean width"],
-                            [[f"`{fold}`", r["images"], f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2)]
-                             for fold, r in cross_by_fold.items()])] if len(folds) > len(args.sources) else []),
+          *(["\nAcross sources, each fold (the seeds' spread):\n", fold_table(cross_by_fold)] if seeds else []),
           "\nDo images with more tiles need less margin? Spearman of the scores against the images' tile counts: "
           + ", ".join(f"{name} {rho:+.2f}" for name, rho in against_tiles.items()) + ".\n"]
     write_results(args.out, "\n".join(md), {

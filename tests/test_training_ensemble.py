@@ -97,13 +97,35 @@ def test_a_k3_checkpoint_round_trips_and_predicts_its_members_mean(runs):
 
 
 def test_single_model_checkpoints_load_unchanged(runs):
+    _, _, one = runs
+    loaded = load_checkpoint(one.model_file)  # as a checkpoint written before ensembles existed: no `ensemble` key
+    assert ensemble_size(loaded.model) == 1 and "ensemble" not in loaded.meta.model_kwargs
+    assert not any(k.startswith("members.") for k in loaded.model.state_dict())
+
+
+def test_the_shipped_model_is_three_heads_on_one_backbone():
     from ldcsf.shipped import load_shipped
 
-    _, _, one = runs
-    loaded = load_checkpoint(one.model_file)
-    assert ensemble_size(loaded.model) == 1 and "ensemble" not in loaded.meta.model_kwargs
-    shipped = load_shipped()  # a checkpoint written before ensembles existed
-    assert ensemble_size(shipped.model) == 1 and not any(k.startswith("members.") for k in shipped.model.state_dict())
+    shipped = load_shipped()
+    assert ensemble_size(shipped.model) == 3 and shipped.meta.model_kwargs["ensemble"] == 3
+    state = shipped.model.state_dict()
+    assert not any(k.startswith("members.") and ".backbone." in k for k in state)
+    assert not torch.equal(state["members.0.head.weight"], state["members.1.head.weight"])
+
+
+def test_fine_tuning_an_ensemble_keeps_and_trains_every_head(runs, tmp_path):
+    """--init-from a K=3 checkpoint (as `docs/adapt.md` does from the recommended model): still K=3, each head moved."""
+    manifest, three, _ = runs
+    adapted = train(TrainConfig(data=str(manifest), model="ldcsf_swin_micro", init_from=str(three.model_file),
+                                out=str(tmp_path / "run"),
+                                epochs=1, batch_size=16, patience=0, num_workers=0, accelerator="cpu", devices=1,
+                                progress=False, feature_cache=str(tmp_path / "cache")))
+    before, after = load_checkpoint(three.model_file).model.state_dict(), load_checkpoint(adapted.model_file)
+    assert ensemble_size(after.model) == 3 and after.meta.model_kwargs["ensemble_seeds"] == [0, 1, 2]
+    state = after.model.state_dict()
+    for k in range(3):
+        heads = [name for name in state if name.startswith(f"members.{k}.")]
+        assert heads and any(not torch.equal(before[name], state[name]) for name in heads), f"member {k} did not learn"
 
 
 def test_ensemble_without_a_frozen_backbone_is_refused(runs, tmp_path):
