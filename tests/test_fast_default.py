@@ -213,8 +213,10 @@ def test_export_without_a_checkpoint_exports_the_shipped_model_to_the_cache(tmp_
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["export"]) == 0
     written = capsys.readouterr().out
-    onnx_file = onnx_path_for(load_shipped(lazy=True).path, export_cache_dir())
+    shipped = load_shipped(lazy=True)
+    onnx_file = onnx_path_for(shipped.path, export_cache_dir(shipped.weights_sha256))
     assert onnx_file.is_relative_to(tmp_path / "cache") and str(onnx_file) in written
+    assert shipped.weights_sha256[:16] in onnx_file.parts  # another shipped version's export lives beside it
     record = read_record(onnx_file)
     assert record["max_difference"] <= AUTO_TOLERANCE and record["onnx_sha256"] == file_sha256(onnx_file)
     assert resolve_runtime("auto", load_shipped(lazy=True), "cpu") == "onnx"

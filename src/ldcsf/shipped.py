@@ -77,16 +77,19 @@ def load_shipped(folder: Path = SHIPPED_DIR, name: str = SHIPPED_NAME, lazy: boo
         model.load_state_dict(state)
         return model.eval()
 
-    where = dict(meta=meta, path=weights, weights_sha256=digest, export_dir=export_cache_dir())
+    where = dict(meta=meta, path=weights, weights_sha256=digest, export_dir=export_cache_dir(digest))
     return LoadedCheckpoint(build=build, **where) if lazy else LoadedCheckpoint(model=build(), **where)
 
 
-def export_cache_dir() -> Path:
+def export_cache_dir(weights_sha256: str) -> Path:
     """Where `--runtime onnx/openvino` writes the shipped model's exported copy: a user cache, since
-    the package's own folder may be read-only (and is the source tree in an editable install)."""
+    the package's own folder may be read-only (and is the source tree in an editable install).
+
+    One folder per weights' digest: two installs of ldcsf shipping different versions (a virtual
+    environment per project) would otherwise overwrite each other's export on every run."""
     import os
 
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ldcsf" / "shipped"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ldcsf" / "shipped" / weights_sha256[:16]
 
 
 def _build_pretrained(meta: CheckpointMeta):
