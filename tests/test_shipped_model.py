@@ -116,9 +116,13 @@ def test_models_lists_the_shipped_model_with_name_and_version(capsys):
 
 def test_exported_runtimes_of_the_shipped_model_go_to_a_user_cache(tmp_path, monkeypatch):
     from ldcsf.inference.exported import onnx_path_for
+    from ldcsf.shipped import export_cache_dir
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     loaded = load_shipped()
     path = onnx_path_for(loaded.path, loaded.export_dir)
-    assert path == tmp_path / "ldcsf" / "shipped" / f"{SHIPPED_NAME}.onnx" and path.parent.is_dir()
+    # One folder per weights' digest: two installed versions never overwrite each other's export.
+    digest_folder = tmp_path / "ldcsf" / "shipped" / loaded.weights_sha256[:16]
+    assert path == digest_folder / f"{SHIPPED_NAME}.onnx" and path.parent.is_dir()
+    assert export_cache_dir(loaded.weights_sha256) == digest_folder
     assert not any(SHIPPED_DIR.glob("*.onnx"))
