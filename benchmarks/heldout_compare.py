@@ -20,6 +20,10 @@ or its Spearman more than --spearman-slack lower (about one seed's spread of a r
 large gain on one organ is not refused for a loss the seeds cannot tell from noise on the other.
 
     .venv/bin/python benchmarks/heldout_compare.py --seeds 0 1 --out benchmarks/results/heldout_recipes
+
+A recipe whose folds are no longer on disk (work folders are not tracked) can be read from an
+earlier run's results JSON with --recorded: its rows for the same seeds enter the table as they
+were measured, marked "recorded", and the rules judge them as any other.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="MAE a recipe may lose on one masked source and still beat the baseline on both together")
     p.add_argument("--spearman-slack", type=float, default=0.05,
                    help="Spearman a recipe may lose on one masked source and still beat the baseline on both together")
+    p.add_argument("--recorded", type=Path, nargs="*", default=[],
+                   help="earlier heldout_compare.py JSON files: rows of recipes with no folds under --root")
     p.add_argument("--out", type=Path, default=RESULTS / "heldout_recipes", help="results stem (.md, .json)")
     return p.parse_args(argv)
 
@@ -122,6 +128,26 @@ def table(args) -> dict:
     return out
 
 
+def recorded_rows(args, measured: dict) -> tuple[dict, dict]:
+    """Rows of the recipes not measured under --root, from --recorded files: ({recipe: rows}, {recipe: file})."""
+    rows, origin = {}, {}
+    for path in args.recorded:
+        try:
+            results = json.loads(path.read_text())["results"]
+        except (OSError, ValueError, KeyError) as err:
+            raise SystemExit(f"{path}: not a heldout_compare.py results file ({err})")
+        for recipe, seeds in results.items():
+            if recipe not in args.recipes or recipe in measured or recipe in rows:
+                continue
+            missing = [s for s in args.seeds if str(s) not in seeds]
+            if missing:
+                raise SystemExit(f"{path}: {recipe} has no recorded row for seed(s) {missing}")
+            kept = {s: {name: seeds[str(s)].get(name) for name, *_ in COLUMNS} for s in args.seeds}
+            kept["mean"] = {name: _mean([kept[s][name] for s in args.seeds]) for name, *_ in COLUMNS}
+            rows[recipe], origin[recipe] = kept, _shown(path)
+    return rows, origin
+
+
 def _mean(values: list[float | None]) -> float | None:
     """The mean over seeds, None unless every seed has the number (a partial mean would flatter)."""
     return None if any(v is None for v in values) else float(np.mean(values))
@@ -155,7 +181,10 @@ def beats_together(candidate: dict, baseline: dict, tolerance: float, mae_slack:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    results = table(args)
+    measured = table(args)
+    earlier, origin = recorded_rows(args, measured)
+    # In the order asked for, whichever way each recipe's rows were found.
+    results = {r: measured.get(r) or earlier[r] for r in args.recipes if r in measured or r in earlier}
     if args.baseline not in results:
         raise SystemExit(f"{args.root}: no folds of the baseline {args.baseline} (run loso.py first)")
     base = results[args.baseline]["mean"]
@@ -167,13 +196,16 @@ def main(argv=None) -> int:
     lines = []
     for recipe, rows in results.items():
         for seed, row in rows.items():
-            lines.append([recipe, seed, *[fmt(row[n], 3 if "MAE" in n or "bias" in n else 2) for n in names]])
+            shown = f"{recipe} (recorded)" if recipe in origin else recipe
+            lines.append([shown, seed, *[fmt(row[n], 3 if "MAE" in n or "bias" in n else 2) for n in names]])
     md = ["# Recipes on sources never trained on (leave-one-source-out, seed by seed)\n",
           f"- command: `{command_line()}`\n- date: {now()}\n",
           f"Folds: {_shown(args.root)}/seed<K>/ (WSSS4LUAD: seed<K>_with_glas/, GlaS in its training). MAE, Spearman, "
           "high/low: stroma fraction per image with tumour in its mask. AUROCs: presence probabilities, and where "
           "marked, the estimated areas. — = fold not run.\n",
           markdown_table(["recipe", "seed", *names], lines),
+          *([f"\nRecorded (folds not on disk, rows as measured then): "
+             + ", ".join(f"{r} from `{f}`" for r, f in origin.items())] if origin else []),
           f"\nBeats {args.baseline} (mean over seeds {args.seeds}: lower MAE and higher Spearman on GlaS and "
           f"WSSS4LUAD, nct_crc and oral AUROCs within {args.tolerance}): "
           + ", ".join(f"{r}: {said(v)}" for r, v in verdicts.items()),
@@ -185,6 +217,7 @@ def main(argv=None) -> int:
                                             "baseline": args.baseline, "tolerance": args.tolerance,
                                             "results": {r: {str(k): v for k, v in rows.items()}
                                                         for r, rows in results.items()},
+                                            "recorded": origin,
                                             "beats_baseline": verdicts, "mae_slack": args.mae_slack,
                                             "spearman_slack": args.spearman_slack,
                                             "beats_baseline_on_masked_sources_together": together})

@@ -72,3 +72,34 @@ def test_a_recipe_beats_the_baseline_only_by_winning_both_masked_sources_and_kee
     assert not beats_together(mixed | {"WSSS4LUAD Spearman": 0.5}, base, 0.02, 0.01, 0.05)  # mean rho not higher
     assert not beats_together(mixed | {"nct_crc tumour AUROC": 0.7}, base, 0.02, 0.01, 0.05)
     assert beats_together(mixed | {"oral tumour AUROC": None}, base, 0.02, 0.01, 0.05) is None
+
+
+def test_recorded_rows_are_judged_as_measured_ones_when_their_folds_are_gone(tmp_path):
+    """A recipe read back from an earlier results file gets the verdict that file gave it."""
+    from test_benchmarks import REPO
+
+    earlier = REPO / "benchmarks" / "results" / "heldout_ens3_orders.json"
+    recorded = json.loads(earlier.read_text())
+    out = tmp_path / "compare"
+    run_script("heldout_compare.py", "--root", str(tmp_path / "no_folds"), "--seeds", "0", "1", "2",
+               "--baseline", "lite0_area_mid", "--recipes", "lite0_area_mid", "lite0_area_mid_ens3",
+               "--recorded", str(earlier), "--out", str(out))
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["results"]["lite0_area_mid_ens3"] == recorded["results"]["lite0_area_mid_ens3"]
+    assert result["beats_baseline"]["lite0_area_mid_ens3"] == recorded["beats_baseline"]["lite0_area_mid_ens3"]
+    assert set(result["recorded"]) == {"lite0_area_mid", "lite0_area_mid_ens3"}
+    assert "lite0_area_mid_ens3 (recorded)" in out.with_suffix(".md").read_text()
+    # A seed the file never measured is refused, not averaged over the seeds it has.
+    proc = subprocess_fails("heldout_compare.py", "--root", str(tmp_path / "no_folds"), "--seeds", "0", "5",
+                            "--baseline", "lite0_area_mid", "--recipes", "lite0_area_mid",
+                            "--recorded", str(earlier), "--out", str(out))
+    assert "no recorded row for seed(s) [5]" in proc.stderr and earlier.name in proc.stderr
+
+
+def subprocess_fails(name: str, *args: str):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(BENCH / name), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    return proc
