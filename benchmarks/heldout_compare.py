@@ -123,8 +123,7 @@ def table(args) -> dict:
                        for name, source, read, _ in COLUMNS} for seed in args.seeds}
         if not any(v is not None for row in rows.values() for v in row.values()):
             continue
-        rows["mean"] = {name: _mean([rows[s][name] for s in args.seeds]) for name, *_ in COLUMNS}
-        out[recipe] = rows
+        out[recipe] = _with_mean(rows, args.seeds)
     return out
 
 
@@ -143,9 +142,13 @@ def recorded_rows(args, measured: dict) -> tuple[dict, dict]:
             if missing:
                 raise SystemExit(f"{path}: {recipe} has no recorded row for seed(s) {missing}")
             kept = {s: {name: seeds[str(s)].get(name) for name, *_ in COLUMNS} for s in args.seeds}
-            kept["mean"] = {name: _mean([kept[s][name] for s in args.seeds]) for name, *_ in COLUMNS}
-            rows[recipe], origin[recipe] = kept, _shown(path)
+            rows[recipe], origin[recipe] = _with_mean(kept, args.seeds), _shown(path)
     return rows, origin
+
+
+def _with_mean(rows: dict, seeds: list[int]) -> dict:
+    """A recipe's rows by seed, and their "mean" row."""
+    return rows | {"mean": {name: _mean([rows[s][name] for s in seeds]) for name, *_ in COLUMNS}}
 
 
 def _mean(values: list[float | None]) -> float | None:
