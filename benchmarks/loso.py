@@ -255,28 +255,20 @@ def predict_with_areas(model_file: Path, frame, frozen: bool, args):
 
     from ldcsf.checkpoint import load_checkpoint
     from ldcsf.data.dataset import load_rgb
-    from ldcsf.data.manifest import Manifest
-    from ldcsf.data.transforms import eval_transforms, stain_normalizer_from
+    from ldcsf.data.transforms import eval_transforms
     from ldcsf.models.ensemble import ensemble_size
 
     loaded = load_checkpoint(model_file)
     model, meta = loaded.model, loaded.meta
     if frozen:
-        from ldcsf.training.area_data import FeatureCache
-
-        # The maps the fold's heads were trained on: the same resampling and stain normalisation.
-        cache = FeatureCache(feature_cache_dir(RESULTS) if not args.quick else args.work / "cache", model,
-                             meta.input_size, meta.mean, meta.std, meta.labels, interpolation=meta.interpolation,
-                             stain_normalizer=stain_normalizer_from(meta.stain_norm))
-        manifest = Manifest(frame=frame.reset_index(drop=True), root=Path("/"), labels=list(meta.labels))
-        features, _ = cache.load(manifest, 1, progress=False)
+        features = cached_view0_maps(loaded, frame, feature_cache_dir(RESULTS) if not args.quick else args.work / "cache")
         with torch.inference_mode():
-            neck = model.forward_neck(features[:, 0].float())
+            neck = model.forward_neck(features)
             areas = torch.sigmoid(model.area_logits(neck)).mean((-2, -1)).numpy() if model.has_area_head else None
             probs = torch.sigmoid(model.forward_head(neck)).numpy()
             if areas is not None and ensemble_size(model) > 1:
                 # Each member's areas too: the TSR interval of an ensemble is widened by their spread.
-                _, member_maps = model.member_outputs(features[:, 0].float())
+                _, member_maps = model.member_outputs(features)
                 areas = (areas, torch.sigmoid(member_maps).mean((-2, -1)).numpy())
             return probs, areas
     transform = eval_transforms(meta)
@@ -286,6 +278,20 @@ def predict_with_areas(model_file: Path, frame, frozen: bool, args):
         with torch.inference_mode():
             out.append(torch.sigmoid(model(batch)).numpy())
     return np.concatenate(out), loaded_tile_areas(loaded, frame) if model.has_area_head else None
+
+
+def cached_view0_maps(loaded, frame, cache_dir: Path):
+    """(N, C, h, w) float32 backbone maps of `frame`'s rows as the fold's heads were trained on them
+    (the checkpoint's resampling and stain normalisation), from the cache (computed once when absent)."""
+    from ldcsf.data.manifest import Manifest
+    from ldcsf.data.transforms import stain_normalizer_from
+    from ldcsf.training.area_data import FeatureCache
+
+    meta = loaded.meta
+    cache = FeatureCache(cache_dir, loaded.model, meta.input_size, meta.mean, meta.std, meta.labels,
+                         interpolation=meta.interpolation, stain_normalizer=stain_normalizer_from(meta.stain_norm))
+    manifest = Manifest(frame=frame.reset_index(drop=True), root=Path("/"), labels=list(meta.labels))
+    return cache.load(manifest, 1, progress=False)[0][:, 0].float()
 
 
 def member_columns(member_areas, labels: list[str]) -> dict:
