@@ -87,18 +87,19 @@ def member_logits(model_file: Path, frame, cache_dir: Path):
     return logits, areas, list(meta.labels), list(meta.thresholds)
 
 
-def averaged_fold(parts, folders: dict, frame, cache_dir: Path):
-    """The selected members of every part, stacked: (probs (N, L), areas (N, L), member areas (K, N, L))."""
+def averaged_fold(parts, folders: list[Path], frame, cache_dir: Path):
+    """The selected members of every part (its fold in `folders`, in the same order), stacked:
+    (probs (N, L), areas (N, L), member areas (K, N, L)), labels, thresholds."""
     import torch
 
     logits, areas, labels, thresholds = [], [], None, None
-    for (recipe, members), folder in zip(parts, folders.values()):
+    for (recipe, members), folder in zip(parts, folders, strict=True):
         lg, ar, lb, th = member_logits(folder / "run" / "model.pt", frame, cache_dir)
         if labels is not None and lb != labels:
             raise SystemExit(f"{folder}: labels {lb} differ from the first recipe's {labels}")
         labels, thresholds = labels or lb, thresholds or th
         keep = members if members is not None else list(range(lg.shape[0]))
-        if max(keep) >= lg.shape[0]:
+        if not all(0 <= k < lg.shape[0] for k in keep):
             raise SystemExit(f"{folder}: {recipe} has {lg.shape[0]} member(s), asked for {keep}")
         logits.append(lg[keep])
         areas.append(ar[keep])
@@ -133,8 +134,9 @@ def score_fold(args, seed: int, source: str) -> dict | None:
     from ldcsf.utils.atomic import write_json_atomic
 
     work = args.root / (f"seed{seed}_with_glas" if source in args.with_glas else f"seed{seed}")
-    folders = {recipe: work / recipe / source for recipe, _ in args.parts}
-    missing = [str(f) for f in folders.values() if not (f / "run" / "model.pt").is_file()]
+    # A list, not a dict by recipe: one recipe may come twice with other members.
+    folders = [work / recipe / source for recipe, _ in args.parts]
+    missing = [str(f) for f in folders if not (f / "run" / "model.pt").is_file()]
     if missing:
         print(f"   seed {seed}, {source}: skipped, fold(s) not run: {', '.join(missing)}", file=sys.stderr)
         return None
