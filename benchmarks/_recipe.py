@@ -99,6 +99,12 @@ RECIPES: dict[str, dict] = {
     "lite0_area_mid_macenko_ens3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                         pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                                         stain_norm="macenko", ensemble=3),
+    # ... three heads on the plain tile and three on its Macenko-normalised copy, made inside the model,
+    # in one checkpoint (`--ensemble 3 --ensemble-views plain macenko`; docs/results.md, "Heads on two
+    # stain views").
+    "lite0_area_mid_views_ens3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
+                                      pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
+                                      ensemble=3, ensemble_views=["plain", "macenko"]),
 }
 
 

@@ -129,6 +129,11 @@ class TrainConfig(DeviceOptions):
     #: Frozen backbone: train this many heads (seeds seed, seed+1, ...; each its own order over the cached maps) and
     #: keep them in one checkpoint whose outputs are their mean (ldcsf.models.ensemble).
     ensemble: int = 1
+    #: Frozen backbone: the stain views heads are trained on, `ensemble` heads each (seeds seed, seed+1, ...
+    #: per view): "plain" (the tile as it comes) and/or "macenko" (its Macenko-normalised copy, made inside
+    #: the model); None: one plain view. Plain and Macenko heads together held better on sources never
+    #: trained on than either alone (docs/results.md, "Heads on two stain views").
+    ensemble_views: list[str] | None = None
     #: Fine-tune from this trained checkpoint: its labels, input settings (µm/px, size, normalisation)
     #: and frozen backbone are kept, the heads are fitted on `data` (ldcsf.training.adapt).
     init_from: str | None = None

@@ -58,6 +58,10 @@ def add_parser(subparsers) -> None:
     area_option("--ensemble", type=int, metavar="K",
                 help="with --freeze-backbone: train K heads with seeds seed..seed+K-1, each in its own order over the cached maps, "
                      "kept in one checkpoint that predicts their mean; slides' TSR intervals then carry their spread")
+    area_option("--ensemble-views", nargs="+", choices=["plain", "macenko"], metavar="VIEW",
+                help="with --freeze-backbone: train the --ensemble heads on each of these stain views, plain (the tile "
+                     "as it comes) and/or macenko (its Macenko-normalised copy, made inside the model), all kept in "
+                     "one checkpoint that predicts their mean")
     area.add_argument("--feature-cache", help="with --freeze-backbone: folder of cached maps (default: RUN_DIR/feature_cache)")
     adapt = parser.add_argument_group("fine-tuning a trained model (docs/adapt.md)")
     adapt.add_argument("--init-from", metavar="MODEL",

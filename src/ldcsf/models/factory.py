@@ -141,7 +141,8 @@ def create_model(
         **kwargs: the variant's keyword arguments, e.g. `use_ldc=False`, `img_size=256`; and
             `area_head=True` for any variant: a per-position area-fraction head (see
             `MultiLabelClassifier.enable_area_head`); and `ensemble=K` (with `ensemble_seeds`, one
-            per member): K members on one backbone, their outputs averaged (`ensemble.HeadEnsemble`).
+            per member): K members on one backbone, their outputs averaged (`ensemble.HeadEnsemble`);
+            `ensemble_views` names the stain view each member reads ("plain" or "macenko").
     """
     variant = _variant(name)
     if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
@@ -152,12 +153,16 @@ def create_model(
     # Not an argument of any variant: the area head sits on top of whichever map the variant makes.
     area_head = bool(kwargs.pop("area_head", False))
     members, seeds = _ensemble_args(kwargs.pop("ensemble", 1), kwargs.pop("ensemble_seeds", None))
+    views = kwargs.pop("ensemble_views", None)
+    if views is not None and members < 2:
+        raise ValueError(f"ensemble_views names a view per member of an ensemble (ensemble=K >= 2), got ensemble={members}")
     if members > 1:
         model = _build_ensemble(name, variant, members, seeds, area_head, label_names, pretrained, pretrained_file,
-                                kwargs)
+                                kwargs, views)
         model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs),
                                                     **({"area_head": True} if area_head else {}),
-                                                    "ensemble": members, "ensemble_seeds": seeds}}
+                                                    "ensemble": members, "ensemble_seeds": seeds,
+                                                    **({"ensemble_views": list(model.views)} if views else {})}}
         return model
     model = _build_variant(name, variant, label_names, pretrained, pretrained_file, kwargs)
     if area_head:
@@ -178,7 +183,7 @@ def _ensemble_args(members, seeds) -> tuple[int, list[int]]:
     return members, seeds
 
 
-def _build_ensemble(name, variant, members, seeds, area_head, labels, pretrained, pretrained_file, kwargs):
+def _build_ensemble(name, variant, members, seeds, area_head, labels, pretrained, pretrained_file, kwargs, views=None):
     from .ensemble import HeadEnsemble
 
     built = []
@@ -190,7 +195,10 @@ def _build_ensemble(name, variant, members, seeds, area_head, labels, pretrained
             if area_head:
                 member.enable_area_head()
         built.append(member)
-    return HeadEnsemble(built, seeds)
+    if views is None or set(views) == {"plain"}:
+        return HeadEnsemble(built, seeds, views)
+    data = built[0].data_config()  # the Macenko view undoes and redoes the input's normalisation
+    return HeadEnsemble(built, seeds, views, mean=data["mean"], std=data["std"])
 
 
 def _build_variant(name, variant, label_names, pretrained, pretrained_file, kwargs) -> MultiLabelClassifier:

@@ -112,6 +112,9 @@ class FeatureCache:
                     "labels": self.labels, "scale": list(scale), "hed": hed_jitter, "scheme": str(scheme.classes),
                     "interpolation": interpolation,
                     "stain": getattr(stain_normalizer, "state", lambda: None)() if stain_normalizer else None}
+        stain_view = getattr(model, "macenko", None)
+        if stain_view is not None:  # maps of every view stacked: not those of a plain model
+            settings["views"] = {"order": list(model.view_order), "macenko": stain_view.reference()}
         key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.directory = Path(directory) / key
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -119,7 +119,7 @@ class MultiLabelModule(L.LightningModule):
             parts = batch if isinstance(batch, list) else [batch] * members
             if len(parts) != members:
                 raise ValueError(f"{len(parts)} batches for {members} ensemble members")
-            loss = torch.stack([self._member_loss(member, part) for member, part in zip(self.model.members, parts)]).mean()
+            loss = torch.stack([self._member_loss(k, part) for k, part in enumerate(parts)]).mean()
             n = len(parts[0]["target"])
         else:
             loss = self._loss(batch, *self._logits_and_areas(batch), stage="train")
@@ -127,9 +127,10 @@ class MultiLabelModule(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         return loss
 
-    def _member_loss(self, member, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One ensemble member's loss on a batch of cached backbone maps."""
-        neck = member.forward_neck(batch["features"])
+    def _member_loss(self, index: int, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Ensemble member `index`'s loss on a batch of cached backbone maps (its own view's)."""
+        member = self.model.members[index]
+        neck = member.forward_neck(self.model.member_maps(index, batch["features"]))
         areas = member.area_logits(neck) if member.has_area_head else None
         return self._loss(batch, member.forward_head(neck).float(), areas, "train")
 

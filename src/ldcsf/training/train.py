@@ -79,14 +79,30 @@ def build_model(config: TrainConfig, labels: Sequence[str]):
     if reserved:
         raise ValueError(f"model {config.model}: {', '.join(reserved)} cannot be a model argument "
                          "(set by the data and the training options)")
-    for key in ("ensemble", "ensemble_seeds"):
+    for key in ("ensemble", "ensemble_seeds", "ensemble_views"):
         if key in kwargs:
             raise ValueError(f"model {config.model}: {key} is set by --ensemble, not as a model argument")
-    if config.ensemble > 1:
-        # One seed per member; the split keeps using `config.seed`, so every member sees the same data.
-        kwargs |= {"ensemble": config.ensemble, "ensemble_seeds": [config.seed + k for k in range(config.ensemble)]}
+    views = ensemble_views(config)
+    if config.ensemble * len(views) > 1:
+        # One seed per member (the same seeds on every view); the split keeps using `config.seed`,
+        # so every member sees the same data.
+        seeds = [config.seed + k for k in range(config.ensemble)]
+        kwargs |= {"ensemble": config.ensemble * len(views), "ensemble_seeds": seeds * len(views)}
+        if views != ["plain"]:
+            kwargs["ensemble_views"] = [view for view in views for _ in seeds]
     return create_model(config.model, labels=labels, pretrained=config.pretrained,
                         pretrained_file=config.pretrained_file, **kwargs)
+
+
+def ensemble_views(config: TrainConfig) -> list[str]:
+    """The stain views of `config.ensemble_views` (["plain"] when unset), checked."""
+    views = ["plain"] if not config.ensemble_views else [str(v) for v in config.ensemble_views]
+    unknown = sorted(set(views) - {"plain", "macenko"})
+    if unknown or len(set(views)) != len(views):
+        raise ValueError(f"--ensemble-views takes plain and/or macenko, each once; got {' '.join(views)}")
+    if "macenko" in views and config.stain_norm not in (None, "", "none"):
+        raise ValueError("--ensemble-views macenko normalises inside the model: leave out --stain-norm")
+    return views
 
 
 def check_ensemble(config: TrainConfig, model) -> None:
@@ -95,11 +111,13 @@ def check_ensemble(config: TrainConfig, model) -> None:
 
     if isinstance(config.ensemble, bool) or not isinstance(config.ensemble, int) or config.ensemble < 1:
         raise ValueError(f"--ensemble must be a whole number of heads (1 or more), got {config.ensemble!r}")
-    if config.ensemble > 1 and config.init_from:
-        raise ValueError("--ensemble builds a new model: it cannot be combined with --init-from")
-    if max(config.ensemble, ensemble_size(model)) > 1 and not config.freeze_backbone:
-        raise ValueError(f"--ensemble {max(config.ensemble, ensemble_size(model))} trains heads on one frozen "
-                         "backbone: add --freeze-backbone")
+    if (config.ensemble > 1 or config.ensemble_views) and config.init_from:
+        raise ValueError("--ensemble and --ensemble-views build a new model: they cannot be combined with --init-from")
+    views = ensemble_views(config)  # an unknown or repeated view stops here
+    if max(config.ensemble * len(views), ensemble_size(model)) > 1 and not config.freeze_backbone:
+        asked = " ".join(["--ensemble", str(max(config.ensemble, ensemble_size(model)))]
+                         + (["--ensemble-views", *views] if config.ensemble_views else []))
+        raise ValueError(f"{asked} trains heads on one frozen backbone: add --freeze-backbone")
 
 
 def check_augmentation(config: TrainConfig) -> None:
@@ -162,7 +180,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     run_dir = Path(config.out)
     check_augmentation(config)
-    if config.ensemble > 1 and not config.freeze_backbone:  # refused before the run folder is touched
+    if (config.ensemble > 1 or config.ensemble_views) and not config.freeze_backbone:  # refused before the run folder is touched
         check_ensemble(config, None)
     last_path = _check_run_dir(config, run_dir)
 
