@@ -126,4 +126,4 @@ def feature_cache_dir(results: Path) -> Path:
     return results / "feature_cache"
 
 #: The recipe the README recommends, and the one the shipped model (src/ldcsf/models/shipped/) is built with.
-RECOMMENDED = "lite0_area_mid_ens3"
+RECOMMENDED = "lite0_area_mid_views_ens3"

@@ -67,9 +67,11 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
     loso.RESULTS = args.results  # the manifest and the map cache that loso's folds use
-    # One head: the recommended recipe itself, or `<name>_k1` where the recipe already is an ensemble.
-    single_head = {k: v for k, v in RECIPES[RECOMMENDED].items() if k != "ensemble"}
-    one = RECOMMENDED if RECIPES[RECOMMENDED].get("ensemble", 1) == 1 else f"{RECOMMENDED}_k1"
+    # One head: the recommended recipe itself, or `<name>_k1` where the recipe already is an ensemble
+    # (on the plain view alone, where the recipe's heads read two).
+    single_head = {k: v for k, v in RECIPES[RECOMMENDED].items() if k not in ("ensemble", "ensemble_views")}
+    plain_single = RECIPES[RECOMMENDED].get("ensemble", 1) == 1 and not RECIPES[RECOMMENDED].get("ensemble_views")
+    one = RECOMMENDED if plain_single else f"{RECOMMENDED}_k1"
     ensemble = f"{RECOMMENDED}_k{args.members}"
     RECIPES[one], RECIPES[ensemble] = single_head, {**single_head, "ensemble": args.members}
     work = args.work or args.results / "loso_work_ensemble"

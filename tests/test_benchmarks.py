@@ -252,3 +252,16 @@ def test_runtimes_quick_checks_every_runtime_against_eager(tmp_path):
     fastest = result["fastest_exact"]["ldcsf_swin_micro"]
     assert rows[fastest]["exact"] and all(rows[fastest]["img_s"] >= r["img_s"] for r in rows.values() if r["exact"])
     assert "runtimes.py --quick" in out.with_suffix(".md").read_text()
+
+
+def test_shipped_versions_quick_times_two_shipped_folders_on_the_same_tiles(tmp_path, shared_data):
+    """The committed shipped model against the working tree's (the same files here): equal tiles, a ratio near 1."""
+    out = tmp_path / "versions"
+    run_script("shipped_versions.py", "--quick", "--previous", "HEAD", "--out", str(out), timeout=400)
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["revision"] == "HEAD" and result["slide"] == "CMU-1-Small-Region.svs"
+    (previous, previous_tiles), (current, current_tiles) = result["tiles"].items()
+    assert previous.endswith("(previous)") and current.endswith("(this tree)")
+    assert previous_tiles == current_tiles == 8
+    assert all(len(seconds) == 1 and seconds[0] > 0 for seconds in result["seconds"].values())
+    assert "| model | tiles | seconds per round |" in out.with_suffix(".md").read_text()

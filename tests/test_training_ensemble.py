@@ -103,11 +103,15 @@ def test_single_model_checkpoints_load_unchanged(runs):
     assert not any(k.startswith("members.") for k in loaded.model.state_dict())
 
 
-def test_the_shipped_model_is_three_heads_on_one_backbone():
+def test_the_shipped_model_holds_the_recipes_heads_on_one_backbone():
     from ldcsf.shipped import load_shipped
 
+    recipe = recommended_settings()
+    views = recipe.get("ensemble_views") or ["plain"]
     shipped = load_shipped()
-    assert ensemble_size(shipped.model) == 3 and shipped.meta.model_kwargs["ensemble"] == 3
+    heads = recipe["ensemble"] * len(views)
+    assert ensemble_size(shipped.model) == heads and shipped.meta.model_kwargs["ensemble"] == heads
+    assert shipped.model.views == [view for view in views for _ in range(recipe["ensemble"])]
     state = shipped.model.state_dict()
     assert not any(k.startswith("members.") and ".backbone." in k for k in state)
     assert not torch.equal(state["members.0.head.weight"], state["members.1.head.weight"])
@@ -195,6 +199,17 @@ def recommended_recipe() -> str:
     finally:
         sys.path.remove(bench)
     return RECOMMENDED
+
+
+def recommended_settings() -> dict:
+    """The README's recipe's training settings (benchmarks/_recipe.py)."""
+    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        from _recipe import RECIPES, RECOMMENDED
+    finally:
+        sys.path.remove(bench)
+    return RECIPES[RECOMMENDED]
 
 
 @pytest.mark.parametrize("tta", [False, True])
