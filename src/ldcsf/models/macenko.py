@@ -18,7 +18,7 @@ model. This is the same method on a whole batch (N, 3, H, W) with fixed shapes:
 
 Where torchstain would fail (too few tissue pixels) or the estimate is not finite, the image is
 returned unchanged, as `data.transforms.MacenkoNormalizer` does. On real tiles the result is
-torchstain's to within a grey level on nearly every pixel (tests/test_macenko_batched.py).
+torchstain's to within a grey level on nearly every pixel (tests/test_stain_views.py).
 """
 
 from __future__ import annotations
