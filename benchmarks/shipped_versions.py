@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, provenance, write_results
 from ldcsf.benchmarking import machine_info
 from ldcsf.options import SlideSettings
-from ldcsf.shipped import SHIPPED_DIR, load_shipped, read_card
+from ldcsf.shipped import SHIPPED_DIR, load_shipped, read_card, shipped_label
 from ldcsf.wholeslide.pipeline import run_slide
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,14 +74,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         old_dir, revision = previous_folder(args.previous, scratch / "previous")
-        versions = {f"{read_card(old_dir)['name']} {read_card(old_dir)['version']} (previous)": old_dir,
-                    f"{read_card()['name']} {read_card()['version']} (this tree)": SHIPPED_DIR}
+        versions = {f"{shipped_label(read_card(old_dir))} (previous)": old_dir,
+                    f"{shipped_label(read_card())} (this tree)": SHIPPED_DIR}
         models = {name: load_shipped(folder) for name, folder in versions.items()}
         seconds: dict[str, list[float]] = {name: [] for name in models}
         tiles: dict[str, int] = {}
         for round_ in range(args.repeats + 1):  # round 0 exports and warms up; not timed
-            for name, model in models.items():
-                out = scratch / f"run-{round_}-{len(seconds[name])}-{abs(hash(name))}"
+            for number, (name, model) in enumerate(models.items()):
+                out = scratch / f"run-{round_}-{number}"
                 started = time.perf_counter()
                 result = run_slide(args.slide, model, out, settings)
                 elapsed = time.perf_counter() - started

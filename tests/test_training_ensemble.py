@@ -192,24 +192,23 @@ def test_the_ensemble_benchmark_scores_both_on_glas_quick(shared_data, tmp_path)
 
 def recommended_recipe() -> str:
     """The README's recipe (benchmarks/_recipe.py), which the ensemble benchmark builds on."""
-    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        from _recipe import RECOMMENDED
-    finally:
-        sys.path.remove(bench)
-    return RECOMMENDED
+    return _recipes().RECOMMENDED
 
 
 def recommended_settings() -> dict:
     """The README's recipe's training settings (benchmarks/_recipe.py)."""
+    recipes = _recipes()
+    return recipes.RECIPES[recipes.RECOMMENDED]
+
+
+def _recipes():
     bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
     sys.path.insert(0, bench)
     try:
-        from _recipe import RECIPES, RECOMMENDED
+        import _recipe
     finally:
         sys.path.remove(bench)
-    return RECIPES[RECOMMENDED]
+    return _recipe
 
 
 @pytest.mark.parametrize("tta", [False, True])

@@ -79,8 +79,7 @@ def export_onnx(loaded: LoadedCheckpoint, out: str | Path | None = None, check: 
             entry.key, entry.value = key, value
         onnx.save(graph, str(tmp))
         spec = loaded.meta.input_spec
-        difference = (check_export(model, OnnxRuntimeModel(tmp), side, source=out, mean=spec.mean, std=spec.std)
-                      if check else None)
+        difference = check_export(model, OnnxRuntimeModel(tmp), side, out, spec.mean, spec.std) if check else None
     write_record(out, checkpoint_sha256=file_sha256(loaded.path), max_difference=difference,
                  meta=loaded.meta.to_dict(), weights_sha256=loaded.weights_sha256)
     return out
@@ -102,23 +101,18 @@ def write_record(onnx_file: Path, checkpoint_sha256: str, max_difference: float 
     })
 
 
-def check_export(reference: nn.Module, exported: nn.Module, side: int, source: Path, batch: int = 3,
-                 mean=None, std=None) -> float:
+def check_export(reference: nn.Module, exported: nn.Module, side: int, source: Path, mean, std,
+                 batch: int = 3) -> float:
     """Largest probability difference of `exported` against `reference`; ValueError above tolerance.
 
-    A batch size other than the export's example proves the batch dimension is really free. With
-    the input's `mean` and `std` the check images are made as tiles are: H&E-like colours (random
-    haematoxylin and eosin amounts mixed by the reference stain vectors), whole grey levels 0-255,
-    normalised. A model that estimates the stains itself (the Macenko view) then meets what it
-    meets on slides: on uniform noise the stains' directions are ill-defined and two runtimes'
-    last float digits send them apart.
+    A batch size other than the export's example proves the batch dimension is really free. The
+    check images are made as tiles are: H&E-like colours (`synthetic_he`), whole grey levels,
+    normalised by the input's `mean` and `std`. A model that estimates the stains itself (the
+    Macenko view) then meets what it meets on slides: on uniform noise the stains' directions are
+    ill-defined and two runtimes' last float digits send them apart.
     """
-    generator = torch.Generator().manual_seed(1)
-    if mean is None or std is None:
-        x = torch.rand(batch, 3, side, side, generator=generator) * 4 - 2
-    else:
-        x = (synthetic_he(batch, side, generator) - torch.tensor(mean).reshape(1, 3, 1, 1)) \
-            / torch.tensor(std).reshape(1, 3, 1, 1)
+    levels = synthetic_he(batch, side, torch.Generator().manual_seed(1))
+    x = (levels - torch.tensor(mean).reshape(1, 3, 1, 1)) / torch.tensor(std).reshape(1, 3, 1, 1)
     with torch.inference_mode():
         if int(getattr(reference, "ensemble_size", 1)) > 1:  # every member's outputs must match, not only the mean
             want = torch.cat([torch.sigmoid(t.float()).flatten() for t in reference.forward_members(x) if t is not None])

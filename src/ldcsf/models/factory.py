@@ -195,10 +195,9 @@ def _build_ensemble(name, variant, members, seeds, area_head, labels, pretrained
             if area_head:
                 member.enable_area_head()
         built.append(member)
-    if views is None or set(views) == {"plain"}:
-        return HeadEnsemble(built, seeds, views)
-    data = built[0].data_config()  # the Macenko view undoes and redoes the input's normalisation
-    return HeadEnsemble(built, seeds, views, mean=data["mean"], std=data["std"])
+    # The Macenko view undoes and redoes the input's normalisation: the backbone's.
+    data = built[0].data_config() if views and "macenko" in views else {}
+    return HeadEnsemble(built, seeds, views, mean=data.get("mean"), std=data.get("std"))
 
 
 def _build_variant(name, variant, label_names, pretrained, pretrained_file, kwargs) -> MultiLabelClassifier:

@@ -96,8 +96,10 @@ def build_model(config: TrainConfig, labels: Sequence[str]):
 
 def ensemble_views(config: TrainConfig) -> list[str]:
     """The stain views of `config.ensemble_views` (["plain"] when unset), checked."""
+    from ..models.ensemble import STAIN_VIEWS
+
     views = ["plain"] if not config.ensemble_views else [str(v) for v in config.ensemble_views]
-    unknown = sorted(set(views) - {"plain", "macenko"})
+    unknown = sorted(set(views) - set(STAIN_VIEWS))
     if unknown or len(set(views)) != len(views):
         raise ValueError(f"--ensemble-views takes plain and/or macenko, each once; got {' '.join(views)}")
     if "macenko" in views and config.stain_norm not in (None, "", "none"):
