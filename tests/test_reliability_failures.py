@@ -309,6 +309,24 @@ def test_16_bit_greyscale_is_scaled_not_clipped_and_flagged(shared_data, tmp_pat
     assert table["error"].tolist() == ["", ""]
 
 
+def test_a_picture_far_below_the_models_input_is_scored_and_flagged(shared_data, tmp_path, caplog):
+    from ldcsf.checkpoint import load_checkpoint
+    from ldcsf.inference.image_prediction import predict_images
+
+    ckpt = micro_checkpoint(tmp_path / "c.pt", mpp=0.5)
+    side = load_checkpoint(ckpt).meta.input_size
+    tile = Image.open(shared_data / "nct_crc/STR-TCGA-HGDYLEWM.png").convert("RGB")
+    small, enough = tmp_path / "small.png", tmp_path / "enough.png"
+    tile.crop((0, 0, side // 2 - 1, side)).save(small)  # enlarged more than twice on its short side
+    tile.crop((0, 0, side // 2, side // 2)).save(enough)
+    with caplog.at_level("WARNING"):
+        table = predict_images([small, enough], ckpt)
+    notes = [r.getMessage() for r in caplog.records if "enlarged to the model" in r.getMessage()]
+    assert notes == [f"{small}: {side // 2 - 1}x{side} px, enlarged to the model's {side} px input; at this size its "
+                     f"scores are not meaningful"]
+    assert table["error"].tolist() == ["", ""] and table.filter(like="_prob").notna().all().all()
+
+
 def test_a_picture_slide_is_decoded_once_per_process(shared_data, tmp_path):
     picture = tmp_path / "picture.png"
     Image.open(shared_data / "nct_crc/STR-TCGA-HGDYLEWM.png").convert("RGB").save(picture)

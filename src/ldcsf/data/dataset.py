@@ -80,6 +80,20 @@ def not_he_note(path: str | Path) -> str | None:
     return None
 
 
+def too_small_note(path: str | Path, input_side: int) -> str | None:
+    """A one-line note when a picture is under half the model's input side, so that its scores come
+    from a picture enlarged more than twice (read from its header)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if min(width, height) * 2 < input_side:
+        return (f"{path}: {width}x{height} px, enlarged to the model's {input_side} px input; at this size its "
+                f"scores are not meaningful")
+    return None
+
+
 def to_float_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> float32 tensor (3, H, W) in [0, 1]."""
     array = np.asarray(image, dtype=np.uint8)
