@@ -68,30 +68,21 @@ def as_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def not_he_note(path: str | Path) -> str | None:
-    """A one-line note when a picture cannot be an RGB H&E stain (greyscale), read from its header."""
+def picture_notes(path: str | Path, input_side: int) -> list[str]:
+    """One-line notes on a picture whose scores are not meaningful, read from its header: greyscale
+    (no stain colour), or under half the model's input side (enlarged more than twice)."""
     try:
         with Image.open(path) as image:
-            mode = image.mode
+            mode, (width, height) = image.mode, image.size
     except (OSError, SyntaxError, ValueError):
-        return None
+        return []
+    notes = []
     if mode in GREYSCALE_MODES:
-        return f"{path}: greyscale picture (mode {mode}), not an RGB H&E stain; its scores are not meaningful"
-    return None
-
-
-def too_small_note(path: str | Path, input_side: int) -> str | None:
-    """A one-line note when a picture is under half the model's input side, so that its scores come
-    from a picture enlarged more than twice (read from its header)."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError):
-        return None
+        notes.append(f"{path}: greyscale picture (mode {mode}), not an RGB H&E stain; its scores are not meaningful")
     if min(width, height) * 2 < input_side:
-        return (f"{path}: {width}x{height} px, enlarged to the model's {input_side} px input; at this size its "
-                f"scores are not meaningful")
-    return None
+        notes.append(f"{path}: {width}x{height} px, enlarged to the model's {input_side} px input; at this size its "
+                     f"scores are not meaningful")
+    return notes
 
 
 def to_float_tensor(image: Image.Image) -> torch.Tensor:

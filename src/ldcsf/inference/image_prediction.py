@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
-from ..data.dataset import ImageFileDataset, load_rgb, not_he_note, too_small_note
+from ..data.dataset import ImageFileDataset, load_rgb, picture_notes
 from ..data.importers import IMAGE_SUFFIXES
 from ..data.transforms import eval_transforms
 from .dataset_prediction import predict_dataset
@@ -56,9 +56,8 @@ def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path | Loaded
     failed = ~predictions.extra["ok"].astype(bool)
     errors = [_read_error(p) if bad else None for p, bad in zip(paths, failed)]
     for path, bad in zip(paths, failed):
-        for note in () if bad else (not_he_note(path), too_small_note(path, input_spec.size)):
-            if note:
-                log.warning(note)
+        for note in [] if bad else picture_notes(path, input_spec.size):
+            log.warning(note)
     frame = pd.DataFrame({"path": [str(p) for p in paths], "error": [e or "" for e in errors]})
     decisions = apply_thresholds(predictions.probs, meta.thresholds)
     for j, label in enumerate(meta.labels):
