@@ -80,6 +80,11 @@ RECIPES: dict[str, dict] = {
     # its stride-16 stage (112 channels, an 8 x 8 map at 128 px) instead of its last 1x1 convolution.
     "lite0_area_mid": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                            pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    # ... on EfficientNet-Lite1's stride-16 map (its last stage ranked stroma better than Lite0's but
+    # classified worse, "More context and larger backbones on unseen sources").
+    "lite1_area_mid": dict(model="ldcsf", model_kwargs={"backbone": "tf_efficientnet_lite1", "img_size": 128,
+                                                        "area_head": True, "backbone_stage": -2},
+                           pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
     # ... with lite0_area_scale's wider crops (30-100 % of a tile's area), the other change that helped WSSS4LUAD.
     "lite0_area_mid_scale": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                  pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
