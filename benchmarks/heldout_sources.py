@@ -28,6 +28,7 @@ import pandas as pd
 from _common import RESULTS, add_fold_option, command_line, fmt, fold_folders, markdown_table, now, write_results
 from _recipe import RECOMMENDED
 from loso import tsr_scores
+from ldcsf.analysis.interval_calibration import UNITS
 
 LABELS = ("stroma", "necrosis", "non_tumor", "tumor")
 #: GlaS images are 549 x 370 px at 0.875 µm/px: 4 x 3 tiles of 128 px (plus edge tiles), one
@@ -115,7 +116,8 @@ def source_entry(fold: Path, block_tiles: int, calibrated: pd.DataFrame | None =
                       "coverage": float(mine["covered"].mean()),
                       "mean_interval_width": float((mine["cal_high"] - mine["cal_low"]).mean()),
                       "interval": f"{interval}, widened by the model-error margin calibrated without this source "
-                                  f"(interval_calibration.py, {float(mine['margin_logit'].iloc[0]):.2f} logits)"}
+                                  f"(interval_calibration.py, {float(mine['margin'].iloc[0]):.3f} "
+                                  f"{UNITS[mine['scale'].iloc[0]]})"}
     return entry
 
 

@@ -10,7 +10,9 @@ and the sampling interval of the image's tiles (`heldout_sources.image_intervals
     embeds it in the shipped model);
 (b) test across sources: for each source S, the margin fitted without S, and on S's images the
     coverage (share whose mask fraction lies in the combined interval) and mean width; pooled:
-    every image with the margin fitted without its own source. Sampling-only figures beside them.
+    every image with the margin fitted without its own source. Sampling-only figures beside them;
+(c) compare scales: (a) and (b) on every scale the rule knows (`--scale` picks the one written;
+    default the fraction itself, the scale on which a margin fitted on one source held on the other).
 
     .venv/bin/python benchmarks/interval_calibration.py --work benchmarks/results/loso_work
     # the recipe's folds of several seeds pooled (one --work per seed; --fold repeatable per source):
@@ -37,6 +39,7 @@ import pandas as pd
 from _common import RESULTS, add_fold_option, command_line, fmt, fold_lists, markdown_table, now, write_results
 from _recipe import RECOMMENDED
 from heldout_sources import IMAGE_BLOCK_TILES, image_intervals
+from ldcsf.analysis.interval_calibration import DEFAULT_SCALE, METHODS, UNITS
 
 MASKED_SOURCES = ("glas", "wsss4luad_masks")
 LEVEL = 0.95
@@ -49,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="loso.py's --work folder; several (one per seed) pool their folds")
     p.add_argument("--sources", nargs="+", default=list(MASKED_SOURCES), help="held-out sources with masks")
     p.add_argument("--level", type=float, default=LEVEL, help="the interval's coverage")
+    p.add_argument("--scale", choices=sorted(METHODS), default=DEFAULT_SCALE,
+                   help="the scale the margin is fitted on (every scale is compared in the results either way)")
     p.add_argument("--block-tiles", type=int, default=IMAGE_BLOCK_TILES, help="bootstrap block side, in tiles")
     p.add_argument("--run-folds", action="store_true",
                    help="first run loso.py for these sources in each --work (finished folds are reused, not retrained)")
@@ -64,9 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def image_table(fold: Path, block_tiles: int) -> pd.DataFrame:
-    """Per image with tumour in its mask: true and predicted fraction, sampling interval, conformity score."""
-    from ldcsf.analysis.interval_calibration import conformity_scores
-
+    """Per image with tumour in its mask: true and predicted fraction, sampling interval, tile count."""
     areas = fold / "tile_areas.csv"
     if not areas.is_file():
         raise SystemExit(f"{areas}: not found (the fold is unfinished, or its source has no masks; run loso.py)")
@@ -75,25 +78,31 @@ def image_table(fold: Path, block_tiles: int) -> pd.DataFrame:
     if per.empty:
         raise SystemExit(f"{areas}: no image with tumour in its mask")
     counts = tiles.groupby(tiles["source_image"].map(lambda p: Path(p).stem)).size()
-    return per.assign(source=fold.name, fold=str(shown_path(fold)), tiles=counts.reindex(per["image"]).to_numpy(),
-                      score=conformity_scores(per["true"], per["pred"], per["low"], per["high"]))
+    return per.assign(source=fold.name, fold=str(shown_path(fold)), tiles=counts.reindex(per["image"]).to_numpy())
 
 
-def fit(images: pd.DataFrame, level: float, fitted_by: str = "", folds: dict | None = None):
-    """The calibration of `images` (all their sources, each weighing the same).
+def scores(images: pd.DataFrame, scale: str) -> np.ndarray:
+    """Each image's conformity score on `scale` (the least margin that covers its mask's fraction)."""
+    from ldcsf.analysis.interval_calibration import conformity_scores
+
+    return conformity_scores(images["true"], images["pred"], images["low"], images["high"], scale)
+
+
+def fit(images: pd.DataFrame, level: float, scale: str = DEFAULT_SCALE, fitted_by: str = "", folds: dict | None = None):
+    """The calibration of `images` (all their sources, each weighing the same) on `scale`.
 
     `folds`: per source, the records of the folds its images came from. A source's `images` counts
     distinct images; with several folds (seeds) `scores` counts every fold's."""
     from ldcsf.analysis.interval_calibration import IntervalCalibration, conformal_margin
 
-    margin = conformal_margin(images["score"], images["source"], level)
+    margin = conformal_margin(scores(images, scale), images["source"], level)
     sources = {}
     for name, part in images.groupby("source", sort=False):
         records = (folds or {}).get(name, [])
         sources[name] = {"images": int(part["image"].nunique()),
                          **({"scores": int(len(part)), "folds": records} if len(records) > 1 else
                             records[0] if records else {})}
-    return IntervalCalibration(margin_logit=round(margin, 4), level=level, sources=sources, fitted_by=fitted_by)
+    return IntervalCalibration(margin=round(margin, 4), scale=scale, level=level, sources=sources, fitted_by=fitted_by)
 
 
 def apply(images: pd.DataFrame, calibration) -> pd.DataFrame:
@@ -113,37 +122,66 @@ def summary(scored: pd.DataFrame) -> dict:
             "sampling_mean_width": float((scored["high"] - scored["low"]).mean())}
 
 
-def score_against_tiles(images: pd.DataFrame) -> dict:
+def score_against_tiles(images: pd.DataFrame, scale: str) -> dict:
     """Per source: Spearman of the images' scores against their tile counts (would scaling by tiles help?)."""
     from scipy.stats import spearmanr
 
+    scored = images.assign(score=scores(images, scale))
     return {name: float(spearmanr(part["score"], part["tiles"]).statistic)
-            for name, part in images.groupby("source", sort=False)}
+            for name, part in scored.groupby("source", sort=False)}
 
 
-def cross_source(images: pd.DataFrame, level: float) -> tuple[dict, pd.DataFrame]:
+def cross_source(images: pd.DataFrame, level: float, scale: str = DEFAULT_SCALE) -> tuple[dict, pd.DataFrame]:
     """Per source: margin fitted without it and its coverage; every image scored that way (pooled)."""
     results, scored = {}, []
     for name in images["source"].unique():
         others = images[images["source"] != name]
         if others.empty:
             continue  # one source alone cannot be tested on another
-        calibration = fit(others, level)
-        part = apply(images[images["source"] == name], calibration).assign(margin_logit=calibration.margin_logit)
+        calibration = fit(others, level, scale)
+        part = apply(images[images["source"] == name], calibration).assign(margin=calibration.margin, scale=scale)
         scored.append(part)
-        results[name] = {"calibrated_on": sorted(others["source"].unique()), "margin_logit": calibration.margin_logit,
-                         **summary(part)}
+        results[name] = {"calibrated_on": sorted(others["source"].unique()), "margin": calibration.margin,
+                         "scale": scale, **summary(part)}
     return results, (pd.concat(scored, ignore_index=True) if scored else pd.DataFrame())
 
 
-def cross_source_intervals(folds, block_tiles: int = IMAGE_BLOCK_TILES, level: float = LEVEL) -> pd.DataFrame:
+def scale_comparison(images: pd.DataFrame, level: float) -> dict[str, dict]:
+    """Per scale the rule knows: the margin fitted on every source, in-sample width, and each source's
+    coverage and width with the margin fitted without it (which scale transfers across sources?)."""
+    from ldcsf.analysis.interval_calibration import METHODS
+
+    table = {}
+    for scale in METHODS:
+        calibration = fit(images, level, scale)
+        per_source, pooled = cross_source(images, level, scale)
+        table[scale] = {"margin": calibration.margin, "in_sample": summary(apply(images, calibration)),
+                        "cross_source": per_source, "pooled": summary(pooled) if len(pooled) else None}
+    return table
+
+
+def scale_table(table: dict[str, dict], used: str) -> str:
+    sources = list(next(iter(table.values()))["cross_source"])
+    rows = [[f"`{scale}`" + (" (used)" if scale == used else ""), fmt(r["margin"], 3),
+             f"{100 * r['in_sample']['coverage']:.0f}% ({r['in_sample']['mean_width']:.2f})",
+             *[f"{fmt(r['cross_source'][s]['margin'], 3)}: {100 * r['cross_source'][s]['coverage']:.0f}% "
+               f"({r['cross_source'][s]['mean_width']:.2f})" for s in sources],
+             f"{100 * r['pooled']['coverage']:.0f}% ({r['pooled']['mean_width']:.2f})" if r["pooled"] else "—"]
+            for scale, r in table.items()]
+    return markdown_table(["scale", "margin fitted on all", "in sample: coverage (width)",
+                           *[f"{s}, margin from the others: margin: coverage (width)" for s in sources],
+                           "pooled across sources"], rows)
+
+
+def cross_source_intervals(folds, block_tiles: int = IMAGE_BLOCK_TILES, level: float = LEVEL,
+                           scale: str = DEFAULT_SCALE) -> pd.DataFrame:
     """Every masked fold's images with the interval calibrated without their own source (heldout_sources.py).
 
     `folds`: fold folders, each named after its held-out source; those without masks are skipped."""
     folds = [f for f in folds if (f / "tile_areas.csv").is_file()]
     if len(folds) < 2:
         return pd.DataFrame()
-    return cross_source(pd.concat([image_table(f, block_tiles) for f in folds], ignore_index=True), level)[1]
+    return cross_source(pd.concat([image_table(f, block_tiles) for f in folds], ignore_index=True), level, scale)[1]
 
 
 def fold_record(fold: Path) -> dict:
@@ -193,15 +231,17 @@ def main(argv=None) -> int:
     for f in folds:
         records.setdefault(f.name, []).append(fold_record(f))
     works = ", ".join(str(shown_path(w)) for w in args.work)
-    calibration = fit(images, args.level, folds=records,
+    calibration = fit(images, args.level, args.scale, folds=records,
                       fitted_by=f"benchmarks/interval_calibration.py on the {args.recipe} folds in {works}, {now()}")
     fitted = apply(images, calibration)
     in_sample = summary(fitted)
     by_fold = {fold: summary(part) for fold, part in fitted.groupby("fold", sort=False)}
-    against_tiles = score_against_tiles(images)
-    per_source, pooled = cross_source(images, args.level)
+    against_tiles = score_against_tiles(images, args.scale)
+    per_source, pooled = cross_source(images, args.level, args.scale)
+    by_scale = scale_comparison(images, args.level)
+    unit = UNITS[args.scale]
     cross_by_fold = {fold: summary(part) for fold, part in pooled.groupby("fold", sort=False)} if len(pooled) else {}
-    rows = [[name, ", ".join(r["calibrated_on"]), r["images"], fmt(r["margin_logit"], 2),
+    rows = [[name, ", ".join(r["calibrated_on"]), r["images"], fmt(r["margin"], 3),
              f"{100 * r['coverage']:.0f}%", fmt(r["mean_width"], 2),
              f"{100 * r['sampling_coverage']:.0f}%", fmt(r["sampling_mean_width"], 2)] for name, r in per_source.items()]
     if len(pooled):
@@ -213,25 +253,28 @@ def main(argv=None) -> int:
     md = [f"# The TSR interval's model-error margin, calibrated on held-out sources (recipe {args.recipe})\n",
           f"- command: `{command_line()}`\n- folds: " + ", ".join(f"`{shown_path(f)}`" for f in folds) + f"\n- date: {now()}\n",
           f"Per image with tumour in its mask, each fold's model never saw the image's source. Interval: the "
-          f"image's tile bootstrap ({args.block_tiles}x{args.block_tiles}-tile blocks) widened on the logit scale "
+          f"image's tile bootstrap ({args.block_tiles}x{args.block_tiles}-tile blocks) widened on the {args.scale} scale "
           f"by a split-conformal margin at {args.level:.0%} (`ldcsf.analysis.interval_calibration`). "
           "Coverage: share of images whose mask fraction lies in the interval.\n",
           f"Fitted on every source (the calibration a checkpoint carries): margin "
-          f"**{calibration.margin_logit:.2f} logits** from {len(images)} scores of "
+          f"**{calibration.margin:.3f} {unit}** from {len(images)} scores of "
           f"{sum(r['images'] for r in calibration.sources.values())} images in {len(folds)} folds "
           f"({counts}); in-sample coverage "
           f"{100 * in_sample['coverage']:.0f}%, mean width {in_sample['mean_width']:.2f}.\n",
           *(["Each fold with that margin (in sample; the seeds' spread):\n", fold_table(by_fold), ""] if seeds else []),
           "Across sources (margin fitted without the source it is tested on):\n",
-          markdown_table(["tested on", "calibrated on", "scored images", "margin (logits)", "coverage", "mean width",
+          markdown_table(["tested on", "calibrated on", "scored images", "margin", "coverage", "mean width",
                           "sampling only: coverage", "sampling only: width"], rows),
           *(["\nAcross sources, each fold (the seeds' spread):\n", fold_table(cross_by_fold)] if seeds else []),
+          "\nWhich scale: each scale the rule knows, fitted and tested the same way (coverage, mean width "
+          "in brackets). A margin that transfers is one fitted on one source that holds on the other:\n",
+          scale_table(by_scale, args.scale),
           "\nDo images with more tiles need less margin? Spearman of the scores against the images' tile counts: "
           + ", ".join(f"{name} {rho:+.2f}" for name, rho in against_tiles.items()) + ".\n"]
     write_results(args.out, "\n".join(md), {
         "command": command_line(), "date": now(), "recipe": args.recipe, "work": [str(shown_path(w)) for w in args.work],
         "level": args.level, "block_tiles": args.block_tiles, "interval_calibration": calibration.to_dict(),
-        "in_sample": in_sample, "in_sample_by_fold": by_fold, "cross_source": per_source, "cross_source_by_fold": cross_by_fold, "score_vs_tiles_spearman": against_tiles, "pooled": summary(pooled) if len(pooled) else None})
+        "in_sample": in_sample, "in_sample_by_fold": by_fold, "cross_source": per_source, "cross_source_by_fold": cross_by_fold, "score_vs_tiles_spearman": against_tiles, "by_scale": by_scale, "pooled": summary(pooled) if len(pooled) else None})
     print("\n".join(md))
     return 0
 

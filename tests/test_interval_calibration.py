@@ -24,13 +24,27 @@ from ldcsf.wholeslide import SlideSettings, run_cohort
 from ldcsf.shipped import SHIPPED_DIR, SHIPPED_NAME, load_shipped
 
 CMU = "slides/CMU-1-Small-Region.svs"
-CALIBRATION = {"margin_logit": 1.0, "level": 0.95,
+CALIBRATION = {"margin": 0.2, "scale": "fraction", "level": 0.95,
                "sources": {"glas": {"images": 91}, "wsss4luad_masks": {"images": 26}}, "fitted_by": "test"}
 
 
 # -- the combination rule: known inputs, known interval ---------------------------------------------
+def test_the_margin_adds_in_quadrature_on_the_fraction_scale():
+    tenth = IntervalCalibration(margin=0.1)
+    assert tenth.scale == "fraction"  # what new calibrations use
+    # No sampling width: the margin alone; sampling 0.4..0.6 adds in quadrature, each side its own.
+    assert widen(0.5, 0.5, 0.5, tenth) == pytest.approx((0.4, 0.6))
+    side = math.hypot(0.1, 0.1)
+    assert widen(0.5, 0.4, 0.6, tenth) == pytest.approx((0.5 - side, 0.5 + side))
+    assert widen(0.3, 0.25, 0.5, tenth) == pytest.approx((0.3 - math.hypot(0.05, 0.1), 0.3 + math.hypot(0.2, 0.1)))
+    # The ends stay within [0, 1]; no margin leaves the sampling interval as it is.
+    assert widen(0.05, 0.02, 0.08, IntervalCalibration(margin=0.3)) == pytest.approx((0.0, 0.05 + math.hypot(0.03, 0.3)))
+    assert widen(0.95, 0.9, 0.99, IntervalCalibration(margin=0.3))[1] == 1.0
+    assert widen(0.3, 0.25, 0.35, IntervalCalibration(margin=0.0)) == pytest.approx((0.25, 0.35))
+
+
 def test_the_margin_adds_in_quadrature_on_the_logit_scale():
-    one = IntervalCalibration(margin_logit=1.0)
+    one = IntervalCalibration(margin=1.0, scale="logit")
     # No sampling width: the margin alone, expit(0 ± 1).
     assert widen(0.5, 0.5, 0.5, one) == pytest.approx((expit(-1.0), expit(1.0)))
     # Sampling 0.4..0.6 is ±log(1.5) logits around 0.5: each side sqrt(log(1.5)² + 1).
@@ -41,26 +55,28 @@ def test_the_margin_adds_in_quadrature_on_the_logit_scale():
     l0, lo, hi = math.log(0.25), math.log(0.1 / 0.9), math.log(0.25 / 0.75)
     assert (low, high) == pytest.approx((expit(l0 - math.hypot(l0 - lo, 1)), expit(l0 + math.hypot(hi - l0, 1))))
     # No margin: the sampling interval unchanged; a margin reaching the 1 % clip writes 0 or 1.
-    assert widen(0.3, 0.25, 0.35, IntervalCalibration(margin_logit=0.0)) == pytest.approx((0.25, 0.35))
-    assert widen(0.03, 0.02, 0.05, IntervalCalibration(margin_logit=2.0))[0] == 0.0
-    assert widen(0.97, 0.95, 0.98, IntervalCalibration(margin_logit=2.0))[1] == 1.0
+    assert widen(0.3, 0.25, 0.35, IntervalCalibration(margin=0.0, scale="logit")) == pytest.approx((0.25, 0.35))
+    assert widen(0.03, 0.02, 0.05, IntervalCalibration(margin=2.0, scale="logit"))[0] == 0.0
+    assert widen(0.97, 0.95, 0.98, IntervalCalibration(margin=2.0, scale="logit"))[1] == 1.0
 
 
-def test_a_score_is_the_least_margin_that_covers():
+@pytest.mark.parametrize("scale", ["fraction", "logit"])
+def test_a_score_is_the_least_margin_that_covers(scale):
     rng = np.random.default_rng(0)
     point = rng.uniform(0.05, 0.95, 200)
     low, high = point - rng.uniform(0, 0.05, 200), point + rng.uniform(0, 0.05, 200)
     true = np.clip(point + rng.normal(0, 0.2, 200), 0, 1)
-    scores = conformity_scores(true, point, low, high)
-    assert (scores == 0).sum() > 10 and (scores > 0.5).sum() > 50  # both kinds of image are tested
+    scores = conformity_scores(true, point, low, high, scale)
+    large = 0.5 if scale == "logit" else 0.1
+    assert (scores == 0).sum() > 10 and (scores > large).sum() > 50  # both kinds of image are tested
 
     def covers(i: int, margin: float) -> bool:
-        a, b = widen(point[i], low[i], high[i], IntervalCalibration(margin_logit=margin))
+        a, b = widen(point[i], low[i], high[i], IntervalCalibration(margin=margin, scale=scale))
         return a <= true[i] <= b
 
     for i, score in enumerate(scores):
         assert covers(i, score + 1e-6)
-        assert score == 0 or not covers(i, max(score - 1e-3, 0.0))  # 0: sampling alone covers it
+        assert score == 0 or not covers(i, max(score - 1e-4, 0.0))  # 0: sampling alone covers it
 
 
 def test_the_conformal_margin_weighs_each_source_alike():
@@ -76,14 +92,20 @@ def test_the_conformal_margin_weighs_each_source_alike():
 
 # -- the checkpoint field ---------------------------------------------------------------------------
 @pytest.mark.parametrize("value, message", [
-    ({"level": 0.95}, "has no margin_logit"),
-    ({"margin_logit": -1.0}, "margin_logit must be a number in [0, 9.19]"),
-    ({"margin_logit": float("nan")}, "margin_logit must be a number"),
-    ({"margin_logit": 1.0, "level": 1.5}, "level must be a coverage in [0.5, 1)"),
-    ({"margin_logit": 1.0, "method": "bonferroni"}, "method must be"),
-    ({"margin_logit": 1.0, "sources": ["glas"]}, "sources must map"),
-    ({"margin_logit": 1.0, "sources": {"glas": {"images": "many"}}}, "sources' images must be counts"),
-    ({"margin_logit": 1.0, "shift": 2}, "has unknown keys ['shift']"),
+    ({"level": 0.95}, "has no margin"),
+    ({"margin": -0.1}, "margin must be a number in [0, 1.00] on the fraction scale"),
+    ({"margin": 1.5}, "margin must be a number in [0, 1.00] on the fraction scale"),
+    ({"margin": 12.0, "scale": "logit"}, "margin must be a number in [0, 9.19] on the logit scale"),
+    ({"margin_logit": -1.0}, "margin must be a number in [0, 9.19] on the logit scale"),
+    ({"margin": float("nan")}, "margin must be a number"),
+    ({"margin": 0.2, "scale": "probit"}, "scale must be one of ['fraction', 'logit']"),
+    ({"margin_logit": 1.0, "scale": "fraction"}, "has margin_logit (the logit scale's old name) beside"),
+    ({"margin": 0.2, "level": 1.5}, "level must be a coverage in [0.5, 1)"),
+    ({"margin": 0.2, "method": "bonferroni"}, "method must be"),
+    ({"margin": 0.2, "method": "split-conformal, logit residual beyond sampling"}, "method must be"),
+    ({"margin": 0.2, "sources": ["glas"]}, "sources must map"),
+    ({"margin": 0.2, "sources": {"glas": {"images": "many"}}}, "sources' images must be counts"),
+    ({"margin": 0.2, "shift": 2}, "has unknown keys ['shift']"),
     ("wide", "must be null or a mapping"),
 ])
 def test_a_bad_calibration_is_named_in_one_line(tmp_path, value, message):
@@ -102,9 +124,25 @@ def test_a_good_calibration_round_trips(tmp_path):
     meta = CheckpointMeta.for_model(model)
     meta.interval_calibration = CALIBRATION
     loaded = load_checkpoint(save_checkpoint(tmp_path / "good.pt", model, meta))
-    assert interval_calibration_from_dict(loaded.meta.interval_calibration).margin_logit == 1.0
+    assert interval_calibration_from_dict(loaded.meta.interval_calibration) == IntervalCalibration(
+        margin=0.2, sources=CALIBRATION["sources"], fitted_by="test")
     old = CheckpointMeta.from_dict({k: v for k, v in meta.to_dict().items() if k != "interval_calibration"})
     assert old.interval_calibration is None  # checkpoints written before the field: sampling only
+
+
+def test_a_calibration_written_before_scales_reads_as_the_logit_rule(tmp_path):
+    """Checkpoints calibrated before 2026-12-07 carry `margin_logit` and the logit method: same intervals as then."""
+    written = {"margin_logit": 1.65, "level": 0.95, "method": "split-conformal, logit residual beyond sampling",
+               "clip": 0.01, "sources": CALIBRATION["sources"], "fitted_by": "earlier"}
+    model = create_model("ldcsf_swin_micro")
+    meta = CheckpointMeta.for_model(model)
+    meta.interval_calibration = written
+    calibration = interval_calibration_from_dict(load_checkpoint(save_checkpoint(tmp_path / "old.pt", model, meta))
+                                                 .meta.interval_calibration)
+    assert calibration.scale == "logit" and calibration.margin == 1.65
+    side = math.hypot(math.log(1.5), 1.65)
+    assert widen(0.5, 0.4, 0.6, calibration) == pytest.approx((expit(-side), expit(side)))
+    assert "margin of 1.65 logits (split-conformal, logit residual" in calibration.describe()
 
 
 # -- a real slide, the same weights with and without the margin -------------------------------------
@@ -129,12 +167,13 @@ def test_the_calibrated_slide_interval_is_the_sampling_one_widened(cmu_runs):
     assert plain["tsr"]["stroma_fraction"] == calibrated["tsr"]["stroma_fraction"]  # the same predictions
     low, high = plain["tsr"]["stroma_fraction_interval"]
     assert plain["tsr"]["interval_method"].endswith("sampling only (no model-error margin in the checkpoint)")
-    expected = widen(plain["tsr"]["stroma_fraction"], low, high, IntervalCalibration(margin_logit=1.0))
+    expected = widen(plain["tsr"]["stroma_fraction"], low, high, IntervalCalibration(margin=0.2))
     assert calibrated["tsr"]["stroma_fraction_interval"] == pytest.approx(list(expected))
     c_low, c_high = expected
-    assert c_low < low and c_high > high and c_high - c_low > 0.3  # a margin of 1 logit is wide
+    assert c_low < low and c_high > high and c_high - c_low > 0.3  # a margin of 0.2 on each side is wide
     method = calibrated["tsr"]["interval_method"]
-    assert "sampling only" not in method and "model-error margin of 1.00 logits" in method
+    assert "sampling only" not in method and "model-error margin of 0.20 of the stroma fraction" in method
+    assert "split-conformal, fraction residual beyond sampling" in method
     assert "117 held-out images of glas, wsss4luad_masks" in method
     assert calibrated["tsr"]["near_cutoff"] == (c_low <= 0.5 < c_high)
     cohort = pd.read_csv(out / "cohort.csv")
@@ -154,11 +193,11 @@ def test_the_hotspot_gets_the_same_margin():
     tiles = tile_table_from_grids(probabilities, tile_size=256, mpp=0.5)
     args = dict(labels=list(probabilities), thresholds=[0.5] * 4, mpp=0.5, dimensions=(40 * 256, 40 * 256))
     plain = analyse_slide(tiles, **args)
-    calibrated = analyse_slide(tiles, **args, interval_calibration=IntervalCalibration(margin_logit=1.0))
+    calibrated = analyse_slide(tiles, **args, interval_calibration=IntervalCalibration(margin=0.2))
     assert plain.hotspot is not None and calibrated.hotspot.tile_ids == plain.hotspot.tile_ids
     for mine, theirs, point in ((calibrated.hotspot_interval, plain.hotspot_interval, plain.hotspot.stroma_fraction),
                                 (calibrated.stroma_interval, plain.stroma_interval, plain.tsr.stroma_fraction)):
-        expected = widen(point, theirs.low, theirs.high, IntervalCalibration(margin_logit=1.0))
+        expected = widen(point, theirs.low, theirs.high, IntervalCalibration(margin=0.2))
         assert (mine.low, mine.high) == pytest.approx(expected)
         assert mine.low < theirs.low and mine.high > theirs.high and "model-error margin" in mine.method
 
@@ -182,13 +221,28 @@ def test_each_source_is_tested_with_the_margin_of_the_others():
     true = np.concatenate([expit(np.tile([-1.0, 1.0], 5)), expit(np.tile([-3.0, 3.0], 5))])
     images = pd.DataFrame({"source": ["a"] * 10 + ["b"] * 10, "image": [f"i{k}" for k in range(20)], "true": true,
                            "pred": point, "low": point, "high": point})
-    images["score"] = conformity_scores(images["true"], images["pred"], images["low"], images["high"])
-    per_source, pooled = bench.cross_source(images, 0.95)
-    assert per_source["a"]["margin_logit"] == pytest.approx(3.0) and per_source["a"]["coverage"] == 1.0
-    assert per_source["b"]["margin_logit"] == pytest.approx(1.0) and per_source["b"]["coverage"] == 0.0
+    per_source, pooled = bench.cross_source(images, 0.95, "logit")
+    assert per_source["a"]["margin"] == pytest.approx(3.0) and per_source["a"]["coverage"] == 1.0
+    assert per_source["b"]["margin"] == pytest.approx(1.0) and per_source["b"]["coverage"] == 0.0
     assert bench.summary(pooled)["coverage"] == 0.5 and per_source["a"]["sampling_coverage"] == 0.0
     # Fitted on both, each source weighing half: the 95 % margin is b's.
-    assert bench.fit(images, 0.95).margin_logit == pytest.approx(3.0)
+    assert bench.fit(images, 0.95, "logit").margin == pytest.approx(3.0)
+
+
+def test_the_scale_on_which_errors_are_alike_transfers_across_sources():
+    """Both sources miss by 0.125 of the fraction, one around 0.5, the other around 0.75: on the fraction
+    scale the margin of one holds the other; on the logit scale the second's errors look larger."""
+    bench = _import("benchmarks", "interval_calibration")
+    point = np.concatenate([np.full(10, 0.5), np.full(10, 0.75)])  # values exact in binary: no rounding at the ends
+    true = point + np.tile([-0.125, 0.125], 10)
+    images = pd.DataFrame({"source": ["a"] * 10 + ["b"] * 10, "image": [f"i{k}" for k in range(20)], "true": true,
+                           "pred": point, "low": point, "high": point})
+    table = bench.scale_comparison(images, 0.95)
+    fraction, logit_scale = table["fraction"], table["logit"]
+    assert fraction["margin"] == 0.125
+    assert all(r["coverage"] == 1.0 for r in fraction["cross_source"].values())
+    assert logit_scale["cross_source"]["b"]["coverage"] == 0.0  # a's 0.51 logits: short of b's 0.59 below, 0.85 above
+    assert fraction["pooled"]["coverage"] == 1.0 and logit_scale["pooled"]["coverage"] < 1.0
 
 
 def test_the_shipped_card_carries_a_checked_calibration(tmp_path):
@@ -203,9 +257,9 @@ def test_the_shipped_card_carries_a_checked_calibration(tmp_path):
     with pytest.raises(SystemExit, match="calibrated on recipe 'another'"):
         build.main(["--calibration-only", "--interval-calibration", str(results), "--out", str(folder)])
     card = json.loads((folder / f"{SHIPPED_NAME}.json").read_text())
-    card["meta"]["interval_calibration"]["margin_logit"] = "wide"
+    card["meta"]["interval_calibration"]["margin"] = "wide"
     (folder / f"{SHIPPED_NAME}.json").write_text(json.dumps(card))
-    with pytest.raises(ValueError, match=r"\.json: checkpoint meta 'interval_calibration' margin_logit must be"):
+    with pytest.raises(ValueError, match=r"\.json: checkpoint meta 'interval_calibration' margin must be"):
         load_shipped(folder)
 
 
@@ -216,12 +270,11 @@ def test_seeds_pool_into_one_margin_and_each_image_counts_once():
     true = np.concatenate([expit(np.tile([-1.0, 1.0], 5)), expit(np.tile([-2.0, 2.0], 5)), expit(np.tile([-3.0, 3.0], 5))])
     images = pd.DataFrame({"source": ["a"] * 20 + ["b"] * 10, "image": [f"i{k % 10}" for k in range(20)] +
                            [f"j{k}" for k in range(10)], "true": true, "pred": point, "low": point, "high": point})
-    images["score"] = conformity_scores(images["true"], images["pred"], images["low"], images["high"])
     folds = {"a": [{"fold": "seed0/a"}, {"fold": "seed1/a"}], "b": [{"fold": "seed0/b"}]}
-    calibration = bench.fit(images, 0.95, folds=folds)
+    calibration = bench.fit(images, 0.95, "logit", folds=folds)
     assert calibration.sources["a"] == {"images": 10, "scores": 20, "folds": folds["a"]}
     assert calibration.sources["b"] == {"images": 10, "fold": "seed0/b"}
     # a's twenty scores weigh as much as b's ten together: the 95 % margin is b's 3, and without b it is a's
     # worse seed, 2, not the mean of the two seeds.
-    assert calibration.margin_logit == pytest.approx(3.0)
-    assert bench.fit(images[images["source"] == "a"], 0.95).margin_logit == pytest.approx(2.0)
+    assert calibration.margin == pytest.approx(3.0)
+    assert bench.fit(images[images["source"] == "a"], 0.95, "logit").margin == pytest.approx(2.0)

@@ -60,7 +60,8 @@ def test_the_shipped_model_trains_on_both_masked_sources():
     assert card["excluded_sources"] == {}
     assert card["weights_licence"].startswith("research use only, not for clinical or commercial use")
     assert "glas (test split)" in card["results_by_source"]
-    assert card["meta"]["interval_calibration"]["margin_logit"] > 0
+    calibration = card["meta"]["interval_calibration"]
+    assert calibration["scale"] == "fraction" and 0 < calibration["margin"] < 0.5
 
 
 def test_a_changed_weights_file_is_refused_naming_it(tmp_path):

@@ -16,7 +16,7 @@ checkpoint holds several: each side of the interval is widened, in quadrature, b
 members' standard deviation.
 
 The model's systematic error is added where the checkpoint carries a margin calibrated on held-out
-sources (`interval_calibration`): each side is widened again, in quadrature on the logit scale
+sources (`interval_calibration`): each side is widened again, in quadrature on the calibration's scale
 (the rule is in that module's docstring), and `method` names the margin and its sources. Without
 one, a single model's interval says "sampling only".
 """
