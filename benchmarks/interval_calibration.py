@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from _common import RESULTS, add_fold_option, command_line, fmt, fold_lists, markdown_table, now, write_results
-from _recipe import RECOMMENDED
+from _recipe import RECIPES, RECOMMENDED
 from heldout_sources import IMAGE_BLOCK_TILES, image_intervals
 from ldcsf.analysis.interval_calibration import DEFAULT_SCALE, METHODS, UNITS
 
@@ -272,7 +272,9 @@ def main(argv=None) -> int:
           "\nDo images with more tiles need less margin? Spearman of the scores against the images' tile counts: "
           + ", ".join(f"{name} {rho:+.2f}" for name, rho in against_tiles.items()) + ".\n"]
     write_results(args.out, "\n".join(md), {
-        "command": command_line(), "date": now(), "recipe": args.recipe, "work": [str(shown_path(w)) for w in args.work],
+        "command": command_line(), "date": now(), "recipe": args.recipe,
+        # what `ldcsf train --interval-calibration THIS_FILE` checks a run against
+        "recipe_settings": RECIPES.get(args.recipe), "work": [str(shown_path(w)) for w in args.work],
         "level": args.level, "block_tiles": args.block_tiles, "interval_calibration": calibration.to_dict(),
         "in_sample": in_sample, "in_sample_by_fold": by_fold, "cross_source": per_source, "cross_source_by_fold": cross_by_fold, "score_vs_tiles_spearman": against_tiles, "by_scale": by_scale, "pooled": summary(pooled) if len(pooled) else None})
     print("\n".join(md))

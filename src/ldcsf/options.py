@@ -141,6 +141,11 @@ class TrainConfig(DeviceOptions):
     #: model keeps what it knew; `mix_ratio` of its training rows are drawn per new training row.
     mix_with: str | None = None
     mix_ratio: float = 1.0
+    #: A JSON file (benchmarks/interval_calibration.py's, a model card such as `shipped.card_path()`; the
+    #: CLI also takes "shipped"): the TSR interval's
+    #: model-error margin measured for a recipe, carried by this run's checkpoint when the run trains that
+    #: recipe on its training sources (ldcsf.training.recipe_calibration); None: sampling-only intervals.
+    interval_calibration: str | None = None
 
 
 @dataclass(kw_only=True)

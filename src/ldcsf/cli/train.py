@@ -72,6 +72,11 @@ def add_parser(subparsers) -> None:
                             "into training so the model keeps what it knew")
     add_field_argument(adapt, TrainConfig, "--mix-ratio", type=float,
                        help="with --mix-with: rows of it drawn per new training row")
+    parser.add_argument("--interval-calibration", metavar="SOURCE",
+                        help="'shipped' (the shipped model's) or a JSON file of benchmarks/interval_calibration.py: "
+                             "the TSR interval's model-error margin measured for a recipe, kept in this run's checkpoint "
+                             "so its slides' intervals cover the model's error on unseen tissue; refused unless the run "
+                             "has the recipe's settings and training sources (default: sampling-only intervals)")
     option("--threshold-method", choices=["f1", "youden"], help="per-label threshold tuning on val")
     option("--seed", type=int, help="seed of the split, the initialisation and the augmentation")
     option("--patience", type=int, help="epochs without val mAP gain before stopping (0: never)")
@@ -137,8 +142,13 @@ def train_config(args) -> TrainConfig:
     model, model_kwargs = model_and_kwargs(args)
     if args.area_head:
         model_kwargs["area_head"] = True
+    calibration = args.interval_calibration
+    if calibration == "shipped":  # the shipped model's card holds its margin and recipe
+        from ..shipped import card_path
+
+        calibration = str(card_path())
     return from_args(
-        TrainConfig, args, model=model, model_kwargs=model_kwargs,
+        TrainConfig, args, model=model, model_kwargs=model_kwargs, interval_calibration=calibration,
         labels=[s.strip() for s in args.labels.split(",")] if args.labels else None,
         devices=devices_or_default(args, TrainConfig),
     )

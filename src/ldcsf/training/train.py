@@ -179,9 +179,11 @@ def train(config: TrainConfig) -> TrainResult:
     from .datamodule import ManifestDataModule
     from .losses import positive_weights
     from .module import MultiLabelModule
+    from .recipe_calibration import calibration_for_run, recipe_for_run
 
     run_dir = Path(config.out)
     check_augmentation(config)
+    recipe = recipe_for_run(config)  # another recipe's margin is refused before any work
     if (config.ensemble > 1 or config.ensemble_views) and not config.freeze_backbone:  # refused before the run folder is touched
         check_ensemble(config, None)
     last_path = _check_run_dir(config, run_dir)
@@ -200,6 +202,11 @@ def train(config: TrainConfig) -> TrainResult:
 
         manifest = mixed_manifest(manifest, config.mix_with, config.mix_ratio, config.seed)
     _warn_without_tsr_labels(manifest.labels, config.data)
+    if recipe is not None:
+        datasets = set(manifest.frame["dataset"].dropna()) if "dataset" in manifest.frame else set()
+        calibration = calibration_for_run(config, recipe, datasets)
+    else:
+        calibration = None
     model = start.model.train() if start is not None else build_model(config, manifest.labels)
     check_ensemble(config, model)
     if config.resume:
@@ -236,7 +243,8 @@ def train(config: TrainConfig) -> TrainResult:
     best_path = Path(best_cb.best_model_path) if best_cb.best_model_path else last_path
     if not best_path.is_file():
         raise ValueError(f"{run_dir}: training ended before any validation; no checkpoint was written")
-    return _finish(trainer, module, datamodule, config, run_dir, best_path, last_path, best_cb.best_model_score)
+    return _finish(trainer, module, datamodule, config, run_dir, best_path, last_path, best_cb.best_model_score,
+                   calibration)
 
 
 def _extra(summary: dict, config: TrainConfig, start) -> dict:
@@ -316,8 +324,9 @@ def frozen_backbone_data(config: TrainConfig, model, datamodule, run_dir: Path, 
 
 
 def _finish(trainer, module, datamodule, config: TrainConfig, run_dir: Path, best_path: Path, last_path: Path,
-            best_score) -> TrainResult:
-    """Tune thresholds on val with the best weights; store them in best.ckpt and model.pt."""
+            best_score, calibration: dict | None = None) -> TrainResult:
+    """Tune thresholds on val with the best weights; store them (and the recipe's interval margin,
+    `calibration`) in best.ckpt and model.pt."""
     import torch
 
     from ..checkpoint import save_checkpoint
@@ -339,6 +348,8 @@ def _finish(trainer, module, datamodule, config: TrainConfig, run_dir: Path, bes
     model_file = run_dir / "model.pt"
     if trainer.is_global_zero:
         meta = module.checkpoint_meta()
+        if calibration is not None:
+            meta.interval_calibration = calibration
         checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
         checkpoint[META_KEY] = meta.to_dict()
         with atomic_path(best_path) as tmp:
