@@ -146,6 +146,22 @@ def cross_source(images: pd.DataFrame, level: float, scale: str = DEFAULT_SCALE)
     return results, (pd.concat(scored, ignore_index=True) if scored else pd.DataFrame())
 
 
+#: Bands of the stroma fraction in which coverage is told apart (low, around the 50 % cut-off, high).
+BANDS = (0.0, 1 / 3, 2 / 3, 1.0)
+
+
+def coverage_by_band(scored: pd.DataFrame, column: str) -> dict[str, dict]:
+    """Coverage and width of `scored` images per band of `column` (`true`: the mask's fraction; `pred`:
+    what a user sees): an interval can hold 95 % overall and miss the high-stroma images."""
+    names = [f"{low:.2f}-{high:.2f}" for low, high in zip(BANDS, BANDS[1:])]
+    bands = pd.cut(scored[column], BANDS, labels=names, include_lowest=True)
+    out = {}
+    for band, part in scored.groupby(bands, observed=True, sort=True):
+        out[str(band)] = {"images": int(len(part)), "coverage": float(part["covered"].mean()),
+                                                     "mean_width": float((part["cal_high"] - part["cal_low"]).mean())}
+    return out
+
+
 def scale_comparison(images: pd.DataFrame, level: float) -> dict[str, dict]:
     """Per scale the rule knows: the margin fitted on every source, in-sample width, and each source's
     coverage and width with the margin fitted without it (which scale transfers across sources?)."""
@@ -156,7 +172,9 @@ def scale_comparison(images: pd.DataFrame, level: float) -> dict[str, dict]:
         calibration = fit(images, level, scale)
         per_source, pooled = cross_source(images, level, scale)
         table[scale] = {"margin": calibration.margin, "in_sample": summary(apply(images, calibration)),
-                        "cross_source": per_source, "pooled": summary(pooled) if len(pooled) else None}
+                        "cross_source": per_source, "pooled": summary(pooled) if len(pooled) else None,
+                        "pooled_by_true_fraction": coverage_by_band(pooled, "true") if len(pooled) else {},
+                        "pooled_by_predicted_fraction": coverage_by_band(pooled, "pred") if len(pooled) else {}}
     return table
 
 
@@ -171,6 +189,17 @@ def scale_table(table: dict[str, dict], used: str) -> str:
     return markdown_table(["scale", "margin fitted on all", "in sample: coverage (width)",
                            *[f"{s}, margin from the others: margin: coverage (width)" for s in sources],
                            "pooled across sources"], rows)
+
+
+def band_table(table: dict[str, dict]) -> str:
+    """Pooled cross-source coverage per band of the true and of the predicted fraction, each scale."""
+    rows = []
+    for scale, r in table.items():
+        for column, key in (("true", "pooled_by_true_fraction"), ("predicted", "pooled_by_predicted_fraction")):
+            rows.append([f"`{scale}`", f"{column} fraction",
+                         *[f"{100 * b['coverage']:.0f}% of {b['images']} ({b['mean_width']:.2f})" for b in r[key].values()]])
+    bands = next(iter(table.values()))["pooled_by_true_fraction"]
+    return markdown_table(["scale", "banded by", *bands], rows)
 
 
 def cross_source_intervals(folds, block_tiles: int = IMAGE_BLOCK_TILES, level: float = LEVEL,
@@ -269,6 +298,9 @@ def main(argv=None) -> int:
           "\nWhich scale: each scale the rule knows, fitted and tested the same way (coverage, mean width "
           "in brackets). A margin that transfers is one fitted on one source that holds on the other:\n",
           scale_table(by_scale, args.scale),
+          "\nAcross sources, pooled, by band of the stroma fraction (coverage of the images in the band, mean "
+          "width in brackets):\n",
+          band_table(by_scale),
           "\nDo images with more tiles need less margin? Spearman of the scores against the images' tile counts: "
           + ", ".join(f"{name} {rho:+.2f}" for name, rho in against_tiles.items()) + ".\n"]
     write_results(args.out, "\n".join(md), {

@@ -263,6 +263,19 @@ def test_the_shipped_card_carries_a_checked_calibration(tmp_path):
         load_shipped(folder)
 
 
+def test_coverage_is_told_apart_by_band_of_the_fraction():
+    bench = _import("benchmarks", "interval_calibration")
+    scored = pd.DataFrame({"true": [0.1, 0.2, 0.5, 0.9, 0.95, 1.0], "pred": [0.1, 0.3, 0.5, 0.5, 0.9, 0.7],
+                           "covered": [True, True, True, False, True, False],
+                           "cal_low": [0.0, 0.1, 0.3, 0.3, 0.7, 0.5], "cal_high": [0.3, 0.5, 0.7, 0.7, 1.0, 0.9]})
+    by_true = bench.coverage_by_band(scored, "true")
+    assert list(by_true) == ["0.00-0.33", "0.33-0.67", "0.67-1.00"]
+    assert by_true["0.67-1.00"] == {"images": 3, "coverage": pytest.approx(1 / 3), "mean_width": pytest.approx(1.1 / 3)}
+    assert by_true["0.00-0.33"]["coverage"] == 1.0 and by_true["0.00-0.33"]["images"] == 2
+    by_pred = bench.coverage_by_band(scored, "pred")  # 0.5 and 0.5 and 0.5 fall in the middle band
+    assert by_pred["0.33-0.67"]["images"] == 3 and by_pred["0.33-0.67"]["coverage"] == pytest.approx(2 / 3)
+
+
 def test_seeds_pool_into_one_margin_and_each_image_counts_once():
     bench = _import("benchmarks", "interval_calibration")
     # Source a scored by two seeds' folds (off by 1 and by 2 logits), source b by one (off by 3).
