@@ -272,8 +272,9 @@ def test_coverage_is_told_apart_by_band_of_the_fraction():
     assert list(by_true) == ["0.00-0.33", "0.33-0.67", "0.67-1.00"]
     assert by_true["0.67-1.00"] == {"images": 3, "coverage": pytest.approx(1 / 3), "mean_width": pytest.approx(1.1 / 3)}
     assert by_true["0.00-0.33"]["coverage"] == 1.0 and by_true["0.00-0.33"]["images"] == 2
-    by_pred = bench.coverage_by_band(scored, "pred")  # 0.5 and 0.5 and 0.5 fall in the middle band
-    assert by_pred["0.33-0.67"]["images"] == 3 and by_pred["0.33-0.67"]["coverage"] == pytest.approx(2 / 3)
+    by_pred = bench.coverage_by_band(scored, "pred")  # the two 0.5s fall in the middle band, 0.7 above it
+    assert by_pred["0.33-0.67"]["images"] == 2 and by_pred["0.33-0.67"]["coverage"] == 0.5
+    assert by_pred["0.67-1.00"]["images"] == 2 and by_pred["0.67-1.00"]["coverage"] == 0.5
 
 
 def test_seeds_pool_into_one_margin_and_each_image_counts_once():
