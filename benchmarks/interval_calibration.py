@@ -68,9 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def image_table(fold: Path, block_tiles: int) -> pd.DataFrame:
-    """Per image with tumour in its mask: true and predicted fraction, sampling interval, tile count."""
-    areas = fold / "tile_areas.csv"
+def image_table(fold: Path, block_tiles: int, areas_name: str = "tile_areas.csv") -> pd.DataFrame:
+    """Per image with tumour in its mask: true and predicted fraction, sampling interval, tile count
+    (`areas_name`: the fold's table of tile areas, loso.py's or another prediction's of the same tiles)."""
+    areas = fold / areas_name
     if not areas.is_file():
         raise SystemExit(f"{areas}: not found (the fold is unfinished, or its source has no masks; run loso.py)")
     tiles = pd.read_csv(areas)
