@@ -100,6 +100,15 @@ def test_a_bad_calibration_file_is_named_in_one_line(tmp_path, content, message)
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_recipe_with_a_setting_ldcsf_train_does_not_know_is_named(tmp_path):
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"interval_calibration": {"margin": 0.2}, "recipe_settings": {"epochs": 15, "warp": 9}}))
+    config = TrainConfig(data="m.csv", model="ldcsf", out="run", epochs=15, interval_calibration=str(path))
+    with pytest.raises(ValueError, match=rf"^--interval-calibration {re.escape(str(path))}: the recipe's settings name warp, "
+                                         "which ldcsf train does not know$"):
+        recipe_for_run(config)
+
+
 def test_a_run_of_the_recipe_keeps_the_margin_in_its_checkpoint(shared_data, tmp_path):
     """A real (short) training of a small recipe on real tiles, with a margin file made for that recipe."""
     source = pd.read_csv(shared_data / "manifest.csv", dtype=str, keep_default_na=False)

@@ -88,7 +88,10 @@ def recipe_for_run(config: TrainConfig) -> RecipeCalibration | None:
     if not config.interval_calibration:
         return None
     recipe = read_recipe_calibration(str(config.interval_calibration))
-    differences = setting_differences(config, recipe.settings)
+    try:
+        differences = setting_differences(config, recipe.settings)
+    except ValueError as err:
+        raise ValueError(f"--interval-calibration {config.interval_calibration}: {err}") from None
     if differences:
         raise ValueError(f"--interval-calibration {config.interval_calibration}: the margin was measured for recipe "
                          f"{recipe.recipe}; this run differs in " + "; ".join(differences))
