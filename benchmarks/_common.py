@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from _recipe import RECOMMENDED
 from ldcsf.benchmarking import MachineInfo
 from ldcsf.utils.atomic import write_json_atomic, write_text_atomic
 
@@ -55,6 +56,20 @@ def write_results(stem: Path, markdown: str, data: dict) -> tuple[Path, Path]:
 
 def fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def add_masked_fold_options(parser) -> None:
+    """--recipe, --seeds and --root: the masked sources' folds of loso.py, one pair per seed (`masked_folds`)."""
+    parser.add_argument("--recipe", default=RECOMMENDED)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--root", type=Path, default=RESULTS / "heldout_work",
+                        help="seed<K>/RECIPE/glas and seed<K>_with_glas/RECIPE/wsss4luad_masks (loso.py's folds)")
+
+
+def masked_folds(root: Path, recipe: str, seed: int) -> dict[str, Path]:
+    """A seed's folds of the masked sources: GlaS held out, and WSSS4LUAD held out with GlaS in training."""
+    return {"glas": root / f"seed{seed}" / recipe / "glas",
+            "wsss4luad_masks": root / f"seed{seed}_with_glas" / recipe / "wsss4luad_masks"}
 
 
 def add_fold_option(parser, example: str) -> None:

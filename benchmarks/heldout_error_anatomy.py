@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from _common import RESULTS, command_line, markdown_table, now, write_results
-from _recipe import RECIPES, RECOMMENDED
+from _common import RESULTS, add_masked_fold_options, command_line, markdown_table, masked_folds, now, write_results
+from _recipe import RECIPES
 from loso import tsr_scores
 
 LABELS = ("stroma", "necrosis", "non_tumor", "tumor")
@@ -28,17 +28,13 @@ LABELS = ("stroma", "necrosis", "non_tumor", "tumor")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=RECOMMENDED)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--root", type=Path, default=RESULTS / "heldout_work",
-                   help="seed<K>/RECIPE/glas and seed<K>_with_glas/RECIPE/wsss4luad_masks (loso.py's folds)")
+    add_masked_fold_options(p)
     p.add_argument("--out", type=Path, default=RESULTS / "heldout_error_anatomy", help="results stem (.md, .json)")
     return p.parse_args(argv)
 
 
 def fold_tiles(root: Path, recipe: str, seed: int) -> dict[str, pd.DataFrame]:
-    folds = {"glas": root / f"seed{seed}" / recipe / "glas",
-             "wsss4luad_masks": root / f"seed{seed}_with_glas" / recipe / "wsss4luad_masks"}
+    folds = masked_folds(root, recipe, seed)
     missing = [str(f) for f in folds.values() if not (f / "tile_areas.csv").is_file()]
     if missing:
         raise SystemExit(f"{missing[0]}: no tile_areas.csv (run loso.py for this fold)")

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, command_line, fmt, markdown_table, now, write_results
-from _recipe import RECOMMENDED
+from _common import RESULTS, add_masked_fold_options, command_line, fmt, markdown_table, masked_folds, now, write_results
 from interval_calibration import LEVEL, cross_source, image_table, summary
 from loso import member_columns, tsr_scores
 
@@ -32,10 +31,7 @@ MODES = ("plain", "tta")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=RECOMMENDED)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--root", type=Path, default=RESULTS / "heldout_work",
-                   help="seed<K>/RECIPE/glas and seed<K>_with_glas/RECIPE/wsss4luad_masks (loso.py's folds)")
+    add_masked_fold_options(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=RESULTS / "heldout_tta", help="results stem (.md, .json)")
@@ -43,9 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def folds_of(args) -> list[tuple[int, Path]]:
-    folds = [(seed, folder) for seed in args.seeds
-             for folder in (args.root / f"seed{seed}" / args.recipe / "glas",
-                            args.root / f"seed{seed}_with_glas" / args.recipe / "wsss4luad_masks")]
+    folds = [(seed, folder) for seed in args.seeds for folder in masked_folds(args.root, args.recipe, seed).values()]
     missing = [str(f) for _, f in folds if not (f / "tile_areas.csv").is_file() or not (f / "run" / "model.pt").is_file()]
     if missing:
         raise SystemExit("no finished fold (run loso.py for it): " + ", ".join(missing))

@@ -44,7 +44,7 @@ def test_the_readmes_command_is_the_shipped_recipe_and_carries_its_margin():
     card = read_card()
     assert recipe.recipe == card["recipe"] and recipe.settings == card["recipe_settings"]
     assert config.interval_calibration == str(card_path())  # the CLI's word for the shipped model's card
-    carried = calibration_for_run(config, recipe, {"glas", "wsss4luad_masks", "nct_crc", "oral"})
+    carried = calibration_for_run(config, recipe, pd.DataFrame({"dataset": ["glas", "wsss4luad_masks", "nct_crc", "oral"]}))
     assert carried["margin"] == card["meta"]["interval_calibration"]["margin"] and carried["scale"] == "fraction"
     assert carried["fitted_by"].endswith(f"taken over by ldcsf train from model {card['name']} "
                                          f"{card['version']} (recipe {card['recipe']}, the same settings)")
@@ -80,7 +80,7 @@ def test_a_manifest_without_the_calibration_sources_is_refused():
     config = config_of(readme_train_command())
     with pytest.raises(ValueError, match=r"measured for models trained with glas, wsss4luad_masks; "
                                          r"runs/pancancer-data/manifest\.csv has no rows of glas \(column dataset\)"):
-        calibration_for_run(config, recipe_for_run(config), {"wsss4luad_masks", "oral"})
+        calibration_for_run(config, recipe_for_run(config), pd.DataFrame({"dataset": ["wsss4luad_masks", "oral"]}))
 
 
 @pytest.mark.parametrize("content, message", [

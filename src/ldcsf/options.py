@@ -14,7 +14,7 @@ This module imports nothing heavy: the CLI reads it while building its parser.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from .utils.workers import default_num_workers
@@ -26,6 +26,18 @@ SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
 #: `--precision` shorthands people type, mapped to Lightning's names.
 PRECISION_ALIASES = {"32": "32-true", "fp32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "fp16": "16-mixed"}
+
+
+def field_default(cls, name: str) -> Any:
+    """The default of dataclass `cls`'s field `name` (its factory's value where it has one)."""
+    for item in fields(cls):
+        if item.name == name:
+            if item.default is not MISSING:
+                return item.default
+            if item.default_factory is not MISSING:
+                return item.default_factory()
+            raise ValueError(f"{cls.__name__}.{name} has no default")
+    raise AttributeError(f"{cls.__name__} has no field {name!r}")
 
 
 def lightning_precision(precision: str | int | None) -> str | int | None:
@@ -141,10 +153,10 @@ class TrainConfig(DeviceOptions):
     #: model keeps what it knew; `mix_ratio` of its training rows are drawn per new training row.
     mix_with: str | None = None
     mix_ratio: float = 1.0
-    #: A JSON file (benchmarks/interval_calibration.py's, a model card such as `shipped.card_path()`; the
-    #: CLI also takes "shipped"): the TSR interval's
-    #: model-error margin measured for a recipe, carried by this run's checkpoint when the run trains that
-    #: recipe on its training sources (ldcsf.training.recipe_calibration); None: sampling-only intervals.
+    #: The TSR interval's model-error margin measured for a recipe, from a JSON file (benchmarks/
+    #: interval_calibration.py's, or a model card such as `shipped.card_path()`; the CLI also takes
+    #: "shipped"): carried by this run's checkpoint when the run trains that recipe on its training
+    #: sources (ldcsf.training.recipe_calibration); None: sampling-only intervals.
     interval_calibration: str | None = None
 
 

@@ -9,23 +9,12 @@ replace the subcommands' parsers (and their flag names) wholesale.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
-from typing import Any
+from dataclasses import fields
+
+from ..options import field_default
 
 #: argparse actions whose flag takes no value: their help does not repeat the default.
 _SWITCHES = ("store_true", "store_false")
-
-
-def field_default(cls, name: str) -> Any:
-    """The default of dataclass `cls`'s field `name` (its factory's value where it has one)."""
-    for item in fields(cls):
-        if item.name == name:
-            if item.default is not MISSING:
-                return item.default
-            if item.default_factory is not MISSING:
-                return item.default_factory()
-            raise ValueError(f"{cls.__name__}.{name} has no default")
-    raise AttributeError(f"{cls.__name__} has no field {name!r}")
 
 
 def add_field_argument(parser, cls, flag: str, *, help: str | None = None, show_default: bool = True,

@@ -13,11 +13,13 @@ the recipe's, and gives the calibration the run's checkpoint carries.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..options import TrainConfig
+import pandas as pd
+
+from ..options import TrainConfig, field_default
 
 #: Settings a recipe leaves at TrainConfig's default and a run must leave there too: they change the
 #: trained weights. (Seed, devices, workers, patience and paths do not make another recipe.)
@@ -69,13 +71,13 @@ def read_recipe_calibration(source: str) -> RecipeCalibration:
 
 def setting_differences(config: TrainConfig, settings: dict[str, Any]) -> list[str]:
     """Each setting where `config` differs from the recipe's (`settings`, TrainConfig's default elsewhere)."""
-    known = {f.name: f for f in fields(TrainConfig)}
-    unknown = sorted(set(settings) - set(known))
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"the recipe's settings name {', '.join(unknown)}, which ldcsf train does not know")
     out = []
     for name in sorted(set(settings) | set(COMPARED_DEFAULTS)):
-        expected = settings[name] if name in settings else _default(known[name])
+        expected = settings[name] if name in settings else field_default(TrainConfig, name)
         actual = getattr(config, name)
         if _plain(actual) != _plain(expected):
             out.append(f"{name} {actual!r} (the recipe's: {expected!r})")
@@ -98,8 +100,9 @@ def recipe_for_run(config: TrainConfig) -> RecipeCalibration | None:
     return recipe
 
 
-def calibration_for_run(config: TrainConfig, recipe: RecipeCalibration, sources: set[str]) -> dict[str, Any]:
-    """The calibration the run's checkpoint carries, once its manifest's datasets (`sources`) are known."""
+def calibration_for_run(config: TrainConfig, recipe: RecipeCalibration, manifest: pd.DataFrame) -> dict[str, Any]:
+    """The calibration the run's checkpoint carries, once its manifest (its `dataset` column) is read."""
+    sources = set(manifest["dataset"].dropna()) if "dataset" in manifest else set()
     # The folds' models learnt areas from the other masked sources: a run without them is another recipe.
     missing = sorted(set(recipe.calibration["sources"]) - sources)
     if missing:
@@ -109,14 +112,6 @@ def calibration_for_run(config: TrainConfig, recipe: RecipeCalibration, sources:
     fitted_by = recipe.calibration.get("fitted_by", "")
     taken = f"taken over by ldcsf train from {recipe.origin} (recipe {recipe.recipe}, the same settings)"
     return {**recipe.calibration, "fitted_by": f"{fitted_by}; {taken}" if fitted_by else taken}
-
-
-def _default(field_) -> Any:
-    if field_.default is not MISSING:
-        return field_.default
-    if field_.default_factory is not MISSING:
-        return field_.default_factory()
-    return None
 
 
 def _plain(value: Any) -> Any:

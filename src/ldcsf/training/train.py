@@ -202,11 +202,7 @@ def train(config: TrainConfig) -> TrainResult:
 
         manifest = mixed_manifest(manifest, config.mix_with, config.mix_ratio, config.seed)
     _warn_without_tsr_labels(manifest.labels, config.data)
-    if recipe is not None:
-        datasets = set(manifest.frame["dataset"].dropna()) if "dataset" in manifest.frame else set()
-        calibration = calibration_for_run(config, recipe, datasets)
-    else:
-        calibration = None
+    calibration = None if recipe is None else calibration_for_run(config, recipe, manifest.frame)
     model = start.model.train() if start is not None else build_model(config, manifest.labels)
     check_ensemble(config, model)
     if config.resume:
