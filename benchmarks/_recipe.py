@@ -110,6 +110,13 @@ RECIPES: dict[str, dict] = {
     "lite0_area_mid_views_ens3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                       pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                                       ensemble=3, ensemble_views=["plain", "macenko"]),
+    # ... on the stride-16 map with the stride-32 block after it side by side (blocks.4 + blocks.5,
+    # 304 channels on the 8 x 8 grid): linear probes on the two together ranked both masked sources
+    # at least as well as on either alone (docs/results.md, "Two depths side by side").
+    "lite0_area_depths_views_ens3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -1,
+                                                                      "backbone_depths": ["blocks.4", "blocks.5"]},
+                                         pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
+                                         ensemble=3, ensemble_views=["plain", "macenko"]),
 }
 
 

@@ -11,7 +11,8 @@ held out by source as loso.py holds out, with no trained head in between:
 - presence: a logistic regression per label trained on every other source, AUROC on NCT-CRC-HE
   (stroma, tumour) and oral carcinoma (tumour).
 
-It answers where the transferable signal is before a recipe is trained on it (docs/results.md,
+A few depths are also probed side by side (`COMBINED`: their pooled maps concatenated). It
+answers where the transferable signal is before a recipe is trained on it (docs/results.md,
 "Mid-level maps on sources never trained on"); the recipes themselves are compared by loso.py.
 
     .venv/bin/python benchmarks/depth_probe.py --threads 2
@@ -33,6 +34,9 @@ from loso import extra_rows, image_tsr, pancancer, tsr_scores
 LABELS = ["stroma", "necrosis", "non_tumor", "tumor"]
 #: Lite0's blocks 3-6 (strides 16, 16, 32, 32) and its final 1x1 convolution; blocks 0-2 are too shallow to matter.
 DEPTHS = ("blocks.3", "blocks.4", "blocks.5", "blocks.6", "head")
+#: Two depths side by side (the stride-32 map upsampled onto the stride-16 one pools to the same
+#: vector as the two pooled maps concatenated): does a deeper, wider view add to the mid-level map?
+COMBINED = (("blocks.4", "blocks.5"), ("blocks.4", "blocks.6"), ("blocks.3", "blocks.4", "blocks.5"))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -119,6 +123,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     frame = rows(args)
     maps = pooled_maps(list(frame["path"]))
+    maps.update({"+".join(depths): np.concatenate([maps[d] for d in depths], axis=1) for depths in COMBINED})
     results, table = {}, []
     for depth, x in maps.items():
         glas, wsss = stroma_fraction_fold(frame, x, "glas"), stroma_fraction_fold(frame, x, "wsss4luad_masks")

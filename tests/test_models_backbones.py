@@ -186,6 +186,61 @@ def test_backbone_stage_keeps_the_pretrained_backbone_up_to_that_stage(tmp_path)
         torch.testing.assert_close(loaded.model(x), cut(x))
 
 
+@needs_lite0
+def test_backbone_depths_put_two_maps_side_by_side_and_travel_in_the_checkpoint(tmp_path):
+    """blocks.4 (stride 16) and blocks.5 (stride 32, resized onto the 8 x 8 grid) are the map, exactly the
+    full backbone's outputs there; the checkpoint rebuilds the same model, and ONNX exports it."""
+    import torch.nn.functional as F
+
+    full = create_model("ldcsf", backbone=LITE0, pretrained=True, img_size=128).eval()
+    taps = {}
+    for index in (4, 5):
+        full.backbone.blocks[index].register_forward_hook(lambda module, inputs, output, i=index: taps.setdefault(i, output))
+    two = create_model("ldcsf", backbone=LITE0, pretrained=True, img_size=128, backbone_stage=-1,
+                       backbone_depths=["blocks.4", "blocks.5"], area_head=True,
+                       resnet_planes=16, resnet_blocks=1).eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        full(x)
+        both = two.forward_backbone(x)
+        again = two.forward_backbone(x)
+    assert both.shape == (2, 112 + 192, 8, 8) and two.backbone.num_features == 304
+    torch.testing.assert_close(both[:, :112], taps[4])
+    torch.testing.assert_close(both[:, 112:], F.interpolate(taps[5], size=(8, 8), mode="bilinear", align_corners=False))
+    torch.testing.assert_close(again, both)  # the hooks are gone after each call: nothing is caught twice
+    assert not two.backbone.net.blocks[4]._forward_hooks and two.data_config()["mean"] == [0.5, 0.5, 0.5]
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "two.pt", two, CheckpointMeta.for_model(two)))
+    assert loaded.meta.model_kwargs["backbone_depths"] == ["blocks.4", "blocks.5"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.forward_with_areas(x)[1], two.forward_with_areas(x)[1])
+    from ldcsf.inference.exported import export_onnx
+
+    record = json.loads(Path(f"{export_onnx(loaded, tmp_path / 'two.onnx')}.json").read_text())
+    assert record["max_difference"] < record["tolerance"]  # the hooks trace into the exported graph
+
+
+def test_cached_maps_of_other_depths_are_kept_apart(tmp_path):
+    """The same weights tapped at other depths give other maps: their cache folders differ."""
+    from ldcsf.training.area_data import FeatureCache
+
+    def cache_of(depths):
+        model = create_model("ldcsf", backbone=LITE0, img_size=64, backbone_stage=-1, backbone_depths=depths)
+        torch.manual_seed(0)
+        for parameter in model.backbone_module().parameters():  # identical weights for both
+            torch.nn.init.normal_(parameter)
+        return FeatureCache(tmp_path, model, 64, [0.5] * 3, [0.5] * 3, ["stroma", "tumor"]).directory
+
+    assert cache_of(["blocks.4", "blocks.5"]) != cache_of(["blocks.3", "blocks.5"])
+
+
+def test_a_depth_the_backbone_lacks_is_one_line():
+    with pytest.raises(ValueError, match="has no module 'blocks.9'") as info:
+        create_model("ldcsf", backbone=LITE0, img_size=64, backbone_depths=["blocks.4", "blocks.9"])
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="convolutional backbone"):
+        create_model("ldcsf", backbone="swin_tiny_patch4_window7_224", img_size=224, backbone_depths=["layers.1"])
+
+
 def test_a_stage_the_backbone_lacks_is_one_line():
     with pytest.raises(ValueError, match="has 5 feature stages; stage 7") as info:
         create_model("ldcsf", backbone=LITE0, img_size=64, backbone_stage=7)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .packaged_weights import load_packaged_weights, packaged_weights_for
@@ -114,6 +116,7 @@ def create_backbone(
     pretrained: bool = False,
     pretrained_file: str | Path | None = None,
     stage: int | None = None,
+    map_depths: Sequence[str] | None = None,
     **kwargs,
 ) -> nn.Module:
     """A timm model without classifier or pooling, returning its last feature map.
@@ -124,6 +127,8 @@ def create_backbone(
     the head's 1x1 convolution, -2 the one before it), cut by timm's `prune_intermediate_layers`
     after the weights are loaded: mid-level maps carry texture rather than ImageNet's object
     classes, and transfer better across labs and organs (docs/results.md, "Mid-level maps").
+    `map_depths` names modules (e.g. `("blocks.4", "blocks.5")`) whose outputs are put side by side as
+    the map (`ConcatenatedDepths`).
     """
     if img_size is not None and takes_img_size(name):
         kwargs["img_size"] = img_size
@@ -153,7 +158,59 @@ def create_backbone(
         load_packaged_weights(model, packaged)
     if stage is not None:
         cut_at_stage(model, name, stage)
+    if map_depths:
+        return ConcatenatedDepths(model, name, map_depths)
     return model
+
+
+class ConcatenatedDepths(nn.Module):
+    """A backbone whose map is its outputs at several depths side by side, on the first depth's grid.
+
+    The stride-16 map carries texture that transfers across labs; the stride-32 block after it sees
+    the same place with more context. Side by side, a per-cell head reads both (docs/results.md,
+    "Two depths side by side"). timm's `forward_intermediates` returns stage ends only, and
+    EfficientNet's blocks.5 is none, so the outputs are caught by forward hooks held for one call.
+    """
+
+    def __init__(self, net: nn.Module, name: str, depths: Sequence[str]):
+        super().__init__()
+        self.net = net
+        self.map_depths = [str(depth) for depth in depths]
+        modules = dict(net.named_modules())
+        missing = [depth for depth in self.map_depths if depth not in modules]
+        if missing:
+            raise ValueError(f"backbone {name!r} has no module {missing[0]!r} to take a map from "
+                             f"(its blocks: {[n for n in modules if n.count('.') == 1][:12]})")
+        if str(getattr(net, "output_fmt", "NCHW")) != "NCHW":
+            raise ValueError(f"backbone {name!r} gives no NCHW maps at its depths: depths need a convolutional backbone")
+        # What the model and timm's data config read from a backbone.
+        self.pretrained_cfg = getattr(net, "pretrained_cfg", {})
+        self.output_fmt = "NCHW"
+        with torch.no_grad():
+            was_training = net.training
+            net.eval()  # a probe in training mode would move BatchNorm's running statistics
+            maps = self._maps(torch.zeros(1, 3, 64, 64))
+            net.train(was_training)
+        if any(m.ndim != 4 for m in maps):
+            raise ValueError(f"backbone {name!r}: depths {self.map_depths} do not all give (N, C, h, w) maps")
+        self.num_features = sum(int(m.shape[1]) for m in maps)
+
+    def _maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        caught: dict[str, torch.Tensor] = {}
+        handles = [self.net.get_submodule(depth).register_forward_hook(
+            lambda _module, _inputs, output, depth=depth: caught.__setitem__(depth, output)) for depth in self.map_depths]
+        try:
+            self.net.forward_features(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [caught[depth] for depth in self.map_depths]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        first, *deeper = self._maps(x)
+        size = first.shape[-2:]
+        return torch.cat([first, *(F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+                                   for m in deeper)], dim=1)
 
 
 def cut_at_stage(model: nn.Module, name: str, stage: int) -> None:

@@ -91,6 +91,8 @@ class LDCSF(MultiLabelClassifier):
         backbone_kwargs: architecture overrides passed to timm (embed_dim, depths, window_size...).
         backbone_stage: keep the backbone up to this feature stage (timm's `feature_info` index,
             negative from the end), e.g. -2 for EfficientNet's stride-16 map; default: the whole backbone.
+        backbone_depths: backbone modules whose maps are concatenated, the deeper ones resized onto the
+            first's grid (`ldcsf.models.backbones.ConcatenatedDepths`); default: the backbone's last map.
         pretrained: fetch the backbone's weights by name through timm.
         pretrained_file: load the backbone's weights from a local file instead.
         use_ldc / use_fr / use_resnet: ablation switches; each removes its module entirely.
@@ -109,6 +111,7 @@ class LDCSF(MultiLabelClassifier):
         pretrained: bool = False,
         pretrained_file: str | Path | None = None,
         backbone_stage: int | None = None,
+        backbone_depths: Sequence[str] | None = None,
         use_ldc: bool = True,
         use_fr: bool = True,
         use_resnet: bool = True,
@@ -128,6 +131,7 @@ class LDCSF(MultiLabelClassifier):
             pretrained=pretrained,
             pretrained_file=pretrained_file,
             stage=backbone_stage,
+            map_depths=backbone_depths,
             drop_path_rate=drop_path_rate,
             **(backbone_kwargs or {}),
         )

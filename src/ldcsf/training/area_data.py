@@ -112,6 +112,9 @@ class FeatureCache:
                     "labels": self.labels, "scale": list(scale), "hed": hed_jitter, "scheme": str(scheme.classes),
                     "interpolation": interpolation,
                     "stain": getattr(stain_normalizer, "state", lambda: None)() if stain_normalizer else None}
+        depths = getattr(model.backbone_module(), "map_depths", None)
+        if depths:  # maps of several depths side by side: the same weights give other maps
+            settings["depths"] = list(depths)
         stain_view = getattr(model, "macenko", None)
         if stain_view is not None:  # maps of every view stacked: not those of a plain model
             settings["views"] = {"order": list(model.view_order), "macenko": stain_view.reference()}
