@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 
@@ -10,21 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_benchmarks import BENCH, run_script
+from test_benchmarks import BENCH, bench_module, run_script
 
 RECIPE = "lite0_area_mid_views_ens3"
 
 
-def _module():
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("heldout_tissue_classes")
-    finally:
-        sys.path.remove(str(BENCH))
-
 
 def test_the_class_table_averages_each_class_over_tiles_and_folds():
-    bench = _module()
+    bench = bench_module("heldout_tissue_classes")
     tiles = pd.DataFrame({
         "source": ["nct_crc"] * 6, "source_class": ["LYM", "LYM", "TUM", "LYM", "LYM", "TUM"],
         "fold": ["seed0"] * 3 + ["seed1"] * 3,

@@ -14,6 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 
 
+def bench_module(name: str):
+    """A benchmark script imported as a module (its folder on sys.path only while importing)."""
+    import importlib
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
 def run_script(name: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     # One thread: test workers run side by side on a small machine.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
