@@ -8,8 +8,9 @@ labels mean different things (a mask tile has stroma from 5 % of its area; a til
 source calls a tile stroma when stroma is its dominant tissue), and it swings with that mix. This
 script scores both readings on each held-out source with the recommended recipe's fold models
 (`loso.py`, one per seed): accuracy, balanced accuracy (the mean of sensitivity and specificity:
-GlaS has stroma in 95 % of its tiles, so plain accuracy rewards calling it everywhere) and the
-share called present. Trains nothing.
+GlaS has stroma in 97 % of its tiles, so plain accuracy rewards calling it everywhere) and the
+share called present; and, for the sources labelled per tile, what the presence head says of each
+class (is NCT-CRC-HE's plain stroma called stroma, or non-tumour?). Trains nothing.
 
     R=lite0_area_mid_views_ens3
     .venv/bin/python benchmarks/heldout_presence_rule.py --recipe $R --seeds 0 1 2
@@ -103,6 +104,23 @@ def fold_scores(labels, probs, thresholds, areas, held: pd.DataFrame) -> dict:
     return out
 
 
+def class_presence(labels, probs, thresholds, held: pd.DataFrame, fold: str) -> pd.DataFrame:
+    """Per tile of a tile-labelled source: its class, the fold, each label's probability and call."""
+    return held[["source_class"]].assign(
+        fold=fold, **{f"p_{name}": probs[:, j] for j, name in enumerate(labels)},
+        **{f"called_{name}": probs[:, j] >= thresholds[j] for j, name in enumerate(labels)})
+
+
+def class_table(tiles: pd.DataFrame, labels: list[str]) -> list[dict]:
+    """Per source class: tiles (one fold's), mean probability and share called present of each label, over folds."""
+    rows = []
+    for cls, part in tiles.groupby("source_class", sort=True):
+        rows.append({"source_class": cls, "tiles": int(part.groupby("fold").size().iloc[0]),
+                     **{f"p_{n}": float(part[f"p_{n}"].mean()) for n in labels},
+                     **{f"called_{n}": float(part[f"called_{n}"].mean()) for n in labels}})
+    return rows
+
+
 def mean_over_seeds(per_seed: list[dict]) -> dict:
     """{label: {reading: {metric: mean}}} over the seeds' fold scores."""
     out = {}
@@ -121,15 +139,20 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    results = {}
+    results, by_class = {}, {}
     for source in args.sources:
-        per_seed = []
+        per_seed, tiles = [], []
         for seed in args.seeds:
             held = held_rows(args.root, seed, source, args.manifest)
             print(f"-- {source} seed {seed}: {len(held)} tiles", file=sys.stderr, flush=True)
             fold = fold_of(args.root, args.recipe, seed, source)
-            per_seed.append(fold_scores(*readings(fold, held, cached=not args.recompute_maps), held))
+            labels, probs, thresholds, areas = readings(fold, held, cached=not args.recompute_maps)
+            per_seed.append(fold_scores(labels, probs, thresholds, areas, held))
+            if "mask" not in held.columns or held["mask"].isna().all():  # a tile-labelled source: its classes
+                tiles.append(class_presence(labels, probs, thresholds, held, str(fold)))
         results[source] = {"tiles": int(len(held)), "seeds": per_seed, "mean": mean_over_seeds(per_seed)}
+        if tiles:
+            by_class[source] = class_table(pd.concat(tiles, ignore_index=True), labels)
     rows = []
     for source, result in results.items():
         for name, by in result["mean"].items():
@@ -143,8 +166,17 @@ def main(argv=None) -> int:
           f"the fold's validation threshold. Area: the tile's estimated share of the label >= {PRESENT_AT:.0%} "
           "(the rule of the mask labels).\n",
           markdown_table(["held-out source", "label", "tiles labelled present", "presence head", "area >= 5 %"], rows)]
+    if by_class:
+        names = list(labels)
+        class_rows = [[source, r["source_class"], r["tiles"],
+                       *[f"{fmt(r[f'p_{n}'], 2)} ({100 * r[f'called_{n}']:.0f} %)" for n in names]]
+                      for source, table in by_class.items() for r in table]
+        md += ["\nWhat the presence head says per class of the tile-labelled sources: mean probability (share "
+               "of tiles called present at the fold's threshold), over the seeds' folds.\n",
+               markdown_table(["held-out source", "class", "tiles", *names], class_rows)]
     write_results(args.out, "\n".join(md), {"command": command_line(), "date": now(), "recipe": args.recipe,
-                                            "seeds": args.seeds, "present_at": PRESENT_AT, "sources": results})
+                                            "seeds": args.seeds, "present_at": PRESENT_AT, "sources": results,
+                                            "classes": by_class})
     print("\n".join(md))
     return 0
 

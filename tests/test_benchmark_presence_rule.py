@@ -57,6 +57,7 @@ def test_fold_models_are_read_over_their_own_source(tmp_path, shared_data):
     save_checkpoint(folder / "model.pt", model, CheckpointMeta.for_model(model, thresholds=thresholds, mpp=1.0))
     paths = sorted((shared_data / "nct_crc").glob("STR-*"))[:2] + sorted((shared_data / "nct_crc").glob("TUM-*"))[:2]
     manifest = pd.DataFrame({"path": [str(p.resolve()) for p in paths], "dataset": "nct_crc",
+                             "source_class": ["STR", "STR", "TUM", "TUM"],
                              "stroma": [1, 1, 0, 0], "necrosis": 0, "non_tumor": 0, "tumor": [0, 0, 1, 1]})
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
     out = tmp_path / "presence"
@@ -75,6 +76,10 @@ def test_fold_models_are_read_over_their_own_source(tmp_path, shared_data):
     assert stroma["area"]["accuracy"] == pytest.approx(float(((stroma_area >= 0.05) == truth).mean()))
     assert stroma["head"]["accuracy"] == pytest.approx(float(((stroma_prob >= 0.5) == truth).mean()))
     assert result["tiles"] == 4 and "| nct_crc | stroma | 50 % |" in out.with_suffix(".md").read_text()
+    # Per class: the two STR tiles' mean stroma probability and the share of them called at the threshold.
+    by_class = {r["source_class"]: r for r in json.loads(out.with_suffix(".json").read_text())["classes"]["nct_crc"]}
+    assert by_class["STR"]["tiles"] == 2 and by_class["STR"]["p_stroma"] == pytest.approx(float(stroma_prob[:2].mean()), abs=1e-6)
+    assert by_class["TUM"]["called_stroma"] == pytest.approx(float((stroma_prob[2:] >= 0.5).mean()))
 
 
 def test_a_missing_fold_is_named(tmp_path):
