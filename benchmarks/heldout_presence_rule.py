@@ -56,13 +56,17 @@ def fold_of(root: Path, recipe: str, seed: int, source: str) -> Path:
     return root / (f"seed{seed}" if source == "glas" else f"seed{seed}_with_glas") / recipe / source
 
 
-def held_rows(root: Path, seed: int, source: str, manifest: Path = MANIFEST) -> pd.DataFrame:
-    """The held-out source's rows, as loso.py scored them (GlaS: its tiles under the seed's extra/ folder)."""
-    table = root / f"seed{seed}" / "extra" / "glas" / "rows.csv" if source == "glas" else manifest
+def read_table(table: Path) -> pd.DataFrame:
     if not table.is_file():
         raise SystemExit(f"{table}: not found (loso.py writes it when it runs the fold)")
-    frame = pd.read_csv(table)
-    return frame if source == "glas" else frame[frame["dataset"].eq(source)].reset_index(drop=True)
+    return pd.read_csv(table)
+
+
+def held_rows(root: Path, seed: int, source: str, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The held-out source's rows, as loso.py scored them (GlaS: its tiles under the seed's extra/ folder)."""
+    if source == "glas":
+        return read_table(root / f"seed{seed}" / "extra" / "glas" / "rows.csv")
+    return manifest[manifest["dataset"].eq(source)].reset_index(drop=True)
 
 
 def readings(fold: Path, held: pd.DataFrame, cached: bool = True) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -83,11 +87,12 @@ def readings(fold: Path, held: pd.DataFrame, cached: bool = True) -> tuple[list[
 
 def scores(truth: np.ndarray, called: np.ndarray) -> dict:
     """Accuracy, balanced accuracy and the share called present (balanced: None unless both classes occur)."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
     truth, called = truth.astype(bool), called.astype(bool)
-    balanced = None
-    if truth.any() and (~truth).any():
-        balanced = float((called[truth].mean() + (~called[~truth]).mean()) / 2)
-    return {"accuracy": float((truth == called).mean()), "balanced_accuracy": balanced,
+    two_classes = truth.any() and (~truth).any()
+    return {"accuracy": float(accuracy_score(truth, called)),
+            "balanced_accuracy": float(balanced_accuracy_score(truth, called)) if two_classes else None,
             "called": float(called.mean()), "present": float(truth.mean())}
 
 
@@ -139,11 +144,13 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    # The pan-cancer manifest (every source but GlaS), read once when a source needs it.
+    manifest = read_table(args.manifest) if set(args.sources) - {"glas"} else None
     results, by_class = {}, {}
     for source in args.sources:
         per_seed, tiles = [], []
         for seed in args.seeds:
-            held = held_rows(args.root, seed, source, args.manifest)
+            held = held_rows(args.root, seed, source, manifest)
             print(f"-- {source} seed {seed}: {len(held)} tiles", file=sys.stderr, flush=True)
             fold = fold_of(args.root, args.recipe, seed, source)
             labels, probs, thresholds, areas = readings(fold, held, cached=not args.recompute_maps)
