@@ -117,6 +117,13 @@ RECIPES: dict[str, dict] = {
                                                                       "backbone_depths": ["blocks.4", "blocks.5"]},
                                          pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
                                          ensemble=3, ensemble_views=["plain", "macenko"]),
+    # ... with an area head whose labels share each map cell (a softmax over the labels and a "none"
+    # class) instead of one sigmoid each: the masks give every pixel one class, and evidence against
+    # tumour in a cell should be evidence for stroma there.
+    "lite0_area_mid_views_ens3_exclusive": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": "exclusive",
+                                                                             "backbone_stage": -2},
+                                                pretrained=True, freeze_backbone=True, feature_views=2, epochs=15,
+                                                lr=1e-3, ensemble=3, ensemble_views=["plain", "macenko"]),
 }
 
 
@@ -138,4 +145,4 @@ def feature_cache_dir(results: Path) -> Path:
     return results / "feature_cache"
 
 #: The recipe the README recommends, and the one the shipped model (src/ldcsf/models/shipped/) is built with.
-RECOMMENDED = "lite0_area_mid_views_ens3"
+RECOMMENDED = "lite0_area_mid_views_ens3_exclusive"

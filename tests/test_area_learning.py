@@ -78,9 +78,10 @@ def test_area_loss_ignores_unannotated_entries_and_scores_presence():
     assert area_loss(high, None, absent).item() > 5 * area_loss(torch.zeros(1, 2, 3, 3), None, absent).item()
 
 
-def test_area_head_round_trips_through_a_checkpoint(tmp_path):
-    model = create_model("ldcsf_swin_micro", area_head=True).eval()
-    assert model.has_area_head and model.model_cfg["kwargs"]["area_head"] is True
+@pytest.mark.parametrize("kind", [True, "exclusive"])
+def test_area_head_round_trips_through_a_checkpoint(tmp_path, kind):
+    model = create_model("ldcsf_swin_micro", area_head=kind).eval()
+    assert model.has_area_head and model.model_cfg["kwargs"]["area_head"] == kind
     x = torch.randn(2, 3, 64, 64)
     logits, areas = model.forward_with_areas(x)
     assert logits.shape == (2, 4) and areas.shape == (2, 4, 2, 2)
@@ -89,6 +90,30 @@ def test_area_head_round_trips_through_a_checkpoint(tmp_path):
     loaded = load_checkpoint(path).model
     assert torch.allclose(loaded.forward_with_areas(x)[1], areas)
     assert not create_model("ldcsf_swin_micro").has_area_head
+
+
+def test_an_exclusive_area_head_shares_each_cell_among_the_labels():
+    torch.manual_seed(0)
+    model = create_model("ldcsf_swin_micro", area_head="exclusive").eval()
+    assert model.area_head.out_channels == 5  # four labels and "none of them"
+    with torch.no_grad():
+        model.area_head.bias.copy_(torch.tensor([3.0, -2.0, 0.0, 3.0, 1.0]))
+        features = model.forward_features(torch.randn(3, 3, 64, 64))
+        shares = torch.sigmoid(model.area_logits(features))
+        softmax = torch.softmax(model.area_head(features), dim=1)[:, :4]
+    assert torch.allclose(shares, softmax, atol=1e-6)
+    # Together the labels never claim more than the whole cell; independent sigmoids with these
+    # biases would give stroma and tumour 0.95 each.
+    assert float(shares.sum(1).max()) < 1.0
+    # One class taking a cell outright stays a finite logit (the loss reads logits).
+    with torch.no_grad():
+        model.area_head.bias.copy_(torch.tensor([200.0, 0.0, 0.0, 0.0, 0.0]))
+        assert torch.isfinite(model.area_logits(features)).all()
+
+
+def test_an_unknown_area_head_kind_is_a_one_line_error():
+    with pytest.raises(ValueError, match="area_head must be true, false or \"exclusive\", got 'softmax'"):
+        create_model("ldcsf_swin_micro", area_head="softmax")
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +174,16 @@ def test_frozen_backbone_trains_on_cached_views_and_reuses_them(mask_manifest, t
     train(area_config(mask_manifest, tmp_path / "b", freeze_backbone=True, feature_views=2, epochs=1,
                       feature_cache=str(cache)))
     assert {f: f.stat().st_mtime_ns for f in files} == mtimes  # a second run reads, never recomputes
+
+
+def test_an_exclusive_area_head_learns_the_masks_on_cached_views(mask_manifest, tmp_path):
+    config = area_config(mask_manifest, tmp_path / "run", freeze_backbone=True, feature_views=2, epochs=6,
+                         model_kwargs={"area_head": "exclusive"})
+    result = train(config)
+    losses = epoch_area_loss(result.run_dir)
+    assert losses.iloc[-1] < losses.iloc[0]
+    model = load_checkpoint(result.model_file).model.eval()
+    assert model.area_exclusive and model.area_head.out_channels == model.num_labels + 1
 
 
 def test_area_weighting_reads_area_columns():

@@ -36,7 +36,7 @@ def test_bias_range_unlabelled_area_and_member_averages(tmp_path):
         folder.mkdir(parents=True)
         fold_table(true, plain=0.1, macenko=-0.02).to_csv(folder / "tile_areas.csv", index=False)
     out = tmp_path / "anatomy"
-    run_script("heldout_error_anatomy.py", "--root", str(tmp_path), "--seeds", "0", "--out", str(out))
+    run_script("heldout_error_anatomy.py", "--root", str(tmp_path), "--recipe", RECIPE, "--seeds", "0", "--out", str(out))
     glas = json.loads(out.with_suffix(".json").read_text())["results"]["0"]["glas"]
     assert glas["images"] == 6 and glas["bias"] == pytest.approx(0.04)  # the six heads' mean: (3 x 0.1 - 3 x 0.02) / 6
     assert glas["true_p10_p90"] == pytest.approx(np.quantile(true, [0.1, 0.9]).tolist())

@@ -52,6 +52,8 @@ def test_flags_reach_the_options_by_field_name():
                                 "--precision", "bf16", "--labels", "tumor, stroma", "--area-head", "--no-progress"))
     assert (config.lr, config.devices, config.precision, config.labels) == (0.01, "2", "bf16", ["tumor", "stroma"])
     assert config.model_kwargs == {"area_head": True} and config.progress is False
+    exclusive = train_config(parse("train", "--data", "m.csv", "--out", "run", "--area-head", "exclusive"))
+    assert exclusive.model_kwargs == {"area_head": "exclusive"}
     settings = slide_settings(parse("slide", "a.svs", "--checkpoint", "m.pt", "--out", "o", "--devices", "0,1",
                                     "--min-tissue", "0.5", "--no-progress", "--runtime", "onnx"))
     assert (settings.devices, settings.min_tissue, settings.progress, settings.runtime) == ([0, 1], 0.5, False, "onnx")

@@ -72,7 +72,7 @@ def test_another_recipe_is_refused_naming_what_differs(change, named):
         recipe_for_run(config_of(words))
     message = str(err.value)
     assert message.startswith(f"--interval-calibration {card_path()}: the margin was measured for recipe "
-                              "lite0_area_mid_views_ens3; this run differs in ") and named in message
+                              f"{read_card()['recipe']}; this run differs in ") and named in message
     assert "\n" not in message
 
 

@@ -142,6 +142,20 @@ def test_an_area_head_is_exported_with_its_sub_tile_map(tmp_path, shared_data, r
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_an_exclusive_area_head_is_exported_with_its_shares(tmp_path, runtime):
+    torch.manual_seed(0)
+    model = create_model("ldcsf_swin_micro", area_head="exclusive")
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "excl.pt", model, CheckpointMeta.for_model(model, mpp=1.25)))
+    engine = runtime_model(loaded, runtime, threads=1)
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        want = torch.sigmoid(loaded.model.forward_with_areas(x)[1])
+    got = torch.sigmoid(engine.forward_with_areas(x)[1])
+    assert got.shape == want.shape == (3, 4, 2, 2)
+    assert float((got - want).abs().max()) <= EXPORT_TOLERANCE and float(got.sum(1).max()) <= 1.0 + EXPORT_TOLERANCE
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
 def test_an_ensemble_is_exported_with_each_members_outputs(tmp_path, runtime):
     torch.manual_seed(0)
     model = create_model("ldcsf_swin_micro", area_head=True, ensemble=3, ensemble_seeds=[0, 1, 2])

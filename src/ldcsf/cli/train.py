@@ -46,9 +46,11 @@ def add_parser(subparsers) -> None:
                         help="normalise every tile's stains (Macenko); stored in the checkpoint, so slides get the same")
     parser.add_argument("--stain-reference", help="reference image for --stain-norm (default: torchstain's reference)")
     area = parser.add_argument_group("area-aware learning and frozen backbones")
-    area.add_argument("--area-head", action="store_true",
+    area.add_argument("--area-head", nargs="?", const=True, default=False, choices=["exclusive"], metavar="exclusive",
                       help="add a per-position area head, trained on the manifest's pixel masks (`mask` column) "
-                           "and on presence labels elsewhere; slides then get area_<label> columns and sub-tile maps")
+                           "and on presence labels elsewhere; slides then get area_<label> columns and sub-tile maps. "
+                           "`--area-head exclusive`: the labels and a 'none' class share each position (a softmax) "
+                           "instead of one sigmoid each")
     area_option = _train_option(area)
     area_option("--area-weight", type=float, help="weight of the area loss")
     area_option("--freeze-backbone", action="store_true",
@@ -141,7 +143,7 @@ def train_config(args) -> TrainConfig:
                          "--model-arg and --area-head")
     model, model_kwargs = model_and_kwargs(args)
     if args.area_head:
-        model_kwargs["area_head"] = True
+        model_kwargs["area_head"] = args.area_head
     calibration = args.interval_calibration
     if calibration == "shipped":  # the shipped model's card holds its margin and recipe
         from ..shipped import card_path

@@ -36,6 +36,23 @@ def resolve_labels(num_labels: int | None, labels: Sequence[str] | None) -> list
     return labels
 
 
+def softmax_share_logits(scores: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """logit(softmax(scores)[:, c]) for the first `num_labels` of the (N, C, h, w) scores.
+
+    The logit of a softmax share is z_c - logsumexp(z_k, k != c), computed that way so it stays
+    finite where one class takes nearly all of a position (log p - log(1 - p) would not). The
+    log-sum-exp is written out (max, then exp and sum) because OpenVINO reads the ONNX graph of
+    `torch.logsumexp` wrongly (shares off by up to 0.25 against PyTorch and ONNX Runtime).
+    """
+    shares = []
+    for label in range(num_labels):
+        others = scores.index_select(1, torch.tensor([k for k in range(scores.shape[1]) if k != label],
+                                                     device=scores.device))
+        peak = others.amax(1, keepdim=True)
+        shares.append(scores[:, label:label + 1] - peak - torch.log(torch.exp(others - peak).sum(1, keepdim=True)))
+    return torch.cat(shares, dim=1)
+
+
 class MultiLabelClassifier(nn.Module):
     """Base class: one logit per label; apply a sigmoid for probabilities.
 
@@ -59,6 +76,7 @@ class MultiLabelClassifier(nn.Module):
         self.head = nn.Linear(num_features, self.num_labels)
         #: Optional per-position area head (see `enable_area_head`); None keeps the paper's model.
         self.area_head: nn.Conv2d | None = None
+        self.area_exclusive = False
         #: How to rebuild this model: set by the factory (`ldcsf.models.create_model`).
         self.model_cfg: dict = {}
 
@@ -133,14 +151,20 @@ class MultiLabelClassifier(nn.Module):
         return self.spatial_logits(self.forward_features(x))
 
     # -- area head -------------------------------------------------------------------------------
-    def enable_area_head(self) -> None:
+    def enable_area_head(self, exclusive: bool = False) -> None:
         """Add a 1x1-conv head that estimates, per map position, the area fraction of each label.
 
         It is separate from the presence head: presence is pooled by the mean of logits, and a
         label covering 10 % of a tile must be *present* (high pooled logit) while most positions
         hold none of it (low area); one head cannot be trained to both.
+
+        `exclusive`: the labels share each position's area with one another and with an extra
+        "none of them" class (a softmax over L + 1 outputs, as a segmentation head shares a pixel),
+        instead of one independent sigmoid per label. `area_logits` then returns the logit of
+        each label's softmax share, so every reader still applies a sigmoid.
         """
-        self.area_head = nn.Conv2d(self.num_features, self.num_labels, kernel_size=1)
+        self.area_exclusive = bool(exclusive)
+        self.area_head = nn.Conv2d(self.num_features, self.num_labels + self.area_exclusive, kernel_size=1)
 
     @property
     def has_area_head(self) -> bool:
@@ -150,7 +174,8 @@ class MultiLabelClassifier(nn.Module):
         """Per-position area logits (N, num_labels, h, w); sigmoid gives each label's area fraction."""
         if self.area_head is None:
             raise ValueError("this model has no area head (build it with area_head=True)")
-        return self.area_head(features)
+        scores = self.area_head(features)
+        return softmax_share_logits(scores, self.num_labels) if self.area_exclusive else scores
 
     def forward_with_areas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(pooled presence logits, area logit map or None) from one pass through the network."""

@@ -140,7 +140,8 @@ def create_model(
         pretrained_file: load the backbone's weights from a local `.safetensors`/`.pth` file.
         **kwargs: the variant's keyword arguments, e.g. `use_ldc=False`, `img_size=256`; and
             `area_head=True` for any variant: a per-position area-fraction head (see
-            `MultiLabelClassifier.enable_area_head`); and `ensemble=K` (with `ensemble_seeds`, one
+            `MultiLabelClassifier.enable_area_head`; `area_head="exclusive"`: the labels and a
+            "none" class share each position through a softmax); and `ensemble=K` (with `ensemble_seeds`, one
             per member): K members on one backbone, their outputs averaged (`ensemble.HeadEnsemble`);
             `ensemble_views` names the stain view each member reads ("plain" or "macenko").
     """
@@ -151,7 +152,7 @@ def create_model(
         raise ValueError(f"num_labels must be at least 1, got {num_labels}")
     label_names = resolve_labels(num_labels, labels)
     # Not an argument of any variant: the area head sits on top of whichever map the variant makes.
-    area_head = bool(kwargs.pop("area_head", False))
+    area_head = _area_head_arg(kwargs.pop("area_head", False))
     members, seeds = _ensemble_args(kwargs.pop("ensemble", 1), kwargs.pop("ensemble_seeds", None))
     views = kwargs.pop("ensemble_views", None)
     if views is not None and members < 2:
@@ -160,17 +161,24 @@ def create_model(
         model = _build_ensemble(name, variant, members, seeds, area_head, label_names, pretrained, pretrained_file,
                                 kwargs, views)
         model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs),
-                                                    **({"area_head": True} if area_head else {}),
+                                                    **({"area_head": area_head} if area_head else {}),
                                                     "ensemble": members, "ensemble_seeds": seeds,
                                                     **({"ensemble_views": list(model.views)} if views else {})}}
         return model
     model = _build_variant(name, variant, label_names, pretrained, pretrained_file, kwargs)
     if area_head:
-        model.enable_area_head()
-        kwargs["area_head"] = True
+        model.enable_area_head(exclusive=area_head == "exclusive")
+        kwargs["area_head"] = area_head
     # Everything needed to rebuild the same architecture (weights come from a checkpoint).
     model.model_cfg = {"name": name, "kwargs": {"labels": label_names, **copy.deepcopy(kwargs)}}
     return model
+
+
+def _area_head_arg(value) -> bool | str:
+    """False, True (one sigmoid per label) or "exclusive" (labels share a position), with a one-line error."""
+    if isinstance(value, bool) or value == "exclusive":
+        return value
+    raise ValueError(f"area_head must be true, false or \"exclusive\", got {value!r}")
 
 
 def _ensemble_args(members, seeds) -> tuple[int, list[int]]:
@@ -193,7 +201,7 @@ def _build_ensemble(name, variant, members, seeds, area_head, labels, pretrained
             torch.manual_seed(seed)
             member = _build_variant(name, variant, labels, pretrained, pretrained_file, kwargs)
             if area_head:
-                member.enable_area_head()
+                member.enable_area_head(exclusive=area_head == "exclusive")
         built.append(member)
     # The Macenko view undoes and redoes the input's normalisation: the backbone's.
     data = built[0].data_config() if views and "macenko" in views else {}
