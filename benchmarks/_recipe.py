@@ -124,6 +124,13 @@ RECIPES: dict[str, dict] = {
                                                                              "backbone_stage": -2},
                                                 pretrained=True, freeze_backbone=True, feature_views=2, epochs=15,
                                                 lr=1e-3, ensemble=3, ensemble_views=["plain", "macenko"]),
+    # ... with per-cell stain measures after the map's channels (haematoxylin and eosin density, nuclear
+    # crowding, unstained share; `models.stain_channels`): stroma is sparse in nuclei in every organ,
+    # and a haematoxylin threshold alone ranked both masked sources' stroma fractions.
+    "lite0_area_mid_views_ens3_stain": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": "exclusive",
+                                                                         "backbone_stage": -2, "stain_channels": True},
+                                            pretrained=True, freeze_backbone=True, feature_views=2, epochs=15,
+                                            lr=1e-3, ensemble=3, ensemble_views=["plain", "macenko"]),
 }
 
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from .backbones import check_gives_feature_map, create_backbone, feature_map, input_size_of
 from .base import MultiLabelClassifier
+from .stain_channels import StainChannels
 
 
 class LocalDepthConv(nn.Module):
@@ -93,6 +94,8 @@ class LDCSF(MultiLabelClassifier):
             negative from the end), e.g. -2 for EfficientNet's stride-16 map; default: the whole backbone.
         backbone_depths: backbone modules whose maps are concatenated, the deeper ones resized onto the
             first's grid (`ldcsf.models.backbones.ConcatenatedDepths`); default: the backbone's last map.
+        stain_channels: add per-cell stain measures (haematoxylin and eosin density, nuclear
+            crowding, unstained share; `ldcsf.models.stain_channels`) after the backbone's channels.
         pretrained: fetch the backbone's weights by name through timm.
         pretrained_file: load the backbone's weights from a local file instead.
         use_ldc / use_fr / use_resnet: ablation switches; each removes its module entirely.
@@ -112,6 +115,7 @@ class LDCSF(MultiLabelClassifier):
         pretrained_file: str | Path | None = None,
         backbone_stage: int | None = None,
         backbone_depths: Sequence[str] | None = None,
+        stain_channels: bool = False,
         use_ldc: bool = True,
         use_fr: bool = True,
         use_resnet: bool = True,
@@ -135,6 +139,11 @@ class LDCSF(MultiLabelClassifier):
             drop_path_rate=drop_path_rate,
             **(backbone_kwargs or {}),
         )
+        if stain_channels:
+            from timm.data import resolve_model_data_config
+
+            data = resolve_model_data_config(net)  # the normalisation the input arrives with
+            net = StainChannels(net, data["mean"], data["std"])
         img_size = (input_size_of(net),) * 2 if img_size is None else tuple(img_size)
         check_gives_feature_map(backbone, net, img_size)
         channels = net.num_features
