@@ -20,20 +20,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 from scipy import stats
 
 from _common import RESULTS, SHARED_DATA, command_line, markdown_table, now, provenance, write_results
 from ldcsf.benchmarking.machine import machine_info
-from ldcsf.data.glas import SOURCE_MPP, TILE_MPP, unstained
+from ldcsf.data.glas import SOURCE_MPP, STROMA, TILE_MPP, TUMOR, class_mask, read_glas_manifest, unstained
 from ldcsf.data.pancancer import MASK_TILE_SIZE
 from ldcsf.models.stain_channels import MEASURES, NUCLEAR_OD, stain_measures
 
 #: WSSS4LUAD's mask tiles are cut at MASK_TILE_SIZE px and fed to the model at 128 px.
 WSSS_SCALE = 128 / MASK_TILE_SIZE
-THRESHOLDS = NUCLEAR_OD
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,21 +42,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def glas_images(data: Path):
-    """(name, RGB, stroma mask, tumour mask, scale) of GlaS's malignant images (gland = tumour)."""
+    """(RGB, stroma mask, tumour mask, scale) of GlaS's malignant images, by the project's mask rule
+    (`data.glas.class_mask`: gland = tumour, the rest stroma, unstained pixels neither), as loso.py
+    scores them."""
     folder = data / "glas"
-    frame = pd.read_csv(folder / "manifest.csv")
+    frame = read_glas_manifest(folder)
     for row in frame[frame["glas_grade"] == "malignant"].itertuples():
         rgb = np.asarray(Image.open(folder / row.image).convert("RGB"))
         gland = np.asarray(Image.open(folder / row.mask).convert("L")) > 0
-        yield Path(row.image).stem, rgb, ~gland, gland, SOURCE_MPP / TILE_MPP
+        classes = class_mask(gland, unstained(rgb), malignant=True)
+        yield rgb, classes == STROMA, classes == TUMOR, SOURCE_MPP / TILE_MPP
 
 
 def wsss_images(data: Path):
-    """(name, RGB, stroma mask, tumour mask, scale) of the WSSS4LUAD validation images with both files."""
+    """(RGB, stroma mask, tumour mask, scale) of the WSSS4LUAD validation images with both files."""
     folder = data / "wsss4luad" / "validation"
     for path in sorted((folder / "img").glob("*.png")):
         mask = np.asarray(Image.open(folder / "mask" / path.name))
-        yield path.stem, np.asarray(Image.open(path).convert("RGB")), mask == 1, mask == 0, WSSS_SCALE
+        yield np.asarray(Image.open(path).convert("RGB")), mask == STROMA, mask == TUMOR, WSSS_SCALE
 
 
 def pixel_measures(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, torch.Tensor]:
@@ -72,13 +73,13 @@ def pixel_measures(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, torch.Ten
 
 
 def score(images) -> tuple[dict, int]:
-    truths, estimates = [], {t: [] for t in THRESHOLDS}
-    for _name, rgb, stroma, tumour, scale in images:
+    truths, estimates = [], {t: [] for t in NUCLEAR_OD}
+    for rgb, stroma, tumour, scale in images:
         if not tumour.any():
             continue
         truths.append(stroma.sum() / (stroma.sum() + tumour.sum()))
         tissue, measures = pixel_measures(rgb, scale)
-        for t in THRESHOLDS:
+        for t in NUCLEAR_OD:
             nuclear = measures[MEASURES.index(f"nuclear>{t}")].numpy() > 0.5
             estimates[t].append(float((~nuclear[tissue]).mean()) if tissue.any() else float("nan"))
     truth = np.asarray(truths)
@@ -92,11 +93,12 @@ def score(images) -> tuple[dict, int]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not (args.data / "glas" / "manifest.csv").is_file():
-        raise SystemExit(f"{args.data}: GlaS not found (the shared data folder)")
     results, rows = {}, []
     for source, images in (("glas", glas_images(args.data)), ("wsss4luad_masks", wsss_images(args.data))):
-        scores, n = score(images)
+        try:
+            scores, n = score(images)
+        except FileNotFoundError as err:  # the shared data folder is elsewhere, or incomplete
+            raise SystemExit(str(err)) from None
         results[source] = {"images": n, "by_threshold": scores}
         rows += [[source, n, t, f"{s['spearman']:.2f}", f"{s['mae']:.3f}"] for t, s in scores.items()]
     command, date = command_line(), now()

@@ -9,7 +9,7 @@ from test_benchmarks import run_script
 
 def test_haematoxylin_density_ranks_both_masked_sources(shared_data, tmp_path):
     """Real images: on both masked sources the share of tissue with little haematoxylin rises with the
-    mask's stroma fraction (measured: Spearman 0.47-0.49 on GlaS, 0.63-0.66 on WSSS4LUAD at 0.15-0.3)."""
+    mask's stroma fraction (measured: Spearman 0.44-0.50 on GlaS, 0.63-0.66 on WSSS4LUAD at 0.15-0.3)."""
     out = tmp_path / "stain_rule"
     run_script("stain_rule.py", "--data", str(shared_data), "--out", str(out))
     results = json.loads(out.with_suffix(".json").read_text())["results"]

@@ -75,14 +75,19 @@ def test_stain_channels_follow_the_backbone_map_and_travel_in_the_checkpoint(sha
 
 
 def test_cached_maps_with_stain_channels_are_kept_apart(tmp_path):
-    """The same backbone weights with and without the measures give other maps: other cache folders."""
+    """The same backbone weights with and without the measures, or with measures at other thresholds,
+    give other maps: other cache folders."""
     from ldcsf.training.area_data import FeatureCache
 
-    def cache_of(stain_channels: bool) -> Path:
+    def cache_of(stain_channels: bool, measure_names: list[str] | None = None) -> Path:
         model = create_model("ldcsf", backbone=LITE0, img_size=64, stain_channels=stain_channels)
         torch.manual_seed(0)
         for parameter in model.backbone_module().parameters():
             torch.nn.init.normal_(parameter)
+        if measure_names is not None:
+            model.backbone_module().measure_names = measure_names
         return FeatureCache(tmp_path, model, 64, [0.5] * 3, [0.5] * 3, ["stroma", "tumor"]).directory
 
     assert cache_of(True) != cache_of(False)
+    other_thresholds = [name.replace("0.5", "0.6") for name in MEASURES]
+    assert cache_of(True, other_thresholds) != cache_of(True)

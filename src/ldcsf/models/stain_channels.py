@@ -3,7 +3,7 @@
 Stroma is sparse in nuclei and tumour is crowded with them; classical tumour-stroma methods
 threshold the haematoxylin channel of a colour deconvolution for this reason. On the masked
 sources a rule this simple, with no training, ranks the stroma fraction across labs (the share of
-tissue with little haematoxylin: Spearman 0.49 on GlaS, 0.66 on WSSS4LUAD; benchmarks/stain_rule.py),
+tissue with little haematoxylin: Spearman 0.50 on GlaS, 0.66 on WSSS4LUAD; benchmarks/stain_rule.py),
 so `StainChannels` hands the heads those measures per map cell, next to the backbone's learned
 features, and the heads learn how far to trust them. On sources never trained on this helped lung
 and cost colon (docs/results.md, "Stain measures beside the map"): an option, not the recipe.
@@ -73,7 +73,7 @@ class StainChannels(nn.Module):
         self.pretrained_cfg = getattr(net, "pretrained_cfg", {})
         self.output_fmt = "NCHW"
         self.map_depths = getattr(net, "map_depths", None)
-        self.stain_measures = list(MEASURES)
+        self.measure_names = list(MEASURES)  # in the feature cache's key: other thresholds, other maps
         self.num_features = int(net.num_features) + len(MEASURES)
         self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([float(v) for v in std]).view(1, 3, 1, 1), persistent=False)

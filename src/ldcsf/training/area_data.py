@@ -115,8 +115,9 @@ class FeatureCache:
         depths = getattr(model.backbone_module(), "map_depths", None)
         if depths:  # maps of several depths side by side: the same weights give other maps
             settings["depths"] = list(depths)
-        if getattr(model.backbone_module(), "stain_measures", None):  # stain measures after the maps
-            settings["stain_measures"] = list(model.backbone_module().stain_measures)
+        measures = getattr(model.backbone_module(), "measure_names", None)
+        if measures:  # stain measures after the maps (their names carry the thresholds)
+            settings["stain_measures"] = list(measures)
         stain_view = getattr(model, "macenko", None)
         if stain_view is not None:  # maps of every view stacked: not those of a plain model
             settings["views"] = {"order": list(model.view_order), "macenko": stain_view.reference()}
