@@ -38,6 +38,23 @@ def test_tissue_found_where_it_was_placed_on_glass(shared_data):
     assert detect_tissue(Image.fromarray(glass), downsample=16.0, slide_mpp=0.5).fraction == 0.0
 
 
+def test_a_picture_that_is_all_tissue_is_all_tissue(shared_data):
+    """A region cut from a colon section with no glass around it (GlaS train_24, its lower right 724 x 362 px):
+    Otsu would part pale stroma from the rest, and after the small pieces were dropped no tissue was
+    left ("no tissue found"); the threshold falls back to the floor when its lower class is not glass."""
+    rgb = np.asarray(Image.open(shared_data / "glas/images/train_24.jpg").convert("RGB"))[-362:, -724:]
+    saturation, _ = saturation_value(rgb)
+    assert (saturation < 0.07).mean() < 0.05  # no glass: a few small lumens at most
+    tissue = detect_tissue(Image.fromarray(rgb), downsample=1.0, slide_mpp=0.62)
+    assert tissue.fraction > 0.95
+    # The same region on glass: the glass is still not tissue, the region still is.
+    canvas = np.full((362 + 200, 724 + 200, 3), 242, np.uint8)
+    canvas[100:462, 100:824] = rgb
+    found = detect_tissue(Image.fromarray(canvas), downsample=1.0, slide_mpp=0.62).mask
+    assert found[:90].mean() == 0 and found[:, :90].mean() == 0
+    assert found[100:462, 100:824].mean() > 0.9
+
+
 def test_saturation_and_value_match_skimage_hsv():
     from skimage.color import rgb2hsv
 

@@ -2,7 +2,8 @@
 
 H&E stains colour tissue; glass stays white or grey. Saturation separates the two well, so the
 mask is an Otsu threshold on saturation (with a floor, so an empty slide does not split its
-noise into "tissue"), cleaned with morphology: specks smaller than `min_object_um2` are dropped
+noise into "tissue"; the floor alone on a picture with too little glass for Otsu to find it),
+cleaned with morphology: specks smaller than `min_object_um2` are dropped
 and holes smaller than `min_hole_um2` (fat cells, tears) are filled. Sizes are physical when the
 slide's µm/px is known, so the result does not depend on the thumbnail's size. Marker ink
 (green, blue) is never tissue (`pen_marks`).
@@ -69,7 +70,12 @@ def detect_tissue(
     stained = saturation[~ink]
     threshold = MIN_SATURATION
     if stained.size and np.ptp(stained) > 0:
-        threshold = max(float(filters.threshold_otsu(stained)), MIN_SATURATION)
+        otsu = float(filters.threshold_otsu(stained))
+        # Otsu parts glass from stain only where there is glass: on a picture that is all tissue
+        # (a region cut from a slide, a core) it parts pale stroma from the rest, and half the
+        # tissue would be lost. Its lower class must look like glass, or the floor alone is used.
+        if np.median(stained[stained <= otsu]) < MIN_SATURATION:
+            threshold = max(otsu, MIN_SATURATION)
     mask = (saturation > threshold) & (value > MAX_DARKNESS) & ~ink
 
     if slide_mpp:
