@@ -42,8 +42,8 @@ def fold_tiles(root: Path, recipe: str, seed: int) -> dict[str, pd.DataFrame]:
 
 
 def image_fractions(tiles: pd.DataFrame, members: list[list[int]]) -> pd.DataFrame:
-    """Per image with tumour in its mask: the true fraction, the model's, and each member group's mean
-    of its members' image fractions."""
+    """Per image with tumour in its mask: the true fraction, the model's, each member group's mean of
+    its members' image fractions, the members' spread (standard deviation) and the image's tiles."""
     rows = []
     for image, part in tiles.groupby("source_image"):
         if part["frac_tumor"].sum() <= 0:
@@ -51,9 +51,10 @@ def image_fractions(tiles: pd.DataFrame, members: list[list[int]]) -> pd.DataFra
         fraction = lambda s, t: s / (s + t)  # noqa: E731
         per_member = [fraction(part[f"member{m}_area_stroma"].sum(), part[f"member{m}_area_tumor"].sum())
                       for m in range(sum(map(len, members)))]
-        rows.append({"true": fraction(part["frac_stroma"].sum(), part["frac_tumor"].sum()),
+        rows.append({"image": image, "tiles": len(part),
+                     "true": fraction(part["frac_stroma"].sum(), part["frac_tumor"].sum()),
                      "pred": fraction(part["area_stroma"].sum(), part["area_tumor"].sum()),
-                     "median": float(np.median(per_member)),
+                     "median": float(np.median(per_member)), "spread": float(np.std(per_member)),
                      **{f"view{v}": float(np.mean([per_member[m] for m in group])) for v, group in enumerate(members)}})
     return pd.DataFrame(rows)
 

@@ -28,6 +28,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from _common import RESULTS, add_masked_fold_options, command_line, markdown_table, masked_folds, now, write_results
+from heldout_error_anatomy import image_fractions
 
 SIGNALS = {"spread": "ensemble spread", "distance": "distance from the training tissue", "tiles": "tiles"}
 
@@ -77,6 +78,8 @@ def fold_distances(folder: Path) -> tuple[np.ndarray, float]:
     loaded = load_checkpoint(folder / "run" / "model.pt")
     model, transform = loaded.model.eval(), eval_transforms(loaded.meta.input_spec)
     manifest = pd.read_csv(folder / "manifest.csv")
+    # Not the training's feature cache: its maps are read with the cache's own resampling, and the
+    # held-out tiles must be summarised exactly as the training ones are.
     train = pooled_maps(model, transform, list(manifest.loc[manifest["split"] == "train", "path"]))
     tiles = pd.read_csv(folder / "tile_areas.csv")
     return training_distance(train, pooled_maps(model, transform, list(tiles["path"])), quantile=0.95)
@@ -85,20 +88,12 @@ def fold_distances(folder: Path) -> tuple[np.ndarray, float]:
 def image_errors(tiles: pd.DataFrame) -> pd.DataFrame:
     """Per image with tumour in its mask (as loso.py scores a TSR): the absolute error of the ensemble's
     stroma fraction and each signal (`distance` only when the tiles carry one)."""
-    members = sorted({c.split("_")[0] for c in tiles.columns if c.startswith("member") and c.endswith("_area_stroma")})
-    fraction = lambda part, prefix: part[f"{prefix}area_stroma"].sum() / (  # noqa: E731
-        part[f"{prefix}area_stroma"].sum() + part[f"{prefix}area_tumor"].sum())
-    rows = []
-    for image, part in tiles.groupby("source_image"):
-        if part["frac_tumor"].sum() <= 0:
-            continue
-        true = part["frac_stroma"].sum() / (part["frac_stroma"].sum() + part["frac_tumor"].sum())
-        row = {"image": image, "error": abs(fraction(part, "") - true), "tiles": len(part),
-               "spread": float(np.std([fraction(part, f"{m}_") for m in members])) if members else np.nan}
-        if "distance" in part:
-            row["distance"] = float(part["distance"].mean())
-        rows.append(row)
-    return pd.DataFrame(rows)
+    members = sum(c.startswith("member") and c.endswith("_area_stroma") for c in tiles.columns)
+    images = image_fractions(tiles, [list(range(members))])
+    images["error"] = (images["pred"] - images["true"]).abs()
+    if "distance" in tiles:
+        images["distance"] = images["image"].map(tiles.groupby("source_image")["distance"].mean())
+    return images
 
 
 def signal_scores(images: pd.DataFrame) -> dict:
