@@ -109,6 +109,30 @@ def test_slide_without_a_checkpoint_uses_the_shipped_model(shared_data, tmp_path
     assert json.loads((slide / "inputs.json").read_text())["checkpoint"]["weights_sha256"] == card["sha256"]
 
 
+def test_predict_gives_each_tiles_area_shares_and_stroma_fraction(shared_data, tmp_path):
+    import pandas as pd
+
+    tiles = sorted((shared_data / "nct_crc").glob("STR-*")) + sorted((shared_data / "nct_crc").glob("TUM-*"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", *map(str, tiles), str(broken), "--out", str(out), "--accelerator", "cpu",
+                 "--num-workers", "0", "--runtime", "torch", "--no-progress"]) == 0
+    table = pd.read_csv(out)
+    labels = read_card()["labels"]
+    areas = table[[f"{label}_area" for label in labels]]
+    known = areas.iloc[:-1].to_numpy()
+    # The area heads share each cell with a "none" class: shares lie in [0, 1] and sum to at most 1.
+    assert ((known >= 0) & (known <= 1)).all() and (known.sum(1) <= 1 + 1e-5).all()
+    assert areas.iloc[-1].isna().all() and pd.isna(table["stroma_fraction"].iloc[-1])  # the unreadable file
+    fraction = table["stroma_fraction"].iloc[:-1].to_numpy()
+    s, t = table["stroma_area"].iloc[:-1].to_numpy(), table["tumor_area"].iloc[:-1].to_numpy()
+    assert fraction == pytest.approx(s / (s + t), abs=1e-5)
+    stroma_tiles = table["path"].iloc[:-1].str.contains("/STR-").to_numpy()
+    # Cancer-associated stroma of another colorectal cohort against its tumour tiles, tile by tile.
+    assert fraction[stroma_tiles].min() > fraction[~stroma_tiles].max()
+
+
 def test_models_lists_the_shipped_model_with_name_and_version(capsys):
     assert main(["models"]) == 0
     card = read_card()

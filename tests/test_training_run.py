@@ -120,6 +120,8 @@ def test_predict_lists_unreadable_images_and_goes_on(run, shared_data, tmp_path)
     assert "unreadable image" in written.loc[3, "error"] and written.loc[3, "tumor_prob"] == ""
     probs = written.loc[:2, [f"{lab}_prob" for lab in LABELS]].astype(float).to_numpy()
     assert ((probs > 0) & (probs < 1)).all()
+    # No area head, no area columns (ldcsf_swin_micro predicts presence only).
+    assert not any(column.endswith("_area") for column in written.columns) and "stroma_fraction" not in written
 
 
 def test_resume_continues_from_last_checkpoint(run, tmp_path):

@@ -10,7 +10,9 @@ from .export import add_runtime_argument
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="predict the labels of image files with a checkpoint",
-                                   description="Writes one CSV row per image: path, error, <label>_prob, <label>_pred.")
+                                   description="Writes one CSV row per image: path, error, <label>_prob, <label>_pred; for a "
+                                   "model with an area head (the shipped one has) also <label>_area, the share of the "
+                                   "image each label covers, and stroma_fraction = stroma / (stroma + tumour).")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--out", required=True, help="output CSV")
