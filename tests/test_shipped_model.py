@@ -113,12 +113,15 @@ def test_predict_gives_each_tiles_area_shares_and_stroma_fraction(shared_data, t
     import pandas as pd
 
     tiles = sorted((shared_data / "nct_crc").glob("STR-*")) + sorted((shared_data / "nct_crc").glob("TUM-*"))
+    background = next((shared_data / "nct_crc").glob("BACK-*"))  # glass: neither stroma nor tumour
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     out = tmp_path / "preds.csv"
-    assert main(["predict", *map(str, tiles), str(broken), "--out", str(out), "--accelerator", "cpu",
+    assert main(["predict", *map(str, tiles), str(background), str(broken), "--out", str(out), "--accelerator", "cpu",
                  "--num-workers", "0", "--runtime", "torch", "--no-progress"]) == 0
-    table = pd.read_csv(out)
+    glass = pd.read_csv(out).iloc[-2]
+    assert glass["stroma_area"] + glass["tumor_area"] < 0.05 and pd.isna(glass["stroma_fraction"])
+    table = pd.read_csv(out).drop(index=len(tiles))
     labels = read_card()["labels"]
     areas = table[[f"{label}_area" for label in labels]]
     known = areas.iloc[:-1].to_numpy()

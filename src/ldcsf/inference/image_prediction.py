@@ -26,6 +26,11 @@ from .decisions import apply_thresholds
 
 log = logging.getLogger(__name__)
 
+#: Below this share of the image for stroma and tumour together, an image's stroma fraction is left
+#: empty: a ratio of two near-zero areas (fat, glass) says nothing. 5 % is the share at which the
+#: mask sources call a label present (`ldcsf.data.masks`).
+MIN_STROMA_TUMOR_SHARE = 0.05
+
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     """Files as given, and the image files under each folder (recursively, sorted)."""
@@ -50,7 +55,7 @@ def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path | Loaded
     Decisions use the checkpoint's per-label thresholds. `<label>_area` is the share of the image
     the label covers by the area head (its sub-tile map averaged); `stroma_fraction` is stroma /
     (stroma + tumour) of those shares, the quantity `ldcsf slide` reports per slide, empty where the
-    image holds neither. With `out`, the table is written as CSV (atomically, by the first process only).
+    two together cover under `MIN_STROMA_TUMOR_SHARE` of the image. With `out`, the table is written as CSV (atomically, by the first process only).
     """
     options = options or PredictOptions()
     paths = collect_images(inputs)
@@ -86,8 +91,9 @@ def _add_area_columns(frame: pd.DataFrame, area_maps: np.ndarray, labels: list[s
         frame[f"{label}_area"] = pd.array(np.round(shares[:, j], 6), dtype="Float64")
     if {STROMA_LABEL, TUMOR_LABEL} <= set(labels):
         s, t = shares[:, labels.index(STROMA_LABEL)], shares[:, labels.index(TUMOR_LABEL)]
-        # The slide's definition, image by image: None where neither is estimated (or the image failed).
-        fractions = [np.nan if bad else ratio_and_category(a, b)[0] for a, b, bad in zip(s, t, failed)]
+        # The slide's definition, image by image; empty where the image failed or holds too little of either.
+        fractions = [np.nan if bad or a + b < MIN_STROMA_TUMOR_SHARE else ratio_and_category(a, b)[0]
+                     for a, b, bad in zip(s, t, failed)]
         frame["stroma_fraction"] = pd.array(np.round(np.array(fractions, dtype=float), 6), dtype="Float64")
 
 
