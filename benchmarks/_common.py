@@ -72,6 +72,16 @@ def masked_folds(root: Path, recipe: str, seed: int) -> dict[str, Path]:
             "wsss4luad_masks": root / f"seed{seed}_with_glas" / recipe / "wsss4luad_masks"}
 
 
+def finished_masked_folds(root: Path, recipe: str, seeds) -> list[tuple[int, str, Path]]:
+    """(seed, source, fold) of every seed's masked folds, after checking that loso.py finished each
+    (its tile_areas.csv): exits naming the first that it did not, before any work is done."""
+    folds = [(seed, source, folder) for seed in seeds for source, folder in masked_folds(root, recipe, seed).items()]
+    for _, _, folder in folds:
+        if not (folder / "tile_areas.csv").is_file():
+            raise SystemExit(f"{folder}: no tile_areas.csv (run loso.py for this fold)")
+    return folds
+
+
 def add_fold_option(parser, example: str) -> None:
     """--fold SOURCE=FOLDER (repeatable): read a held-out source's fold from another loso.py work folder."""
     parser.add_argument("--fold", action="append", default=[], metavar="SOURCE=FOLDER",

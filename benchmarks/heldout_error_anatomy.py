@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from _common import RESULTS, add_masked_fold_options, command_line, markdown_table, masked_folds, now, write_results
+from _common import RESULTS, add_masked_fold_options, command_line, finished_masked_folds, markdown_table, now, write_results
 from _recipe import RECIPES
 from loso import tsr_scores
 
@@ -34,11 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def fold_tiles(root: Path, recipe: str, seed: int) -> dict[str, pd.DataFrame]:
-    folds = masked_folds(root, recipe, seed)
-    missing = [str(f) for f in folds.values() if not (f / "tile_areas.csv").is_file()]
-    if missing:
-        raise SystemExit(f"{missing[0]}: no tile_areas.csv (run loso.py for this fold)")
-    return {source: pd.read_csv(folder / "tile_areas.csv") for source, folder in folds.items()}
+    folds = finished_masked_folds(root, recipe, [seed])
+    return {source: pd.read_csv(folder / "tile_areas.csv") for _, source, folder in folds}
 
 
 def image_fractions(tiles: pd.DataFrame, members: list[list[int]]) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, add_masked_fold_options, command_line, markdown_table, masked_folds, now, write_results
+from _common import RESULTS, add_masked_fold_options, command_line, finished_masked_folds, markdown_table, now, write_results
 from loso import cached_view0_maps, image_tsr, tsr_scores
 
 #: (statistics taken over, what is moved)
@@ -46,7 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def channel_stats(maps) -> tuple:
     """Per-channel mean and standard deviation over tiles and positions, shaped to broadcast over (N, C, h, w)."""
-    return maps.mean((0, 2, 3), keepdim=True), maps.std((0, 2, 3), keepdim=True).clamp_min(1e-6)
+    import torch
+
+    std, mean = torch.std_mean(maps, dim=(0, 2, 3), keepdim=True)
+    return mean, std.clamp_min(1e-6)
 
 
 def align(maps, reference: tuple, groups: np.ndarray | None, move: str):
@@ -79,7 +82,7 @@ def fold_scores(folder: Path, cache_dir: Path) -> dict:
     manifest = pd.read_csv(folder / "manifest.csv")
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     tiles = pd.read_csv(folder / "tile_areas.csv")
-    held = tiles.assign(**{name: np.nan for name in labels if name not in tiles})
+    held = tiles.assign(**{name: np.nan for name in labels})  # the cache's manifest reads label columns (unused here)
     reference = channel_stats(cached_view0_maps(loaded, train, cache_dir))
     maps = cached_view0_maps(loaded, held, cache_dir)
     scores = {}
@@ -100,13 +103,9 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
     results: dict[str, dict] = {}
-    for seed in args.seeds:
-        for source, folder in masked_folds(args.root, args.recipe, seed).items():
-            if not (folder / "tile_areas.csv").is_file():
-                print(f"{folder}: no tile_areas.csv (run loso.py for this fold); skipped", flush=True)
-                continue
-            print(f"seed {seed}, {source}", flush=True)
-            results.setdefault(source, {})[str(seed)] = fold_scores(folder, feature_cache_dir(RESULTS))
+    for seed, source, folder in finished_masked_folds(args.root, args.recipe, args.seeds):
+        print(f"seed {seed}, {source}", flush=True)
+        results.setdefault(source, {})[str(seed)] = fold_scores(folder, feature_cache_dir(RESULTS))
     rows = []
     for source, per_seed in results.items():
         for mode in MODES:

@@ -18,10 +18,10 @@ from ..checkpoint import LoadedCheckpoint, load_checkpoint
 from ..data.dataset import ImageFileDataset, load_rgb, picture_notes
 from ..data.importers import IMAGE_SUFFIXES
 from ..data.transforms import eval_transforms
-from .dataset_prediction import predict_dataset
 from ..labels import STROMA_LABEL, TUMOR_LABEL
 from ..options import PredictOptions
 from ..utils.atomic import atomic_path
+from .dataset_prediction import predict_dataset
 from .decisions import apply_thresholds
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def predict_images(inputs: Sequence[str | Path], checkpoint: str | Path | Loaded
     Decisions use the checkpoint's per-label thresholds. `<label>_area` is the share of the image
     the label covers by the area head (its sub-tile map averaged); `stroma_fraction` is stroma /
     (stroma + tumour) of those shares, the quantity `ldcsf slide` reports per slide, empty where the
-    two together cover under `MIN_STROMA_TUMOR_SHARE` of the image. With `out`, the table is written as CSV (atomically, by the first process only).
+    two together cover under `MIN_STROMA_TUMOR_SHARE` of the image. With `out`, the table is written
+    as CSV (atomically, by the first process only).
     """
     options = options or PredictOptions()
     paths = collect_images(inputs)
