@@ -19,7 +19,8 @@ are kept under --work; a rerun skips finished folds.
     .venv/bin/python benchmarks/loso.py --recipes lite0_area --sources wsss4luad_masks --train-with glas
 (Sources with pixel masks, GlaS and the WSSS4LUAD mask tiles, are also scored by TSR per image.)
 
-A recipe with a wider field (`_recipe.field_um`, e.g. lite0_area_context224: 224 µm) trains and is
+A recipe with a wider field or another input size (`_recipe.tiling`, e.g. lite0_area_context224: 224 µm;
+lite0_area_mid_views_ens3_exclusive_224px: 224 px over 112 µm, GlaS at 0.5 µm/px) trains and is
 scored on the masked sources cut at that field, in manifests and tile folders of their own
 (tsr_work/pancancer_224um/, <--work>/extra_224um/): GlaS resampled to 1.75 µm/px, WSSS4LUAD cut
 in 224 px tiles. The other sources ship as fixed tiles and stay as they are (NCT-CRC-HE and oral
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS, SHARED_DATA, command_line, fmt, markdown_table, now, provenance, write_results
-from _recipe import FIELD_UM, RECIPES, cap_source, feature_cache_dir, field_um
+from _recipe import DEFAULT_TILING, FIELD_UM, RECIPES, Tiling, cap_source, feature_cache_dir, tiling
 from ldcsf.benchmarking import machine_info
 
 HELD_OUT = ("nct_crc", "oral", "osteosarcoma", "lc25000", "wsss4luad_masks")
@@ -69,23 +70,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def field_suffix(field: int) -> str:
-    """Folder suffix of the masked sources' tiles at `field` µm: none at the default 112 µm."""
-    return "" if field == FIELD_UM else f"_{field}um"
+def field_suffix(cut: Tiling) -> str:
+    """Folder suffix of the masked sources' tiles cut as `cut`: none at the default 112 µm and 128 px."""
+    return ("" if cut.field_um == FIELD_UM else f"_{cut.field_um}um") + \
+        ("" if cut.input_px == DEFAULT_TILING.input_px else f"_{cut.input_px}px")
 
 
-def mask_field(field: int) -> dict:
-    """`load_source` arguments cutting the masked sources at `field` µm: GlaS resampled so that its
-    128 px tiles span it, WSSS4LUAD's 112 px tiles (the 112 µm field's) widened in proportion."""
-    from ldcsf.data.glas import TILE_SIZE
+def mask_field(cut: Tiling) -> dict:
+    """`load_source` arguments cutting the masked sources as `cut`: GlaS resampled so that tiles of the
+    input's size span the field, WSSS4LUAD's 112 px tiles (the 112 µm field's) widened in proportion.
+    WSSS4LUAD is cut from its source pixels whatever the input size (1.0 µm/px, no finer detail)."""
     from ldcsf.data.pancancer import MASK_TILE_SIZE
 
-    return {"glas_mpp": field / TILE_SIZE, "tile_size": round(MASK_TILE_SIZE * field / FIELD_UM)}
+    return {"glas_mpp": cut.field_um / cut.input_px, "glas_tile_size": cut.input_px,
+            "tile_size": round(MASK_TILE_SIZE * cut.field_um / FIELD_UM)}
 
 
-def pancancer(args, field: int = FIELD_UM) -> Path:
+def pancancer(args, cut: Tiling = DEFAULT_TILING) -> Path:
     """The pan-cancer manifest with absolute paths, oral capped (built once under --work), the mask
-    tiles cut at `field` µm (another field: another folder, so no tile or cached map is overwritten)."""
+    tiles cut as `cut` (another field or size: another folder, so no tile or cached map is overwritten)."""
     import pandas as pd
 
     from ldcsf.data.manifest import write_manifest
@@ -93,11 +96,11 @@ def pancancer(args, field: int = FIELD_UM) -> Path:
 
     # The same folder as tsr_agreement.py's: the mask tiles keep one path, so their cached maps are shared.
     folder = args.work / "pancancer" if args.quick else RESULTS / "tsr_work" / "pancancer"
-    folder = folder.with_name(folder.name + field_suffix(field))
+    folder = folder.with_name(folder.name + field_suffix(cut))
     out = folder / ("manifest_quick.csv" if args.quick else "manifest_capped.csv")
     if out.is_file():
         return out
-    built = build_pancancer(args.data, folder, seed=0, progress=not args.quick, **mask_field(field))
+    built = build_pancancer(args.data, folder, seed=0, progress=not args.quick, **mask_field(cut))
     frame = pd.read_csv(built)
     for column in ("path", "mask"):
         frame[column] = [str((built.parent / p).resolve()) if isinstance(p, str) else p for p in frame[column]]
@@ -108,8 +111,8 @@ def pancancer(args, field: int = FIELD_UM) -> Path:
     return out
 
 
-def with_extra_sources(full: Path, args, field: int = FIELD_UM) -> Path:
-    """`full` plus the --train-with sources (cut at `field` µm), each split by its own groups (seed 0), beside it."""
+def with_extra_sources(full: Path, args, cut: Tiling = DEFAULT_TILING) -> Path:
+    """`full` plus the --train-with sources (cut as `cut`), each split by its own groups (seed 0), beside it."""
     import pandas as pd
 
     from ldcsf.data.manifest import write_manifest
@@ -122,26 +125,26 @@ def with_extra_sources(full: Path, args, field: int = FIELD_UM) -> Path:
         return out
     parts = [pd.read_csv(full)]
     for source in args.train_with:
-        rows = extra_rows(source, args, field)
+        rows = extra_rows(source, args, cut)
         parts.append(assign_splits(rows.drop(columns=["split"], errors="ignore"), group_col="group", seed=0))
     write_manifest(pd.concat(parts, ignore_index=True), out)
     return out
 
 
-def extra_rows(source: str, args, field: int = FIELD_UM):
-    """The rows of a source outside the default set (tiles at `field` µm written once under --work), absolute paths."""
+def extra_rows(source: str, args, cut: Tiling = DEFAULT_TILING):
+    """The rows of a source outside the default set (tiles cut as `cut`, written once under --work), absolute paths."""
     import pandas as pd
 
     from ldcsf.data.manifest import default_labels
     from ldcsf.data.pancancer import load_source
     from ldcsf.data.sources import shared_source
 
-    extra = args.extra_work / f"extra{field_suffix(field)}"
+    extra = args.extra_work / f"extra{field_suffix(cut)}"
     cached = extra / source / f"rows{'_quick' if args.quick else ''}.csv"
     if cached.is_file():
         return pd.read_csv(cached)
     frame = load_source(shared_source(source), args.data, extra, list(default_labels()), progress=not args.quick,
-                        **mask_field(field))
+                        **mask_field(cut))
     if args.quick:  # two images of each grade
         keep = frame.groupby("glas_grade")["source_image"].unique().map(lambda s: list(s[:2])).sum()
         frame = frame[frame["source_image"].isin(keep)]
@@ -337,7 +340,7 @@ def run_fold(recipe: str, source: str, full: Path, args) -> dict:
     model_file = train_fold(recipe, source, full, args)
     meta = read_checkpoint_payload(model_file)[0]
     if source in EXTRA_HELD_OUT:
-        held = extra_rows(source, args, field_um(recipe))
+        held = extra_rows(source, args, tiling(recipe))
     else:
         frame = pd.read_csv(full)
         held = frame[frame["dataset"].eq(source)]
@@ -394,18 +397,19 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    manifests = {}  # one per field the recipes decide on
+    manifests = {}  # one per field and input size the recipes decide on
     results = []
     for source in args.sources:
         for recipe in args.recipes:
-            field = field_um(recipe)
-            if field not in manifests:
-                manifests[field] = with_extra_sources(pancancer(args, field), args, field)
+            cut = tiling(recipe)
+            field = cut.field_um
+            if cut not in manifests:
+                manifests[cut] = with_extra_sources(pancancer(args, cut), args, cut)
             print(f"-- {recipe}, {source} held out", file=sys.stderr, flush=True)
             if field != FIELD_UM and source not in MASKED:
                 print(f"   {source} ships {FIELD_UM} µm tiles: {recipe}'s {field} µm scores on it are not comparable "
                       "with a 112 µm recipe's", file=sys.stderr, flush=True)
-            results.append(run_fold(recipe, source, manifests[field], args))
+            results.append(run_fold(recipe, source, manifests[cut], args))
     labels = ["stroma", "necrosis", "non_tumor", "tumor"]
     machine = machine_info("cpu")
     md = ["# Leave-one-source-out (pan-cancer set from the shared real H&E images)\n",

@@ -31,3 +31,29 @@ def test_loso_quick_cuts_the_masked_sources_at_the_recipes_field(tmp_path, share
     assert config["mpp"] == 1.75  # the checkpoint records the field the model decides on
     (row,) = json.loads(out.with_suffix(".json").read_text())["results"]
     assert row["recipe"] == "lite0_area_context224" and row["tsr"]["images"] >= 1
+
+
+def test_each_recipe_cuts_the_masked_sources_at_its_own_field_and_input_size():
+    import sys
+
+    from test_benchmarks import BENCH
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from _recipe import tiling
+        from loso import field_suffix, mask_field
+    finally:
+        sys.path.remove(str(BENCH))
+
+    # The recommended recipe: 128 px over 112 µm, the folders every earlier fold used.
+    base = tiling("lite0_area_mid_views_ens3_exclusive")
+    assert base == (112, 128) and field_suffix(base) == ""
+    assert mask_field(base) == {"glas_mpp": 0.875, "glas_tile_size": 128, "tile_size": 112}
+    # A wider field: 128 px over 224 µm, in the folders it always had.
+    wide = tiling("lite0_area_context224")
+    assert wide == (224, 128) and field_suffix(wide) == "_224um"
+    assert mask_field(wide) == {"glas_mpp": 1.75, "glas_tile_size": 128, "tile_size": 224}
+    # A larger input over the same field: GlaS from finer pixels, WSSS4LUAD's source pixels unchanged.
+    fine = tiling("lite0_area_mid_views_ens3_exclusive_224px")
+    assert fine == (112, 224) and field_suffix(fine) == "_224px"
+    assert mask_field(fine) == {"glas_mpp": 0.5, "glas_tile_size": 224, "tile_size": 112}

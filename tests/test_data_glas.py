@@ -114,6 +114,26 @@ def test_a_wider_field_keeps_128_px_tiles_over_twice_the_microns(small_glas, tmp
         prepare_glas(folder, tmp_path / "bad", tile_mpp=0)
 
 
+def test_a_larger_input_cuts_the_same_field_from_finer_pixels(small_glas, tmp_path):
+    folder, picked = small_glas
+    default = glas_tiles(folder, tmp_path / "128px" / "glas", LABELS, progress=False)
+    # 224 px at 0.5 µm/px = the same 112 µm: the scanner's 0.62 µm/px detail kept instead of shrunk to 0.875
+    fine = load_source(shared_source("glas"), folder.parent, tmp_path / "224px", LABELS, progress=False,
+                       glas_mpp=0.5, glas_tile_size=224)
+    assert {Image.open(p).size for p in fine["path"]} == {(224, 224)}
+    assert {read_mask(m).shape for m in fine["mask"]} == {(224, 224)}
+    big = np.asarray(Image.open(tmp_path / "224px" / "glas" / "resampled" / "img" / "train_1.png"))
+    assert big.shape[:2] == (round(522 * SOURCE_MPP / 0.5), round(775 * SOURCE_MPP / 0.5))
+    # The same field per tile: the same tiles per image, and the same tissue in each (areas within resampling).
+    default, fine = (f.assign(image=f["source_image"].map(lambda p: Path(p).stem)) for f in (default, fine))
+    assert fine.groupby("image").size().to_dict() == default.groupby("image").size().to_dict()
+    scaled = fine.assign(x=(fine["x"] * 0.5 / TILE_MPP).round().astype(int), y=(fine["y"] * 0.5 / TILE_MPP).round().astype(int))
+    both = default.merge(scaled, on=["image", "x", "y"], suffixes=("_128", "_224"))
+    assert len(both) >= 0.8 * len(default)
+    for label in ("stroma", "tumor"):
+        assert np.abs(both[f"frac_{label}_128"] - both[f"frac_{label}_224"]).max() < 0.05
+
+
 def test_glas_is_declared_but_not_in_the_default_set(glas):
     source = shared_source("glas")
     assert source.layout == "gland_masks" and "Sirinukunwattana" in source.citation

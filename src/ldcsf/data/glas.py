@@ -17,7 +17,8 @@ epithelium (lumen inside it). The masks are then in the WSSS4LUAD palette, so ti
 Images are resampled from the source's 0.62 µm/px to `TILE_MPP` (the field the models are
 trained at: 128 px = 112 µm), the image by area averaging, the mask by nearest neighbour. Another
 `tile_mpp` cuts the same 128 px tiles over another field (1.75 µm/px: 224 µm, for a model that
-decides on more context).
+decides on more context); with `tile_size` too, the same field from finer pixels (224 px at
+0.5 µm/px, for a model with a larger input).
 Tiles are grouped by patient (`glas:patient-<id>`): GlaS train and testA share patients.
 """
 

@@ -40,17 +40,20 @@ def build_pancancer(
     caps: dict[str, int] | None = None,
     sources: Sequence[SharedSource] = DEFAULT_SOURCES,
     glas_mpp: float | None = None,
+    glas_tile_size: int | None = None,
 ) -> Path:
     """Write `out_dir/manifest.csv` (grouped train/val/test splits) and return its path.
 
     `caps` ({dataset: n}) keeps at most n images of a source (`cap_rows`), after the split.
-    `tile_size` and `glas_mpp` set the field of the pixel-mask tiles (`load_source`).
+    `tile_size`, `glas_mpp` and `glas_tile_size` set the field and size of the pixel-mask tiles
+    (`load_source`).
     """
     shared_dir, out_dir = Path(shared_dir), Path(out_dir)
     if not shared_dir.is_dir():
         raise NotADirectoryError(f"{shared_dir}: shared data folder not found")
     labels = list(default_labels())
-    parts = [load_source(source, shared_dir, out_dir, labels, tile_size=tile_size, progress=progress, glas_mpp=glas_mpp)
+    parts = [load_source(source, shared_dir, out_dir, labels, tile_size=tile_size, progress=progress, glas_mpp=glas_mpp,
+                         glas_tile_size=glas_tile_size)
              for source in sources]
     frame = pd.concat(parts, ignore_index=True)
     frame = assign_splits(frame, fractions=fractions, group_col="group", seed=seed, stratify_col="dataset")
@@ -65,19 +68,22 @@ def build_pancancer(
 
 
 def load_source(source: SharedSource, shared_dir: Path, out_dir: Path, labels: list[str],
-                tile_size: int = MASK_TILE_SIZE, progress: bool = True, glas_mpp: float | None = None) -> pd.DataFrame:
+                tile_size: int = MASK_TILE_SIZE, progress: bool = True, glas_mpp: float | None = None,
+                glas_tile_size: int | None = None) -> pd.DataFrame:
     """The manifest rows of one source (pixel-mask tiles are written under `out_dir`).
 
     WSSS4LUAD's mask tiles are `tile_size` px of the source image; GlaS's are resampled to
-    `glas_mpp` µm/px (None: `glas.TILE_MPP`) and cut at its own 128 px. Warns, naming the source,
+    `glas_mpp` µm/px (None: `glas.TILE_MPP`) and cut at `glas_tile_size` px (None: its own 128 px,
+    another for a model with another input size). Warns, naming the source,
     when its folder holds another number of images than declared.
     """
     folder = Path(shared_dir) / source.folder
     if source.layout == "gland_masks":
-        from .glas import TILE_MPP, glas_tiles
+        from .glas import TILE_MPP, TILE_SIZE, glas_tiles
 
         frame = glas_tiles(folder, Path(out_dir) / source.folder, labels, progress=progress,
-                           tile_mpp=TILE_MPP if glas_mpp is None else glas_mpp)
+                           tile_mpp=TILE_MPP if glas_mpp is None else glas_mpp,
+                           tile_size=TILE_SIZE if glas_tile_size is None else glas_tile_size)
         check_count(source.name, folder, frame["source_image"].nunique(), source.expected_images)
         return frame.assign(dataset=source.name, organ=source.organ, source_class=source.source_class)
     if source.layout == "pixel_masks":
