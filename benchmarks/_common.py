@@ -82,6 +82,20 @@ def finished_masked_folds(root: Path, recipe: str, seeds) -> list[tuple[int, str
     return folds
 
 
+def each_masked_fold(args, score) -> dict[str, dict[str, dict]]:
+    """`score(folder, source)` of every finished masked fold (`finished_masked_folds` of --root, --recipe,
+    --seeds) as {source: {seed: result}}, on --threads torch threads."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    results: dict[str, dict[str, dict]] = {}
+    for seed, source, folder in finished_masked_folds(args.root, args.recipe, args.seeds):
+        print(f"seed {seed}, {source}", flush=True)
+        results.setdefault(source, {})[str(seed)] = score(folder, source)
+    return results
+
+
 def add_fold_option(parser, example: str) -> None:
     """--fold SOURCE=FOLDER (repeatable): read a held-out source's fold from another loso.py work folder."""
     parser.add_argument("--fold", action="append", default=[], metavar="SOURCE=FOLDER",

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, add_masked_fold_options, command_line, finished_masked_folds, markdown_table, now, write_results
+from _common import RESULTS, add_masked_fold_options, command_line, each_masked_fold, markdown_table, now, write_results
 from loso import cached_view0_maps, image_tsr, tsr_scores
 
 #: (statistics taken over, what is moved)
@@ -98,14 +98,7 @@ def main(argv=None) -> int:
     from _recipe import feature_cache_dir
 
     args = parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    results: dict[str, dict] = {}
-    for seed, source, folder in finished_masked_folds(args.root, args.recipe, args.seeds):
-        print(f"seed {seed}, {source}", flush=True)
-        results.setdefault(source, {})[str(seed)] = fold_scores(folder, feature_cache_dir(RESULTS))
+    results = each_masked_fold(args, lambda folder, source: fold_scores(folder, feature_cache_dir(RESULTS)))
     rows = []
     for source, per_seed in results.items():
         for mode in MODES:

@@ -115,7 +115,17 @@ def test_an_mpp_its_objective_power_contradicts_is_refused_and_a_wrong_mpp_warne
     with caplog.at_level("WARNING"):
         code = cli("slide", str(good), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o2"), "--mpp", "1.5")
     assert code == 0
-    assert any("--mpp 1.5 is 3.0x from the header's µm/px (0.499 µm/px)" in r.getMessage() for r in caplog.records)
+    assert any("--mpp 1.5 is 3.01x from the header's µm/px (0.499 µm/px)" in r.getMessage() for r in caplog.records)
+    # The header's µm/px is a measurement: 1.3x from it is warned (a scale that far off moves a TSR), 1.1x is not.
+    said = {}
+    for given in ("0.65", "0.55"):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert cli("slide", str(good), "--checkpoint", str(checkpoint), "--out", str(tmp_path / f"o{given}"),
+                       "--mpp", given) == 0
+        said[given] = [r.getMessage() for r in caplog.records if f"--mpp {given} is" in r.getMessage()]
+    assert len(said["0.65"]) == 1 and "1.30x from the header's µm/px (0.499 µm/px)" in said["0.65"][0]
+    assert said["0.55"] == []
     # A 224 px model at 0.5 µm/px on a slide said to be at 4.99 µm/px: 22 px tiles, refused.
     with pytest.raises(ValueError, match=r"tiles would be 22 px .* at least 56 px needed"):
         check_tile_size(wrong, 22, 224, 0.5, 4.99)
