@@ -67,6 +67,10 @@ def test_plan_settings_shape_the_tiles(shared_data, loaded, cmu_plan):
     assert len(overlapping.tiles) > 2 * len(cmu_plan.tiles)
     limited = plan_slide(shared_data / CMU, loaded.meta, dataclasses.replace(SETTINGS, limit_tiles=5), "CMU")
     assert limited.tiles.equals(cmu_plan.tiles.head(5))
+    # --mpp replaces the file's µm/px for the tiles; the plan keeps both, so the record says whose scale it is
+    told = plan_slide(shared_data / CMU, loaded.meta, dataclasses.replace(SETTINGS, mpp=0.6), "CMU")
+    assert (told.mpp, told.mpp_source, told.header_mpp) == (0.6, "user override", cmu_plan.mpp)
+    assert told.spec.tile_size < cmu_plan.spec.tile_size  # fewer level-0 px per tile at a coarser stated scale
 
 
 def test_plan_of_a_blank_slide_says_there_is_no_tissue(tmp_path, loaded):
@@ -91,9 +95,11 @@ def test_parts_fingerprint_keeps_the_earlier_content(shared_data, loaded, cmu_pl
     }
     assert parts_fingerprint(cmu_plan, loaded, dataclasses.replace(SETTINGS, tta=True), None) != fingerprint
     recorded = recorded_settings(cmu_plan, loaded, SETTINGS, None)
-    assert list(recorded)[:11] == ["checkpoint", "model_name", "model_code_version", "code_version", "labels",
-                                   "thresholds", "tile_size_px", "tile_mpp", "slide_mpp", "tile_size_level0_px",
-                                   "stride_level0_px"]
+    assert list(recorded)[:13] == ["checkpoint", "model_name", "model_code_version", "code_version", "labels",
+                                   "thresholds", "tile_size_px", "tile_mpp", "slide_mpp", "slide_mpp_source",
+                                   "header_mpp", "tile_size_level0_px", "stride_level0_px"]
+    # whose µm/px the TSR was cut at: here the file's own
+    assert (recorded["slide_mpp_source"], recorded["header_mpp"]) == ("file metadata", cmu_plan.mpp)
     assert not {"mpp", "progress", "overwrite", "strict"} & set(recorded)
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 from .. import __version__
 from ..wsi.formats import check_slide_path  # noqa: F401 - also imported from here
 from ..wsi.readers import open_slide
+from ..wsi.slide_info import MPP_FROM_FILE, MPP_FROM_OVERRIDE
 from ..wsi.tiling import TileSpec, tile_grid
 from ..wsi.tissue import TissueMask, detect_tissue
 from .input_checks import announce_tile_count, check_tile_size, is_greyscale, no_tissue_message
@@ -50,6 +51,8 @@ class SlidePlan:
     tissue: TissueMask
     spec: TileSpec
     tiles: pd.DataFrame  # the tile grid, one row per tile to predict (never empty)
+    mpp_source: str = MPP_FROM_FILE  # where `mpp` came from: the file, or --mpp (MPP_FROM_OVERRIDE)
+    header_mpp: float | None = None  # the file's own µm/px, recorded beside an --mpp that replaced it
 
     @property
     def boxes(self) -> np.ndarray:
@@ -66,7 +69,7 @@ def plan_slide(slide_path: str | Path, meta, settings, slide_id: str) -> SlidePl
     """
     slide_path = Path(slide_path)
     with open_slide(slide_path, mpp=settings.mpp) as reader:
-        slide_mpp = reader.require_mpp()
+        slide_mpp, header_mpp = reader.require_mpp(), reader.file_mpp
         for warning in reader.check_resolution():  # raises when the header contradicts itself 3x or more
             log.warning("%s", warning)
         dimensions = reader.dimensions
@@ -83,7 +86,8 @@ def plan_slide(slide_path: str | Path, meta, settings, slide_id: str) -> SlidePl
                                               tissue.fraction, is_greyscale(thumbnail)))
     announce_tile_count(slide_id, len(tiles), spec.tile_size)
     return SlidePlan(slide_path=slide_path, slide_id=slide_id, mpp=slide_mpp, dimensions=tuple(dimensions),
-                     thumbnail=thumbnail, thumbnail_downsample=downsample, tissue=tissue, spec=spec, tiles=tiles)
+                     thumbnail=thumbnail, thumbnail_downsample=downsample, tissue=tissue, spec=spec, tiles=tiles,
+                     mpp_source=MPP_FROM_FILE if settings.mpp is None else MPP_FROM_OVERRIDE, header_mpp=header_mpp)
 
 
 def recorded_settings(plan: SlidePlan, loaded, settings, stain_norm: dict | None) -> dict:
@@ -99,6 +103,9 @@ def recorded_settings(plan: SlidePlan, loaded, settings, stain_norm: dict | None
         "tile_size_px": meta.input_size,
         "tile_mpp": meta.mpp,
         "slide_mpp": plan.mpp,
+        # A TSR moves with the scale (docs/results.md, "A wrong µm/px"): say whose µm/px it is.
+        "slide_mpp_source": plan.mpp_source,
+        "header_mpp": plan.header_mpp,
         "tile_size_level0_px": plan.spec.tile_size,
         "stride_level0_px": plan.spec.stride,
         **{k: v for k, v in asdict(settings).items() if k not in UNRECORDED_SETTINGS},
