@@ -149,7 +149,7 @@ RECIPES: dict[str, dict] = {
 class Tiling(NamedTuple):
     """How the masked sources are cut for a recipe: the field (µm) of its input and its size (px)."""
 
-    field_um: int
+    field_um: float  # a whole number for a recipe; any, for a run told the wrong µm/px (heldout_scale_error.py)
     input_px: int
 
 

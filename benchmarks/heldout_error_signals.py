@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from _common import RESULTS, add_masked_fold_options, command_line, finished_masked_folds, markdown_table, now, write_results
+from _common import RESULTS, add_masked_fold_options, command_line, each_masked_fold, markdown_table, now, write_results
 from heldout_error_anatomy import image_fractions
 
 SIGNALS = {"spread": "ensemble spread", "distance": "distance from the training tissue", "tiles": "tiles"}
@@ -110,24 +110,22 @@ def signal_scores(images: pd.DataFrame) -> dict:
     return scores
 
 
+def fold_result(folder: Path, distance: bool) -> dict:
+    """One fold's images, MAE and signal scores (with `distance`, the backbone runs over its tiles)."""
+    tiles = pd.read_csv(folder / "tile_areas.csv")
+    entry: dict = {}
+    if distance:
+        print("  the backbone over the fold's training and held-out tiles", flush=True)
+        tiles["distance"], training_p95 = fold_distances(folder)
+        # Whether the distance tells the new source from the training tissue at all.
+        entry["tiles_beyond_training_p95"] = float((tiles["distance"] > training_p95).mean())
+    images = image_errors(tiles)
+    return {"images": int(len(images)), "mae": float(images["error"].mean()), "signals": signal_scores(images), **entry}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    results: dict[str, dict] = {}
-    for seed, source, folder in finished_masked_folds(args.root, args.recipe, args.seeds):
-        tiles = pd.read_csv(folder / "tile_areas.csv")
-        entry: dict = {}
-        if not args.no_distance:
-            print(f"seed {seed}, {source}: the backbone over the fold's training and held-out tiles", flush=True)
-            tiles["distance"], training_p95 = fold_distances(folder)
-            # Whether the distance tells the new source from the training tissue at all.
-            entry["tiles_beyond_training_p95"] = float((tiles["distance"] > training_p95).mean())
-        images = image_errors(tiles)
-        results.setdefault(source, {})[str(seed)] = {"images": int(len(images)), "mae": float(images["error"].mean()),
-                                                    "signals": signal_scores(images), **entry}
+    results = each_masked_fold(args, lambda folder, source: fold_result(folder, not args.no_distance))
     rows = []
     for source, per_seed in results.items():
         for signal, name in SIGNALS.items():

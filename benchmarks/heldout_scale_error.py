@@ -29,7 +29,8 @@ import pandas as pd
 
 from _common import (RESULTS, SHARED_DATA, add_masked_fold_options, command_line, each_masked_fold, markdown_table, now,
                      write_results)
-from loso import image_tsr, loaded_tile_areas, tsr_scores
+from _recipe import DEFAULT_TILING, FIELD_UM, Tiling
+from loso import image_tsr, loaded_tile_areas, mask_field, tsr_scores
 
 #: The stated µm/px over the true one: from half to twice, through the 1.6x where `ldcsf slide` starts warning.
 FACTORS = (0.5, 0.625, 0.8, 1.0, 1.25, 1.6, 2.0)
@@ -55,11 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def cut_arguments(factor: float) -> dict:
     """`load_source` arguments cutting a masked source as a run told `factor` x the true µm/px would:
-    the 112 µm field shrunk to 112 / factor µm (GlaS resampled, WSSS4LUAD's tiles in source px)."""
-    from ldcsf.data.glas import TILE_MPP
-    from ldcsf.data.pancancer import MASK_TILE_SIZE
-
-    return {"glas_mpp": TILE_MPP / factor, "tile_size": round(MASK_TILE_SIZE / factor)}
+    the 112 µm field shrunk to 112 / factor µm, at the model's 128 px (loso.py's rule for a field)."""
+    return mask_field(Tiling(FIELD_UM / factor, DEFAULT_TILING.input_px))
 
 
 def recut(source: str, factor: float, data: Path, work: Path) -> pd.DataFrame:

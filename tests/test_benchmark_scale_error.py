@@ -14,10 +14,10 @@ scale_error = bench_module("heldout_scale_error")
 
 def test_a_run_told_twice_the_um_per_px_cuts_half_the_field():
     # at the true scale: the tiles every fold is trained and scored on (128 px at 0.875 µm/px, 112 px of WSSS4LUAD)
-    assert scale_error.cut_arguments(1.0) == {"glas_mpp": 0.875, "tile_size": 112}
+    assert scale_error.cut_arguments(1.0) == {"glas_mpp": 0.875, "glas_tile_size": 128, "tile_size": 112}
     # told 2x: a 112 µm tile spans 56 µm of tissue, shown enlarged; told 0.5x: 224 µm, shrunk
-    assert scale_error.cut_arguments(2.0) == {"glas_mpp": 0.4375, "tile_size": 56}
-    assert scale_error.cut_arguments(0.5) == {"glas_mpp": 1.75, "tile_size": 224}
+    assert scale_error.cut_arguments(2.0) == {"glas_mpp": 0.4375, "glas_tile_size": 128, "tile_size": 56}
+    assert scale_error.cut_arguments(0.5) == {"glas_mpp": 1.75, "glas_tile_size": 128, "tile_size": 224}
 
 
 def test_the_true_scale_is_always_the_reference_and_factors_must_be_positive():

@@ -68,8 +68,11 @@ def test_plan_settings_shape_the_tiles(shared_data, loaded, cmu_plan):
     limited = plan_slide(shared_data / CMU, loaded.meta, dataclasses.replace(SETTINGS, limit_tiles=5), "CMU")
     assert limited.tiles.equals(cmu_plan.tiles.head(5))
     # --mpp replaces the file's µm/px for the tiles; the plan keeps both, so the record says whose scale it is
-    told = plan_slide(shared_data / CMU, loaded.meta, dataclasses.replace(SETTINGS, mpp=0.6), "CMU")
-    assert (told.mpp, told.mpp_source, told.header_mpp) == (0.6, "user override", cmu_plan.mpp)
+    told_settings = dataclasses.replace(SETTINGS, mpp=0.6)
+    told = plan_slide(shared_data / CMU, loaded.meta, told_settings, "CMU")
+    recorded = recorded_settings(told, loaded, told_settings, None)
+    assert (told.mpp, recorded["slide_mpp_source"], told.header_mpp) == (0.6, "user override", cmu_plan.mpp)
+    assert (recorded["slide_mpp"], recorded["header_mpp"]) == (0.6, cmu_plan.mpp)
     assert told.spec.tile_size < cmu_plan.spec.tile_size  # fewer level-0 px per tile at a coarser stated scale
 
 

@@ -51,7 +51,6 @@ class SlidePlan:
     tissue: TissueMask
     spec: TileSpec
     tiles: pd.DataFrame  # the tile grid, one row per tile to predict (never empty)
-    mpp_source: str = MPP_FROM_FILE  # where `mpp` came from: the file, or --mpp (MPP_FROM_OVERRIDE)
     header_mpp: float | None = None  # the file's own µm/px, recorded beside an --mpp that replaced it
 
     @property
@@ -87,7 +86,7 @@ def plan_slide(slide_path: str | Path, meta, settings, slide_id: str) -> SlidePl
     announce_tile_count(slide_id, len(tiles), spec.tile_size)
     return SlidePlan(slide_path=slide_path, slide_id=slide_id, mpp=slide_mpp, dimensions=tuple(dimensions),
                      thumbnail=thumbnail, thumbnail_downsample=downsample, tissue=tissue, spec=spec, tiles=tiles,
-                     mpp_source=MPP_FROM_FILE if settings.mpp is None else MPP_FROM_OVERRIDE, header_mpp=header_mpp)
+                     header_mpp=header_mpp)
 
 
 def recorded_settings(plan: SlidePlan, loaded, settings, stain_norm: dict | None) -> dict:
@@ -104,7 +103,7 @@ def recorded_settings(plan: SlidePlan, loaded, settings, stain_norm: dict | None
         "tile_mpp": meta.mpp,
         "slide_mpp": plan.mpp,
         # A TSR moves with the scale (docs/results.md, "A wrong µm/px"): say whose µm/px it is.
-        "slide_mpp_source": plan.mpp_source,
+        "slide_mpp_source": MPP_FROM_FILE if settings.mpp is None else MPP_FROM_OVERRIDE,
         "header_mpp": plan.header_mpp,
         "tile_size_level0_px": plan.spec.tile_size,
         "stride_level0_px": plan.spec.stride,
