@@ -87,6 +87,10 @@ RECIPES: dict[str, dict] = {
     "lite1_area_mid": dict(model="ldcsf", model_kwargs={"backbone": "tf_efficientnet_lite1", "img_size": 128,
                                                         "area_head": True, "backbone_stage": -2},
                            pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    # ... on EfficientNet-Lite2's stride-16 map (120 channels): the last of the issue's three backbones.
+    "lite2_area_mid": dict(model="ldcsf", model_kwargs={"backbone": "tf_efficientnet_lite2", "img_size": 128,
+                                                        "area_head": True, "backbone_stage": -2},
+                           pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
     # ... with lite0_area_scale's wider crops (30-100 % of a tile's area), the other change that helped WSSS4LUAD.
     "lite0_area_mid_scale": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                  pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,
