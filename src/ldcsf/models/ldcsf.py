@@ -24,7 +24,7 @@ from timm.layers import SEModule
 from timm.models.resnet import Bottleneck
 from torch import nn
 
-from .backbones import check_gives_feature_map, create_backbone, feature_map, input_size_of
+from .backbones import check_gives_feature_map, create_backbone, feature_map, input_size_of, split_last_blocks
 from .base import MultiLabelClassifier
 from .stain_channels import StainChannels
 
@@ -94,6 +94,9 @@ class LDCSF(MultiLabelClassifier):
             negative from the end), e.g. -2 for EfficientNet's stride-16 map; default: the whole backbone.
         backbone_depths: backbone modules whose maps are concatenated, the deeper ones resized onto the
             first's grid (`ldcsf.models.backbones.ConcatenatedDepths`); default: the backbone's last map.
+        train_backbone_blocks: take the backbone's last N blocks out of it and train them with the
+            neck (`backbone_tail`, at a tenth of the learning rate): a frozen, cached backbone
+            then ends N blocks earlier and only its last blocks adapt (EfficientNet-like backbones).
         stain_channels: add per-cell stain measures (haematoxylin and eosin density, nuclear
             crowding, unstained share; `ldcsf.models.stain_channels`) after the backbone's channels.
         pretrained: fetch the backbone's weights by name through timm.
@@ -115,6 +118,7 @@ class LDCSF(MultiLabelClassifier):
         pretrained_file: str | Path | None = None,
         backbone_stage: int | None = None,
         backbone_depths: Sequence[str] | None = None,
+        train_backbone_blocks: int = 0,
         stain_channels: bool = False,
         use_ldc: bool = True,
         use_fr: bool = True,
@@ -139,6 +143,9 @@ class LDCSF(MultiLabelClassifier):
             drop_path_rate=drop_path_rate,
             **(backbone_kwargs or {}),
         )
+        if train_backbone_blocks and stain_channels:  # the measures would enter the trained blocks
+            raise ValueError("train_backbone_blocks and stain_channels cannot be combined")
+        tail = split_last_blocks(net, backbone, int(train_backbone_blocks)) if train_backbone_blocks else None
         if stain_channels:
             from timm.data import resolve_model_data_config
 
@@ -146,13 +153,14 @@ class LDCSF(MultiLabelClassifier):
             net = StainChannels(net, data["mean"], data["std"])
         img_size = (input_size_of(net),) * 2 if img_size is None else tuple(img_size)
         check_gives_feature_map(backbone, net, img_size)
-        channels = net.num_features
+        channels = net.num_features if tail is None else tail_channels(net, tail, img_size)
         ldc = LocalDepthConv(channels, ldc_depth, ldc_kernel_size) if use_ldc else None
         fr = FeatureReconstruction(channels, fr_reduction) if use_fr else None
         resnet = resnet_stage(channels, resnet_planes, resnet_blocks) if use_resnet else None
         num_features = resnet_planes * Bottleneck.expansion if use_resnet else channels
         super().__init__(labels, img_size, num_features, drop_rate)
         self.backbone = net
+        self.backbone_tail = tail  # None unless train_backbone_blocks: trained, not cached
         self.fixed_input_size = getattr(net, "pretrained_cfg", {}).get("fixed_input_size", True)
         self.register_load_state_dict_pre_hook(_rename_swin_keys)
         # Absent modules are None, not Identity: they hold no parameters and show in repr.
@@ -172,7 +180,9 @@ class LDCSF(MultiLabelClassifier):
         return self.forward_neck(self.forward_backbone(x))
 
     def forward_neck(self, x: torch.Tensor) -> torch.Tensor:
-        """LDC -> FR -> ResNet on the backbone's map (each skipped when ablated)."""
+        """(The backbone's trained last blocks ->) LDC -> FR -> ResNet on the backbone's map (each skipped when ablated)."""
+        if self.backbone_tail is not None:
+            x = self.backbone_tail(x)
         if self.ldc is not None:
             x = self.ldc(x)
         if self.fr is not None:
@@ -180,6 +190,15 @@ class LDCSF(MultiLabelClassifier):
         if self.resnet is not None:
             x = self.resnet(x)
         return x
+
+
+def tail_channels(net: nn.Module, tail: nn.Module, img_size: tuple[int, int]) -> int:
+    """Channels of the map after the backbone's trained last blocks."""
+    with torch.no_grad():
+        modes = net.training, tail.training
+        out = tail.eval()(net.eval().forward_features(torch.zeros(1, 3, *img_size)))
+        net.train(modes[0]), tail.train(modes[1])
+    return int(out.shape[1])
 
 
 def _rename_swin_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
-from timm.optim import create_optimizer_v2
+from torch import nn
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 
 from ..checkpoint import CheckpointMeta
 from ..data.manifest_checks import check_labels
@@ -31,6 +32,8 @@ from .schedule import warmup_cosine_schedule
 
 #: Key of the ldcsf model description inside a Lightning checkpoint (read by `load_checkpoint`).
 META_KEY = "ldcsf"
+#: Learning-rate factor of the pretrained backbone blocks that train with the heads (`train_backbone_blocks`).
+TAIL_LR_SCALE = 0.1
 
 
 class MultiLabelModule(L.LightningModule):
@@ -158,7 +161,8 @@ class MultiLabelModule(L.LightningModule):
 
     # -- optimiser -------------------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = create_optimizer_v2(self.model, "adamw", lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = create_optimizer_v2(optimizer_groups(self.model, self.hparams.lr, self.hparams.weight_decay), "adamw",
+                                        lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         # estimated_stepping_batches has set up the train loader, so its length is known here.
         batches = self.trainer.num_training_batches
@@ -187,4 +191,21 @@ class MultiLabelModule(L.LightningModule):
         if meta:
             check_labels(meta["labels"], self.model.labels, where="checkpoint")
             self.thresholds = [float(t) for t in meta["thresholds"]]
+
+
+def optimizer_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict] | nn.Module:
+    """timm's weight-decay groups, with pretrained backbone blocks that train (`backbone_tail`) at
+    `TAIL_LR_SCALE` of the learning rate: a pretrained block moved at the heads' rate forgets what
+    ImageNet taught it. Models without such blocks get the model itself (timm groups it the same way)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = param_groups_weight_decay(model, weight_decay)
+    if not any("backbone_tail." in names[id(p)] for g in groups for p in g["params"]):
+        return model
+    split = []
+    for group in groups:
+        for tail in (False, True):
+            params = [p for p in group["params"] if ("backbone_tail." in names[id(p)]) == tail]
+            if params:
+                split.append({**group, "params": params, "lr": lr * TAIL_LR_SCALE if tail else lr})
+    return split
 
