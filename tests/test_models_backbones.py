@@ -277,6 +277,10 @@ def test_trained_last_blocks_leave_the_model_as_it_was_and_travel_in_the_checkpo
     loaded = load_checkpoint(save_checkpoint(tmp_path / "tuned.pt", tuned, CheckpointMeta.for_model(tuned)))
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), tuned(x))
+    from ldcsf.inference.exported import export_onnx
+
+    record = json.loads(Path(f"{export_onnx(loaded, tmp_path / 'tuned.onnx')}.json").read_text())
+    assert record["max_difference"] < record["tolerance"]
 
 
 @needs_lite0
