@@ -4,8 +4,8 @@
 wrong (a scanner's header, an export that dropped it, a guess passed as --mpp), every tile spans
 another field: told `factor` times the true µm/px, a 112 µm tile covers 112 / factor µm of
 tissue, shown enlarged (factor > 1) or shrunk (factor < 1). `ldcsf slide` refuses a header more
-than 3x from its objective power and warns from 1.6x (docs/reliability.md); this measures what
-the errors it lets through do to the TSR.
+than 3x from its objective power, warns from 1.6x, and warns about an --mpp 1.2x from the header's
+µm/px (docs/reliability.md); this measures what the errors it lets through do to the TSR.
 
 Each masked source is cut again as such a run would cut it, then scored by its fold model from
 loso.py (GlaS held out; WSSS4LUAD held out with GlaS in training): GlaS resampled to
@@ -32,7 +32,8 @@ from _common import (RESULTS, SHARED_DATA, add_masked_fold_options, command_line
 from _recipe import DEFAULT_TILING, FIELD_UM, Tiling
 from loso import image_tsr, loaded_tile_areas, mask_field, tsr_scores
 
-#: The stated µm/px over the true one: from half to twice, through the 1.6x where `ldcsf slide` starts warning.
+#: The stated µm/px over the true one: from half to twice, through 1.2x (where `ldcsf slide` warns about an --mpp
+#: against the header's µm/px) and 1.6x (where it warns about a header against its objective power).
 FACTORS = (0.5, 0.625, 0.8, 1.0, 1.25, 1.6, 2.0)
 #: The stroma-high/low cut-off of the TSR (tsr_scores' high/low agreement uses the same).
 CUT_OFF = 0.5
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
         for factor in (f"{f:g}" for f in args.factors):
             found = [r[factor] for r in per_seed.values()]
             mean = lambda key: float(np.mean([f[key] for f in found]))  # noqa: E731
-            rows.append([source, factor, f"{112 / float(factor):.0f}", str(len(found)), f"{mean('mae'):.3f}",
+            rows.append([source, factor, f"{FIELD_UM / float(factor):.0f}", str(len(found)), f"{mean('mae'):.3f}",
                          f"{mean('spearman'):.2f}", f"{100 * mean('high_low_agreement'):.0f} %", f"{mean('bias'):+.3f}",
                          f"{mean('mean_abs_shift'):.3f}", f"{100 * mean('flipped_high_low'):.0f} %"])
     md = [f"# A wrong µm/px on sources never trained on ({args.recipe})\n",

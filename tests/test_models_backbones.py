@@ -273,7 +273,7 @@ def test_trained_last_blocks_leave_the_model_as_it_was_and_travel_in_the_checkpo
         assert tuned.forward_backbone(x).shape == (2, 80, 8, 8)
         torch.testing.assert_close(tuned.backbone_tail(tuned.forward_backbone(x)), whole.forward_backbone(x))
         torch.testing.assert_close(tuned.forward_with_areas(x)[1], whole.forward_with_areas(x)[1])
-    assert len(tuned.backbone_tail) == 3 and len(tuned.backbone.blocks) == 4
+    assert len(tuned.backbone_tail) == 3 and len(tuned.backbone.blocks) == 4 and tuned.backbone.num_features == 80
     loaded = load_checkpoint(save_checkpoint(tmp_path / "tuned.pt", tuned, CheckpointMeta.for_model(tuned)))
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), tuned(x))
@@ -312,6 +312,7 @@ def test_frozen_training_moves_only_the_trained_last_blocks(tmp_path, shared_dat
 @pytest.mark.parametrize("kwargs, message", [
     (dict(backbone=LITE0, img_size=64, train_backbone_blocks=99), "cannot train the last 99"),
     (dict(backbone="convnext_atto", img_size=64, train_backbone_blocks=1), "no stages of blocks"),
+    (dict(backbone=LITE0, img_size=64, train_backbone_blocks=1), "cut it at a stage first"),  # its head conv follows
     (dict(backbone=LITE0, img_size=64, train_backbone_blocks=1, stain_channels=True), "cannot be combined"),
 ])
 def test_trained_last_blocks_that_cannot_be_are_one_line(kwargs, message):

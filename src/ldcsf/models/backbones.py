@@ -230,7 +230,10 @@ def split_last_blocks(model: nn.Module, name: str, count: int) -> nn.Sequential:
     families): the backbone then ends `count` blocks earlier, and the blocks taken out can train
     after it while what remains stays frozen and cached (`LDCSF(train_backbone_blocks=)`). timm has
     no cut between the blocks of one stage (`prune_intermediate_layers` cuts at stage ends), so
-    the stages are rebuilt here.
+    the stages are rebuilt here. The backbone's `num_features` becomes its new map's channels.
+    A probe checks that the backbone and the blocks taken out still compute the backbone's map:
+    a layer after the blocks (EfficientNet's 1x1 head convolution, unless `backbone_stage` cut it)
+    would otherwise run before them.
     """
     stages = getattr(model, "blocks", None)
     if not isinstance(stages, nn.Sequential) or not all(isinstance(s, nn.Sequential) for s in stages):
@@ -239,8 +242,26 @@ def split_last_blocks(model: nn.Module, name: str, count: int) -> nn.Sequential:
     if not 0 < count < len(flat):
         raise ValueError(f"backbone {name!r} has {len(flat)} blocks; cannot train the last {count} of them")
     kept, taken = flat[:-count], flat[-count:]
-    model.blocks = nn.Sequential(*[nn.Sequential(*[b for i, b in kept if i == k]) for k in sorted({i for i, _ in kept})])
-    return nn.Sequential(*[block for _, block in taken])
+    tail = nn.Sequential(*[block for _, block in taken])
+    was_training = model.training
+    model.eval()  # a probe in training mode would move BatchNorm's running statistics
+    with torch.no_grad():
+        probe = torch.zeros(1, 3, 64, 64)
+        whole = model.forward_features(probe)
+        model.blocks = nn.Sequential(*[nn.Sequential(*[b for i, b in kept if i == k])
+                                       for k in sorted({i for i, _ in kept})])
+        try:
+            trunk = model.forward_features(probe)
+            same = torch.allclose(tail.eval()(trunk), whole)
+        except RuntimeError:  # the layer after the blocks refuses the earlier map's channels
+            same = False
+    model.train(was_training)
+    tail.train(was_training)
+    if not same:
+        raise ValueError(f"backbone {name!r} has layers after its last blocks; cut it at a stage first "
+                         "(backbone_stage) to train its last blocks")
+    model.num_features = int(trunk.shape[1])
+    return tail
 
 
 def feature_map(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:

@@ -145,6 +145,7 @@ class LDCSF(MultiLabelClassifier):
         )
         if train_backbone_blocks and stain_channels:  # the measures would enter the trained blocks
             raise ValueError("train_backbone_blocks and stain_channels cannot be combined")
+        map_channels = net.num_features  # the map the neck reads: the trained last blocks' output, when they train
         tail = split_last_blocks(net, backbone, int(train_backbone_blocks)) if train_backbone_blocks else None
         if stain_channels:
             from timm.data import resolve_model_data_config
@@ -153,7 +154,7 @@ class LDCSF(MultiLabelClassifier):
             net = StainChannels(net, data["mean"], data["std"])
         img_size = (input_size_of(net),) * 2 if img_size is None else tuple(img_size)
         check_gives_feature_map(backbone, net, img_size)
-        channels = net.num_features if tail is None else tail_channels(net, tail, img_size)
+        channels = net.num_features if tail is None else map_channels
         ldc = LocalDepthConv(channels, ldc_depth, ldc_kernel_size) if use_ldc else None
         fr = FeatureReconstruction(channels, fr_reduction) if use_fr else None
         resnet = resnet_stage(channels, resnet_planes, resnet_blocks) if use_resnet else None
@@ -190,15 +191,6 @@ class LDCSF(MultiLabelClassifier):
         if self.resnet is not None:
             x = self.resnet(x)
         return x
-
-
-def tail_channels(net: nn.Module, tail: nn.Module, img_size: tuple[int, int]) -> int:
-    """Channels of the map after the backbone's trained last blocks."""
-    with torch.no_grad():
-        modes = net.training, tail.training
-        out = tail.eval()(net.eval().forward_features(torch.zeros(1, 3, *img_size)))
-        net.train(modes[0]), tail.train(modes[1])
-    return int(out.shape[1])
 
 
 def _rename_swin_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
